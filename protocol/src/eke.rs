@@ -378,6 +378,10 @@ impl ServerSecret {
 /// What the key server keeps between a response and its confirmation.
 #[derive(Clone, Debug)]
 pub struct PendingConfirmation {
+    /// Suite of the exchange.
+    pub suite: Suite,
+    /// N of the exchange.
+    pub identifier: Identifier,
     /// TH, the exchange's name; the confirmation carries it.
     pub session_id: [u8; 32],
     /// The tag a genuine box will send.
@@ -389,7 +393,10 @@ impl PendingConfirmation {
     pub fn verify(&self, confirm: &Confirm) -> bool {
         let same_session: bool = self.session_id.ct_eq(&confirm.session_id).into();
         let same_tag: bool = self.expected_tag.expose().ct_eq(&confirm.tag).into();
-        same_session & same_tag
+        same_session
+            & same_tag
+            & (self.suite == confirm.suite)
+            & (self.identifier == confirm.identifier)
     }
 }
 
@@ -442,6 +449,8 @@ pub(crate) fn answer_with(
         .response
         .seal(RESPONSE_CONTEXT, &th, iv, record.sealed.as_bytes());
     let pending = PendingConfirmation {
+        suite: request.suite,
+        identifier: request.identifier.clone(),
         session_id: th,
         expected_tag: SecretArray::new(confirm_tag(&session.confirm, &th)),
     };

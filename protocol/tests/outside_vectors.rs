@@ -1,8 +1,8 @@
 //! Vectors published by others, checked against the primitives this crate relies on.
 
 use p256::elliptic_curve::group::GroupEncoding;
-use stb_protocol::segment::{ChannelKey, KeyId, SegmentCipher};
 use stb_protocol::SecretArray;
+use stb_protocol::segment::{ChannelKey, KeyId, SegmentCipher};
 
 fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s.split_whitespace().collect::<String>()).expect("hex")
@@ -41,7 +41,11 @@ fn rfc9380_j_1_1_p256_xmd_sha256_sswu_ro() {
         // The y parity in the compressed tag must match the vector's y.
         let y = unhex(y);
         let odd = y[31] & 1 == 1;
-        assert_eq!(compressed[0], if odd { 3 } else { 2 }, "y parity for {msg:?}");
+        assert_eq!(
+            compressed[0],
+            if odd { 3 } else { 2 },
+            "y parity for {msg:?}"
+        );
     }
 }
 
@@ -66,7 +70,9 @@ fn sp800_38a_f_5_1_ctr_aes128() {
     let plain = unhex(SP800_38A_PLAIN);
     for offset in 0..32 {
         let mut buf = plain[offset..].to_vec();
-        cipher.apply_keystream_at(&iv, offset as u64, &mut buf).expect("ctr");
+        cipher
+            .apply_keystream_at(&iv, offset as u64, &mut buf)
+            .expect("ctr");
         assert_eq!(buf, expected[offset..], "offset {offset}");
     }
 }

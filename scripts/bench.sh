@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Reruns every benchmark of the project and prints a Markdown table of the figures, each next
+# to its reference measured in the same sitting (OpenSSL for AES-CTR and P-256 ECDH).
+# Usage: scripts/bench.sh [> bench-output.md]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "Reference: openssl speed (same sitting)" >&2
+ossl_ctr=$(openssl speed -evp aes-128-ctr -seconds 3 -bytes 1048576 2>/dev/null \
+  | awk '/^AES-128-CTR/ {sub("k","",$2); print $2 * 1000}')
+ossl_ecdh=$(openssl speed -seconds 3 ecdhp256 2>/dev/null | awk '/ecdh \(nistp256\)/ {print $NF}')
+
+echo "Criterion: stb-protocol" >&2
+cargo bench -p stb-protocol --bench protocol --locked -- --noplot >&2
+
+python3 - "$ossl_ctr" "$ossl_ecdh" <<'PY'
+import json, os, platform, subprocess, sys
+ossl_ctr, ossl_ecdh = float(sys.argv[1]), float(sys.argv[2])
+root = "target/criterion"
+def est(path):
+    with open(os.path.join(root, path, "new", "estimates.json")) as f:
+        e = json.load(f)
+    return e["median"]["point_estimate"]  # ns
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+print(f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+      f"{subprocess.run(['openssl','version'],capture_output=True,text=True).stdout.strip()}\n")
+print("| benchmark | median | rate | reference (same sitting) | ratio |")
+print("|---|---|---|---|---|")
+def row(name, path, per_op_bytes=None, ref=None, ref_name="", ratio_of=None):
+    ns = est(path)
+    if per_op_bytes:
+        rate = per_op_bytes / (ns / 1e9)
+        r = f"{rate/1e9:.2f} GB/s"
+        ratio = f"{rate/ref:.2f}x" if ref else ""
+        print(f"| {name} | {ns/1e3:.1f} us | {r} | {ref_name} {ref/1e9:.2f} GB/s | {ratio} |")
+    else:
+        ops = 1e9 / ns
+        ref_s = f"{ref_name} {ref:,.0f} op/s" if ref else ""
+        ratio = f"{ops/ref:.3f}x" if ref else ""
+        unit = f"{ns/1e6:.1f} ms" if ns > 1e6 else f"{ns/1e3:.0f} us"
+        print(f"| {name} | {unit} | {ops:,.0f} op/s per core | {ref_s} | {ratio} |")
+MiB = 1 << 20
+row("segment AES-128-CTR, 1 MiB, aws-lc-rs (used)", "segment_aes128ctr_1MiB/aws-lc-rs (used)", MiB, ossl_ctr, "openssl aes-128-ctr")
+row("segment AES-128-CTR, 1 MiB, RustCrypto aes+ctr", "segment_aes128ctr_1MiB/rustcrypto aes+ctr (reference)", MiB, ossl_ctr, "openssl aes-128-ctr")
+row("EKE server answer (known identifier)", "eke/server_answer", ref=ossl_ecdh, ref_name="openssl ecdh p256")
+row("EKE server answer (unknown identifier, fake record)", "eke/server_answer_unknown_identifier", ref=ossl_ecdh, ref_name="openssl ecdh p256")
+row("EKE client start", "eke/client_start")
+row("EKE client finish (open, unseal, confirm)", "eke/client_finish")
+row("Argon2id 64 MiB, t=3, p=1 (KP)", "kdf/argon2id_64MiB_t3_p1")
+PY
