@@ -437,9 +437,13 @@ pub(crate) fn answer_with(
         _ => &fake,
     };
     let (pw_a, pw_b) = password_elements(&record.verifier)?;
-    let x = decode_point(&request.x_star)? - pw_a;
+    let x_star = decode_point(&request.x_star)?;
+    let mut x = x_star - pw_a;
+    // X is the identity only when X* = PwA, which a client can only send by knowing VP's
+    // hash: refusing with an error would confirm a password guess without counting it. Go on
+    // with an unpredictable point instead; the box then fails like any wrong guess.
     if bool::from(x.to_affine().is_identity()) {
-        return Err(Error::InvalidPoint);
+        x = ProjectivePoint::mul_by_generator(&*b) + x_star;
     }
     let y_star = encode_point(&(ProjectivePoint::mul_by_generator(&*b) + pw_b));
     let z = x * *b;

@@ -1,0 +1,323 @@
+//! `keyserver`: the command-line entry point (serve, init, accounts, monitor).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use keyserver::config::Config;
+use keyserver::monitor::{Monitor, Thresholds};
+use keyserver::store::Store;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use stb_protocol::Identifier;
+
+#[derive(Parser)]
+#[command(name = "keyserver", version, about = "STB key server: sealed subscriber keys, EKE recovery, guess limits, audit")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, env = "KEYSERVER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (database, TLS key pair, audit log).
+    #[arg(long, env = "KEYSERVER_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, env = "KEYSERVER_DATABASE", global = true)]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create what a first start needs: data directory, TLS key pair, database, secrets.
+    Init {
+        /// Extra DNS names or IP addresses for the generated TLS certificate.
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Replace an existing TLS key pair.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve boxes over HTTPS until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Look after accounts.
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsAction,
+    },
+    /// Follow the audit log and print alerts.
+    Monitor(MonitorArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// HTTPS listen address.
+    #[arg(long, env = "KEYSERVER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Admin (metrics) listen address, or "none".
+    #[arg(long, env = "KEYSERVER_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Operator CA certificate (PEM) that subscriber certificates chain to.
+    #[arg(long, env = "KEYSERVER_OPERATOR_CA")]
+    operator_ca: Option<PathBuf>,
+    /// Minimum seconds between two evaluated recoveries of one identifier.
+    #[arg(long)]
+    min_spacing_secs: Option<u64>,
+    /// Unconfirmed recoveries that lock an identifier.
+    #[arg(long)]
+    max_failures: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum AccountsAction {
+    /// List accounts with their guess counters.
+    List {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one account.
+    Show { identifier: String },
+    /// Clear the lock and the failure counter.
+    Unlock { identifier: String },
+    /// Delete the account and its counters.
+    Delete { identifier: String },
+}
+
+#[derive(clap::Args)]
+struct MonitorArgs {
+    /// Audit log to read (default: the configured one).
+    file: Option<PathBuf>,
+    /// Keep reading as the log grows.
+    #[arg(long, short)]
+    follow: bool,
+    /// Exit with status 1 if any alert was raised (for scripts; without --follow).
+    #[arg(long)]
+    fail_on_alert: bool,
+    /// Sliding window in seconds.
+    #[arg(long, default_value_t = Thresholds::default().window_secs)]
+    window_secs: i64,
+    /// Unconfirmed recoveries of one identifier that raise an alert.
+    #[arg(long, default_value_t = Thresholds::default().failures_per_id)]
+    failures: usize,
+    /// Distinct identifiers from one address that raise an alert.
+    #[arg(long, default_value_t = Thresholds::default().ids_per_peer)]
+    identifiers: usize,
+    /// Refused requests from one address that raise an alert.
+    #[arg(long, default_value_t = Thresholds::default().refusals_per_peer)]
+    refusals: usize,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(db) = &cli.database {
+        config.database = db.clone();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Init { names, force } => runtime.block_on(init(&config, names, force)),
+        Command::Serve(args) => {
+            apply_serve_args(&mut config, args)?;
+            runtime.block_on(serve(config))
+        }
+        Command::Accounts { action } => runtime.block_on(accounts(&config, action)),
+        Command::Monitor(args) => monitor(&config, args),
+    }
+}
+
+fn apply_serve_args(config: &mut Config, args: ServeArgs) -> Result<()> {
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    match args.admin_listen.as_deref() {
+        None => {}
+        Some("none") => config.admin_listen = None,
+        Some(addr) => config.admin_listen = Some(addr.parse().context("--admin-listen")?),
+    }
+    if let Some(ca) = args.operator_ca {
+        config.operator_ca = Some(ca);
+    }
+    if let Some(s) = args.min_spacing_secs {
+        config.limits.min_spacing_secs = s;
+    }
+    if let Some(m) = args.max_failures {
+        config.limits.max_failures = m;
+    }
+    Ok(())
+}
+
+async fn init(config: &Config, mut names: Vec<String>, force: bool) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    restrict(&config.data_dir, 0o700)?;
+    let (cert, key) = (config.tls_cert_path(), config.tls_key_path());
+    if cert.exists() && key.exists() && !force {
+        println!("TLS key pair kept: {}", cert.display());
+    } else {
+        names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+        let (cert_pem, key_pem) = keyserver::tls::self_signed(&names)?;
+        for path in [&cert, &key] {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        write_private(&key, key_pem.as_bytes())?;
+        std::fs::write(&cert, cert_pem)?;
+        println!("TLS certificate for {}: {}", names.join(", "), cert.display());
+    }
+    let store = Store::open(&config.database_url()).await?;
+    store.secret("fake_record_secret", &stb_protocol::random_array()).await?;
+    store.secret("audit_id_key", &stb_protocol::random_array()).await?;
+    println!("database ready: {:?} ({} accounts)", store.backend(), store.count_accounts().await?);
+    if config.operator_ca.is_none() {
+        println!("note: set operator_ca (or --operator-ca) to accept registrations");
+    }
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn restrict(path: &std::path::Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting permissions of {}", path.display()))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let running = keyserver::server::start(&config).await?;
+    eprintln!("keyserver listening on https://{}", running.addr);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn accounts(config: &Config, action: AccountsAction) -> Result<()> {
+    let store = Store::open(&config.database_url()).await?;
+    let parse = |s: &str| Identifier::parse(s).with_context(|| format!("identifier {s:?}"));
+    match action {
+        AccountsAction::List { json } => {
+            let rows = store.list(None).await?;
+            if json {
+                for row in rows {
+                    println!("{}", serde_json::to_string(&row)?);
+                }
+            } else {
+                println!("{:<32} {:>8} {:<6} subject", "identifier", "failures", "locked");
+                for r in rows {
+                    let locked = if r.locked { "yes" } else { "no" };
+                    println!("{:<32} {:>8} {:<6} {}", r.identifier, r.failures, locked, r.subject);
+                }
+            }
+        }
+        AccountsAction::Show { identifier } => {
+            let id = parse(&identifier)?;
+            let Some(row) = store.list(Some(&id)).await?.pop() else {
+                bail!("no account {id}");
+            };
+            println!("{}", serde_json::to_string_pretty(&row)?);
+        }
+        AccountsAction::Unlock { identifier } => {
+            let id = parse(&identifier)?;
+            if !store.unlock(&id).await? {
+                bail!("{id} has no guess counter (never tried, or unknown)");
+            }
+            audit(config, &store, "unlock", &id).await?;
+            println!("{id} unlocked");
+        }
+        AccountsAction::Delete { identifier } => {
+            let id = parse(&identifier)?;
+            if !store.delete(&id).await? {
+                bail!("no account {id}");
+            }
+            audit(config, &store, "delete", &id).await?;
+            println!("{id} deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn audit(config: &Config, store: &Store, event: &str, id: &Identifier) -> Result<()> {
+    let key = store.secret("audit_id_key", &stb_protocol::random_array()).await?;
+    keyserver::audit::AuditLog::open(&config.audit_log_path(), key)?.record(event, id, None, "operator");
+    Ok(())
+}
+
+fn monitor(config: &Config, args: MonitorArgs) -> Result<()> {
+    let path = args.file.unwrap_or_else(|| config.audit_log_path());
+    let mut monitor = Monitor::new(Thresholds {
+        window_secs: args.window_secs,
+        failures_per_id: args.failures,
+        ids_per_peer: args.identifiers,
+        refusals_per_peer: args.refusals,
+    });
+    let open = || std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()));
+    let mut reader = BufReader::new(open()?);
+    let mut position = 0u64;
+    let mut alerts = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            if !args.follow {
+                break;
+            }
+            // Partial line or end of file: wait, and start over if the log was rotated.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if len < position {
+                reader = BufReader::new(open()?);
+                position = 0;
+            } else {
+                reader.seek(SeekFrom::Start(position))?;
+            }
+            continue;
+        }
+        position += n as u64;
+        match serde_json::from_str::<keyserver::audit::Event>(&line) {
+            Ok(event) => {
+                for alert in monitor.feed(&event) {
+                    alerts += 1;
+                    println!("ALERT ts_ms={} {alert}", event.ts_ms);
+                }
+            }
+            Err(e) => eprintln!("skipping malformed audit line at byte {position}: {e}"),
+        }
+    }
+    eprintln!("{alerts} alert(s)");
+    if args.fail_on_alert && alerts > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
