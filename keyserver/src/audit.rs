@@ -6,12 +6,12 @@ use anyhow::{Context, Result};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use stb_protocol::Identifier;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Mutex;
-use stb_protocol::Identifier;
 
 /// One audit record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,7 +47,10 @@ impl AuditLog {
             .append(true)
             .open(path)
             .with_context(|| format!("opening audit log {}", path.display()))?;
-        Ok(Self { file: Mutex::new(file), key })
+        Ok(Self {
+            file: Mutex::new(file),
+            key,
+        })
     }
 
     /// The keyed hash of an identifier as it appears in the log.

@@ -98,17 +98,23 @@ impl Config {
 
     /// Server certificate path.
     pub fn tls_cert_path(&self) -> PathBuf {
-        self.tls_cert.clone().unwrap_or_else(|| self.data_dir.join("tls/server.crt"))
+        self.tls_cert
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tls/server.crt"))
     }
 
     /// Server key path.
     pub fn tls_key_path(&self) -> PathBuf {
-        self.tls_key.clone().unwrap_or_else(|| self.data_dir.join("tls/server.key"))
+        self.tls_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tls/server.key"))
     }
 
     /// Audit log path.
     pub fn audit_log_path(&self) -> PathBuf {
-        self.audit_log.clone().unwrap_or_else(|| self.data_dir.join("audit.jsonl"))
+        self.audit_log
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.jsonl"))
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {

@@ -3,13 +3,13 @@
 //! messages.
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod store;
 pub mod audit;
+pub mod config;
 pub mod metrics;
 pub mod monitor;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod tls;
 
 /// Wall-clock time in Unix milliseconds.

@@ -5,13 +5,17 @@ use clap::{Parser, Subcommand};
 use keyserver::config::Config;
 use keyserver::monitor::{Monitor, Thresholds};
 use keyserver::store::Store;
+use stb_protocol::Identifier;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use stb_protocol::Identifier;
 
 #[derive(Parser)]
-#[command(name = "keyserver", version, about = "STB key server: sealed subscriber keys, EKE recovery, guess limits, audit")]
+#[command(
+    name = "keyserver",
+    version,
+    about = "STB key server: sealed subscriber keys, EKE recovery, guess limits, audit"
+)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, short, env = "KEYSERVER_CONFIG", global = true)]
@@ -126,7 +130,9 @@ fn main() -> Result<()> {
     if let Some(db) = &cli.database {
         config.database = db.clone();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Init { names, force } => runtime.block_on(init(&config, names, force)),
         Command::Serve(args) => {
@@ -176,12 +182,24 @@ async fn init(config: &Config, mut names: Vec<String>, force: bool) -> Result<()
         }
         write_private(&key, key_pem.as_bytes())?;
         std::fs::write(&cert, cert_pem)?;
-        println!("TLS certificate for {}: {}", names.join(", "), cert.display());
+        println!(
+            "TLS certificate for {}: {}",
+            names.join(", "),
+            cert.display()
+        );
     }
     let store = Store::open(&config.database_url()).await?;
-    store.secret("fake_record_secret", &stb_protocol::random_array()).await?;
-    store.secret("audit_id_key", &stb_protocol::random_array()).await?;
-    println!("database ready: {:?} ({} accounts)", store.backend(), store.count_accounts().await?);
+    store
+        .secret("fake_record_secret", &stb_protocol::random_array())
+        .await?;
+    store
+        .secret("audit_id_key", &stb_protocol::random_array())
+        .await?;
+    println!(
+        "database ready: {:?} ({} accounts)",
+        store.backend(),
+        store.count_accounts().await?
+    );
     if config.operator_ca.is_none() {
         println!("note: set operator_ca (or --operator-ca) to accept registrations");
     }
@@ -233,10 +251,16 @@ async fn accounts(config: &Config, action: AccountsAction) -> Result<()> {
                     println!("{}", serde_json::to_string(&row)?);
                 }
             } else {
-                println!("{:<32} {:>8} {:<6} subject", "identifier", "failures", "locked");
+                println!(
+                    "{:<32} {:>8} {:<6} subject",
+                    "identifier", "failures", "locked"
+                );
                 for r in rows {
                     let locked = if r.locked { "yes" } else { "no" };
-                    println!("{:<32} {:>8} {:<6} {}", r.identifier, r.failures, locked, r.subject);
+                    println!(
+                        "{:<32} {:>8} {:<6} {}",
+                        r.identifier, r.failures, locked, r.subject
+                    );
                 }
             }
         }
@@ -268,8 +292,11 @@ async fn accounts(config: &Config, action: AccountsAction) -> Result<()> {
 }
 
 async fn audit(config: &Config, store: &Store, event: &str, id: &Identifier) -> Result<()> {
-    let key = store.secret("audit_id_key", &stb_protocol::random_array()).await?;
-    keyserver::audit::AuditLog::open(&config.audit_log_path(), key)?.record(event, id, None, "operator");
+    let key = store
+        .secret("audit_id_key", &stb_protocol::random_array())
+        .await?;
+    keyserver::audit::AuditLog::open(&config.audit_log_path(), key)?
+        .record(event, id, None, "operator");
     Ok(())
 }
 

@@ -41,19 +41,45 @@ impl Default for Metrics {
         });
         let locks = Counter::default();
         let tls_failures = Counter::default();
-        registry.register("requests", "Requests by endpoint and outcome", requests.clone());
-        registry.register("request_duration_seconds", "Handler latency", latency.clone());
-        registry.register("locks", "Identifiers locked by the guess limit", locks.clone());
-        registry.register("tls_handshake_failures", "Failed or timed-out TLS handshakes", tls_failures.clone());
-        Self { registry, requests, latency, locks, tls_failures }
+        registry.register(
+            "requests",
+            "Requests by endpoint and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Handler latency",
+            latency.clone(),
+        );
+        registry.register(
+            "locks",
+            "Identifiers locked by the guess limit",
+            locks.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Failed or timed-out TLS handshakes",
+            tls_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            locks,
+            tls_failures,
+        }
     }
 }
 
 impl Metrics {
     /// Counts a request and observes its latency.
     pub fn request(&self, endpoint: &'static str, outcome: &'static str, seconds: f64) {
-        self.requests.get_or_create(&RequestLabels { endpoint, outcome }).inc();
-        self.latency.get_or_create(&EndpointLabels { endpoint }).observe(seconds);
+        self.requests
+            .get_or_create(&RequestLabels { endpoint, outcome })
+            .inc();
+        self.latency
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(seconds);
     }
 
     /// Counts a lock.

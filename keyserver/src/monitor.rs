@@ -21,7 +21,12 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { window_secs: 600, failures_per_id: 5, ids_per_peer: 20, refusals_per_peer: 30 }
+        Self {
+            window_secs: 600,
+            failures_per_id: 5,
+            ids_per_peer: 20,
+            refusals_per_peer: 30,
+        }
     }
 }
 
@@ -88,7 +93,10 @@ pub struct Monitor {
 impl Monitor {
     /// A monitor with the given thresholds.
     pub fn new(thresholds: Thresholds) -> Self {
-        Self { thresholds, ..Self::default() }
+        Self {
+            thresholds,
+            ..Self::default()
+        }
     }
 
     /// Feeds one event (in log order) and returns the alerts it raises. An alert fires when a
@@ -103,20 +111,29 @@ impl Monitor {
                 q.push_back(ev.ts_ms);
                 prune(q, horizon);
                 if q.len() == t.failures_per_id {
-                    alerts.push(Alert::FailureBurst { id: ev.id.clone(), count: q.len() });
+                    alerts.push(Alert::FailureBurst {
+                        id: ev.id.clone(),
+                        count: q.len(),
+                    });
                 }
             }
             ("confirm", "confirmed") => {
                 self.unconfirmed.remove(&ev.id);
             }
-            ("lock", _) => alerts.push(Alert::Locked { id: ev.id.clone(), peer: ev.peer }),
+            ("lock", _) => alerts.push(Alert::Locked {
+                id: ev.id.clone(),
+                peer: ev.peer,
+            }),
             ("recover", "too_soon" | "locked") => {
                 if let Some(peer) = ev.peer {
                     let q = self.refusals.entry(peer).or_default();
                     q.push_back(ev.ts_ms);
                     prune(q, horizon);
                     if q.len() == t.refusals_per_peer {
-                        alerts.push(Alert::Refusals { peer, count: q.len() });
+                        alerts.push(Alert::Refusals {
+                            peer,
+                            count: q.len(),
+                        });
                     }
                 }
             }
@@ -128,7 +145,10 @@ impl Monitor {
                 let was_new = ids.insert(ev.id.clone(), ev.ts_ms).is_none();
                 ids.retain(|_, seen| *seen >= horizon);
                 if was_new && ids.len() == t.ids_per_peer {
-                    alerts.push(Alert::ManyIdentifiers { peer, count: ids.len() });
+                    alerts.push(Alert::ManyIdentifiers {
+                        peer,
+                        count: ids.len(),
+                    });
                 }
             }
         }
@@ -158,19 +178,38 @@ mod tests {
 
     #[test]
     fn failure_burst_fires_once_and_confirm_clears() {
-        let mut m = Monitor::new(Thresholds { failures_per_id: 3, ..Thresholds::default() });
+        let mut m = Monitor::new(Thresholds {
+            failures_per_id: 3,
+            ..Thresholds::default()
+        });
         let mut fired = vec![];
         for i in 0..5 {
             fired.extend(m.feed(&ev(i * 11_000, "recover", "aa", "10.0.0.1", "answered")));
         }
-        assert_eq!(fired, vec![Alert::FailureBurst { id: "aa".into(), count: 3 }]);
-        assert!(m.feed(&ev(60_000, "confirm", "aa", "10.0.0.1", "confirmed")).is_empty());
-        assert!(m.feed(&ev(70_000, "recover", "aa", "10.0.0.1", "answered")).is_empty());
+        assert_eq!(
+            fired,
+            vec![Alert::FailureBurst {
+                id: "aa".into(),
+                count: 3
+            }]
+        );
+        assert!(
+            m.feed(&ev(60_000, "confirm", "aa", "10.0.0.1", "confirmed"))
+                .is_empty()
+        );
+        assert!(
+            m.feed(&ev(70_000, "recover", "aa", "10.0.0.1", "answered"))
+                .is_empty()
+        );
     }
 
     #[test]
     fn old_failures_leave_the_window() {
-        let mut m = Monitor::new(Thresholds { failures_per_id: 3, window_secs: 60, ..Thresholds::default() });
+        let mut m = Monitor::new(Thresholds {
+            failures_per_id: 3,
+            window_secs: 60,
+            ..Thresholds::default()
+        });
         let mut fired = vec![];
         for i in 0..6 {
             fired.extend(m.feed(&ev(i * 40_000, "recover", "aa", "10.0.0.1", "answered")));
@@ -180,17 +219,32 @@ mod tests {
 
     #[test]
     fn scan_from_one_address_and_locks() {
-        let mut m = Monitor::new(Thresholds { ids_per_peer: 4, ..Thresholds::default() });
+        let mut m = Monitor::new(Thresholds {
+            ids_per_peer: 4,
+            ..Thresholds::default()
+        });
         let mut fired = vec![];
         for i in 0..6 {
-            fired.extend(m.feed(&ev(i, "recover", &format!("id{i}"), "192.0.2.7", "answered")));
+            fired.extend(m.feed(&ev(
+                i,
+                "recover",
+                &format!("id{i}"),
+                "192.0.2.7",
+                "answered",
+            )));
         }
         fired.extend(m.feed(&ev(9, "lock", "id1", "192.0.2.7", "locked")));
         assert_eq!(
             fired,
             vec![
-                Alert::ManyIdentifiers { peer: "192.0.2.7".parse().expect("ip"), count: 4 },
-                Alert::Locked { id: "id1".into(), peer: "192.0.2.7".parse().ok() },
+                Alert::ManyIdentifiers {
+                    peer: "192.0.2.7".parse().expect("ip"),
+                    count: 4
+                },
+                Alert::Locked {
+                    id: "id1".into(),
+                    peer: "192.0.2.7".parse().ok()
+                },
             ]
         );
     }

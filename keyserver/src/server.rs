@@ -12,10 +12,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use stb_protocol::ServerSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use stb_protocol::ServerSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -49,8 +49,12 @@ impl Running {
 /// Opens the database, loads the keys, binds the listeners and starts serving.
 pub async fn start(config: &Config) -> Result<Running> {
     let store = Store::open(&config.database_url()).await?;
-    let secret = store.secret("fake_record_secret", &stb_protocol::random_array()).await?;
-    let audit_key = store.secret("audit_id_key", &stb_protocol::random_array()).await?;
+    let secret = store
+        .secret("fake_record_secret", &stb_protocol::random_array())
+        .await?;
+    let audit_key = store
+        .secret("audit_id_key", &stb_protocol::random_array())
+        .await?;
     let chain = crate::tls::load_certs(&config.tls_cert_path())
         .context("server certificate (run `keyserver init` first)")?;
     let key = crate::tls::load_key(&config.tls_key_path())?;
@@ -90,8 +94,9 @@ pub async fn start(config: &Config) -> Result<Running> {
 
     let mut admin_addr = None;
     if let Some(admin) = config.admin_listen {
-        let listener =
-            TcpListener::bind(admin).await.with_context(|| format!("binding admin {admin}"))?;
+        let listener = TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("binding admin {admin}"))?;
         admin_addr = Some(listener.local_addr()?);
         let app = admin_router(state.clone());
         let mut stop_rx = stop_rx.clone();
@@ -99,13 +104,22 @@ pub async fn start(config: &Config) -> Result<Running> {
             let shutdown = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "admin listener failed");
             }
         }));
     }
     tracing::info!(%addr, ?admin_addr, backend = ?state.store.backend(), "keyserver listening");
-    Ok(Running { addr, admin_addr, state, stop, tasks })
+    Ok(Running {
+        addr,
+        admin_addr,
+        state,
+        stop,
+        tasks,
+    })
 }
 
 async fn accept_tls(
@@ -169,7 +183,10 @@ async fn accept_tls(
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after 30 s; closing them");
     }
 }

@@ -6,18 +6,20 @@ use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::store::{PendingRow, Store, Upsert};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use rustls_pki_types::CertificateDer;
+use stb_protocol::eke::{self, PendingConfirmation};
+use stb_protocol::{
+    Confirm, Identifier, RecoverRequest, RegisterRequest, SecretArray, ServerSecret,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use stb_protocol::eke::{self, PendingConfirmation};
-use stb_protocol::{Confirm, Identifier, RecoverRequest, RegisterRequest, SecretArray, ServerSecret};
 
 /// What the TLS layer knows about a connection.
 #[derive(Clone, Debug)]
@@ -110,7 +112,9 @@ impl IntoResponse for AppError {
         }
         let mut response = (self.status(), format!("{self}\n")).into_response();
         if let AppError::TooSoon(secs) = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -121,7 +125,12 @@ fn bad(e: impl std::fmt::Display) -> AppError {
 }
 
 fn binary(status: StatusCode, body: Vec<u8>) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        body,
+    )
+        .into_response()
 }
 
 /// The public router (served over TLS).
@@ -151,7 +160,10 @@ async fn health(State(state): State<Arc<AppState>>) -> Result<&'static str, AppE
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }
@@ -173,7 +185,9 @@ where
         Ok((_, outcome)) => *outcome,
         Err(e) => e.outcome(),
     };
-    state.metrics.request(endpoint, outcome, start.elapsed().as_secs_f64());
+    state
+        .metrics
+        .request(endpoint, outcome, start.elapsed().as_secs_f64());
     if let Some(id) = id {
         state.audit.record(endpoint, id, Some(peer.ip()), outcome);
     }
@@ -196,7 +210,13 @@ async fn register(
         let (subject_der, subject_name) = crate::tls::subject_of(cert)?;
         let outcome = state
             .store
-            .upsert_account(&request.identifier, &request.record, &subject_der, &subject_name, now_ms())
+            .upsert_account(
+                &request.identifier,
+                &request.record,
+                &subject_der,
+                &subject_name,
+                now_ms(),
+            )
             .await?;
         match outcome {
             Upsert::Created => Ok((StatusCode::CREATED.into_response(), "created")),
@@ -204,11 +224,17 @@ async fn register(
             Upsert::OtherSubject => Err(AppError::OtherSubject),
         }
     };
-    observed(&state, "register", id.as_ref(), conn.peer, work).await.map(|(r, _)| r)
+    observed(&state, "register", id.as_ref(), conn.peer, work)
+        .await
+        .map(|(r, _)| r)
 }
 
 /// Refuses an attempt inside the spacing window or on a locked identifier.
-fn check_limits(state: &crate::store::GuessState, limits: &Limits, now: i64) -> Result<(), AppError> {
+fn check_limits(
+    state: &crate::store::GuessState,
+    limits: &Limits,
+    now: i64,
+) -> Result<(), AppError> {
     if state.locked {
         return Err(AppError::Locked);
     }
@@ -236,9 +262,13 @@ async fn recover(
             check_limits(&guess, limits, now)?;
         }
         let record = state.store.record(&request.identifier).await?;
-        let (response, pending) =
-            eke::answer(&request, record.as_ref(), &state.secret, &mut stb_protocol::os_rng())
-                .map_err(bad)?;
+        let (response, pending) = eke::answer(
+            &request,
+            record.as_ref(),
+            &state.secret,
+            &mut stb_protocol::os_rng(),
+        )
+        .map_err(bad)?;
         let row = PendingRow {
             suite: request.suite.id(),
             session_id: pending.session_id,
@@ -250,20 +280,34 @@ async fn recover(
         let spacing_ms = (limits.min_spacing_secs * 1000) as i64;
         let counted = state
             .store
-            .record_attempt(&request.identifier, now, spacing_ms, limits.max_failures, &row)
+            .record_attempt(
+                &request.identifier,
+                now,
+                spacing_ms,
+                limits.max_failures,
+                &row,
+            )
             .await?;
         let Some(guess) = counted else {
-            let current = state.store.guess_state(&request.identifier).await?.unwrap_or_default();
+            let current = state
+                .store
+                .guess_state(&request.identifier)
+                .await?
+                .unwrap_or_default();
             check_limits(&current, limits, now)?;
             return Err(AppError::TooSoon(1));
         };
         if guess.locked {
             state.metrics.lock();
-            state.audit.record("lock", &request.identifier, Some(conn.peer.ip()), "locked");
+            state
+                .audit
+                .record("lock", &request.identifier, Some(conn.peer.ip()), "locked");
         }
         Ok((binary(StatusCode::OK, response.encode()), "answered"))
     };
-    observed(&state, "recover", id.as_ref(), conn.peer, work).await.map(|(r, _)| r)
+    observed(&state, "recover", id.as_ref(), conn.peer, work)
+        .await
+        .map(|(r, _)| r)
 }
 
 async fn confirm(
@@ -275,12 +319,17 @@ async fn confirm(
     let id = message.as_ref().ok().map(|m| m.identifier.clone());
     let work = async {
         let message = message?;
-        let row = state.store.pending(&message.identifier).await?.ok_or(AppError::BadConfirmation)?;
+        let row = state
+            .store
+            .pending(&message.identifier)
+            .await?
+            .ok_or(AppError::BadConfirmation)?;
         if row.expires_ms < now_ms() {
             return Err(AppError::BadConfirmation);
         }
         let pending = PendingConfirmation {
-            suite: stb_protocol::Suite::from_id(row.suite).map_err(|_| AppError::BadConfirmation)?,
+            suite: stb_protocol::Suite::from_id(row.suite)
+                .map_err(|_| AppError::BadConfirmation)?,
             identifier: message.identifier.clone(),
             session_id: row.session_id,
             expected_tag: SecretArray::new(row.tag),
@@ -288,10 +337,16 @@ async fn confirm(
         if !pending.verify(&message) {
             return Err(AppError::BadConfirmation);
         }
-        if !state.store.confirm(&message.identifier, &row.session_id).await? {
+        if !state
+            .store
+            .confirm(&message.identifier, &row.session_id)
+            .await?
+        {
             return Err(AppError::BadConfirmation);
         }
         Ok((StatusCode::NO_CONTENT.into_response(), "confirmed"))
     };
-    observed(&state, "confirm", id.as_ref(), conn.peer, work).await.map(|(r, _)| r)
+    observed(&state, "confirm", id.as_ref(), conn.peer, work)
+        .await
+        .map(|(r, _)| r)
 }

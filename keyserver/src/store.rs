@@ -8,9 +8,9 @@
 use anyhow::{Context, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
+use stb_protocol::{Identifier, SealedData, StoredRecord, Suite, Verifier};
 use std::str::FromStr;
 use std::time::Duration;
-use stb_protocol::{Identifier, SealedData, StoredRecord, Suite, Verifier};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -149,7 +149,9 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         let value: Vec<u8> = row.try_get(0)?;
-        value.try_into().map_err(|_| anyhow::anyhow!("stored secret {name} has a bad length"))
+        value
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("stored secret {name} has a bad length"))
     }
 
     /// The stored record of an identifier.
@@ -165,7 +167,9 @@ impl Store {
         let record = StoredRecord {
             suite: Suite::from_id(u8::try_from(suite)?)?,
             verifier: Verifier::from_bytes(
-                verifier.try_into().map_err(|_| anyhow::anyhow!("corrupt verifier"))?,
+                verifier
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("corrupt verifier"))?,
             ),
             sealed: SealedData::from_bytes(&sealed)?,
         };
@@ -345,7 +349,9 @@ impl Store {
 
     /// Number of accounts (for metrics and tests).
     pub async fn count_accounts(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM accounts").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get(0)?)
     }
 }

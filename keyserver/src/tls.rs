@@ -53,7 +53,9 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(chain, key).context("server key pair")?;
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .context("server key pair")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -62,7 +64,9 @@ pub fn server_config(
 pub fn self_signed(names: &[String]) -> Result<(String, String)> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = rcgen::CertificateParams::new(names.to_vec())?;
-    params.distinguished_name.push(rcgen::DnType::CommonName, "stb keyserver");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "stb keyserver");
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key.serialize_pem()))

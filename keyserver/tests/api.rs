@@ -1,0 +1,445 @@
+//! The key server over real TLS on loopback, against SQLite and a real PostgreSQL.
+#![allow(missing_docs)]
+
+mod common;
+
+use common::*;
+use stb_protocol::*;
+
+/// Runs an async test body once per backend.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Db::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Db::Postgres).await })*
+        }
+    };
+}
+
+both_backends!(
+    register_recover_confirm,
+    wrong_password_counts_and_confirmation_is_refused,
+    spacing_and_lock_then_unlock,
+    unknown_identifier_is_indistinguishable,
+    other_subject_cannot_overwrite,
+    registration_needs_an_operator_certificate,
+    bad_input_is_refused_and_stores_nothing,
+);
+
+async fn setup(
+    db: Db,
+    tweak: impl FnOnce(&mut keyserver::config::Config),
+) -> (tempfile::TempDir, Pki, Server) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new("Test Operator CA");
+    let database = database_for(db).await;
+    let server = start(dir.path(), &pki, database, tweak).await;
+    (dir, pki, server)
+}
+
+async fn register_recover_confirm(db: Db) {
+    let (_dir, pki, server) = setup(db, |_| {}).await;
+    let alice = pki.client("alice-subscriber");
+    let reply = register(
+        &server.server_cert_pem,
+        &server.url("/v1/register"),
+        &alice,
+        &keys("alice", 1),
+    )
+    .await;
+    assert_eq!(reply.status, 201);
+
+    let client = server.client(None);
+    let Recovery::Recovered { data, confirm } =
+        recover(&client, &server.url(""), keys("alice", 1)).await
+    else {
+        panic!("recovery failed");
+    };
+    assert_eq!(data, personal_data(&alice));
+    let reply = post(&client, &server.url("/v1/confirm"), confirm.encode())
+        .await
+        .expect("confirm");
+    assert_eq!(reply.status, 204);
+    // Single use.
+    let reply = post(&client, &server.url("/v1/confirm"), confirm.encode())
+        .await
+        .expect("confirm");
+    assert_eq!(reply.status, 400);
+    let id = Identifier::parse("alice").expect("id");
+    let state = server
+        .running
+        .state
+        .store
+        .guess_state(&id)
+        .await
+        .expect("db")
+        .expect("row");
+    assert_eq!((state.failures, state.locked), (0, false));
+
+    // Metrics and the audit log saw it, without the identifier in clear.
+    let admin = server.running.admin_addr.expect("admin");
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"keyserver_requests_total{endpoint="confirm",outcome="confirmed"} 1"#),
+        "{metrics}"
+    );
+    let audit = std::fs::read_to_string(server.config.audit_log_path()).expect("audit");
+    assert_eq!(audit.lines().count(), 4);
+    assert!(!audit.contains("alice"));
+}
+
+async fn wrong_password_counts_and_confirmation_is_refused(db: Db) {
+    let (_dir, pki, server) = setup(db, |c| c.limits.min_spacing_secs = 0).await;
+    let owner = pki.client("bob");
+    register(
+        &server.server_cert_pem,
+        &server.url("/v1/register"),
+        &owner,
+        &keys("bob", 1),
+    )
+    .await;
+    let client = server.client(None);
+    for n in 1..=3 {
+        let Recovery::WrongPassword { .. } =
+            recover(&client, &server.url(""), keys("bob", 9)).await
+        else {
+            panic!("wrong password was not refused");
+        };
+        let id = Identifier::parse("bob").expect("id");
+        let state = server
+            .running
+            .state
+            .store
+            .guess_state(&id)
+            .await
+            .expect("db")
+            .expect("row");
+        assert_eq!(state.failures, n);
+    }
+    // A made-up confirmation is refused and resets nothing.
+    let fake = Confirm {
+        suite: Suite::V1,
+        identifier: Identifier::parse("bob").expect("id"),
+        session_id: [0; 32],
+        tag: [0; 32],
+    };
+    assert_eq!(
+        post(&client, &server.url("/v1/confirm"), fake.encode())
+            .await
+            .expect("post")
+            .status,
+        400
+    );
+    // The right password still works and its confirmation resets the counter.
+    let Recovery::Recovered { confirm, .. } =
+        recover(&client, &server.url(""), keys("bob", 1)).await
+    else {
+        panic!("right password refused");
+    };
+    assert_eq!(
+        post(&client, &server.url("/v1/confirm"), confirm.encode())
+            .await
+            .expect("post")
+            .status,
+        204
+    );
+}
+
+async fn spacing_and_lock_then_unlock(db: Db) {
+    let (_dir, pki, server) = setup(db, |c| c.limits.max_failures = 3).await;
+    let owner = pki.client("carol");
+    register(
+        &server.server_cert_pem,
+        &server.url("/v1/register"),
+        &owner,
+        &keys("carol", 1),
+    )
+    .await;
+    let client = server.client(None);
+    assert!(matches!(
+        recover(&client, &server.url(""), keys("carol", 9)).await,
+        Recovery::WrongPassword { .. }
+    ));
+    // Inside the 10 s window: refused, not evaluated, with a Retry-After.
+    let Recovery::Refused(reply) = recover(&client, &server.url(""), keys("carol", 1)).await else {
+        panic!("second attempt inside the window was evaluated");
+    };
+    assert_eq!(reply.status, 429);
+    assert!(
+        matches!(reply.retry_after, Some(1..=10)),
+        "{:?}",
+        reply.retry_after
+    );
+    let id = Identifier::parse("carol").expect("id");
+    assert_eq!(
+        server
+            .running
+            .state
+            .store
+            .guess_state(&id)
+            .await
+            .expect("db")
+            .expect("row")
+            .failures,
+        1
+    );
+
+    // Lock: drive the counter with spacing off on a second instance over the same database.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let database = if server.config.database.is_empty() {
+        server.config.database_url()
+    } else {
+        server.config.database.clone()
+    };
+    let fast = start(dir2.path(), &pki, database, |c| {
+        c.limits.min_spacing_secs = 0;
+        c.limits.max_failures = 3;
+    })
+    .await;
+    let fast_client = fast.client(None);
+    for _ in 0..2 {
+        assert!(matches!(
+            recover(&fast_client, &fast.url(""), keys("carol", 9)).await,
+            Recovery::WrongPassword { .. }
+        ));
+    }
+    let Recovery::Refused(reply) = recover(&fast_client, &fast.url(""), keys("carol", 1)).await
+    else {
+        panic!("locked identifier was evaluated");
+    };
+    assert_eq!(reply.status, 423);
+    assert!(String::from_utf8_lossy(&reply.body).contains("locked"));
+    assert!(
+        server
+            .running
+            .state
+            .store
+            .unlock(&id)
+            .await
+            .expect("unlock")
+    );
+    assert!(matches!(
+        recover(&fast_client, &fast.url(""), keys("carol", 1)).await,
+        Recovery::Recovered { .. }
+    ));
+}
+
+async fn unknown_identifier_is_indistinguishable(db: Db) {
+    let (_dir, pki, server) = setup(db, |_| {}).await;
+    let owner = pki.client("dave");
+    register(
+        &server.server_cert_pem,
+        &server.url("/v1/register"),
+        &owner,
+        &keys("dave", 1),
+    )
+    .await;
+    let client = server.client(None);
+    let Recovery::WrongPassword {
+        response_len: known,
+    } = recover(&client, &server.url(""), keys("dave", 2)).await
+    else {
+        panic!("expected a wrong-password answer");
+    };
+    let Recovery::WrongPassword {
+        response_len: unknown,
+    } = recover(&client, &server.url(""), keys("nobody", 2)).await
+    else {
+        panic!("unknown identifier answered differently");
+    };
+    assert_eq!(known, unknown);
+    // The same spacing rule applies to both.
+    for id in ["dave", "nobody"] {
+        let Recovery::Refused(reply) = recover(&client, &server.url(""), keys(id, 2)).await else {
+            panic!("{id}: no spacing");
+        };
+        assert_eq!(reply.status, 429, "{id}");
+    }
+}
+
+async fn other_subject_cannot_overwrite(db: Db) {
+    let (_dir, pki, server) = setup(db, |c| c.limits.min_spacing_secs = 0).await;
+    let url = server.url("/v1/register");
+    let erin = pki.client("erin");
+    let mallory = pki.client("mallory");
+    assert_eq!(
+        register(&server.server_cert_pem, &url, &erin, &keys("erin", 1))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        register(&server.server_cert_pem, &url, &mallory, &keys("erin", 7))
+            .await
+            .status,
+        403
+    );
+    let client = server.client(None);
+    assert!(matches!(
+        recover(&client, &server.url(""), keys("erin", 1)).await,
+        Recovery::Recovered { .. }
+    ));
+    // The owner may change the password.
+    assert_eq!(
+        register(&server.server_cert_pem, &url, &erin, &keys("erin", 4))
+            .await
+            .status,
+        200
+    );
+    assert!(matches!(
+        recover(&client, &server.url(""), keys("erin", 1)).await,
+        Recovery::WrongPassword { .. }
+    ));
+    assert!(matches!(
+        recover(&client, &server.url(""), keys("erin", 4)).await,
+        Recovery::Recovered { .. }
+    ));
+}
+
+async fn registration_needs_an_operator_certificate(db: Db) {
+    let (_dir, _pki, server) = setup(db, |_| {}).await;
+    let req = RegisterRequest::new(
+        &keys("frank", 1),
+        &personal_data(&Pki::new("x").client("frank")),
+        [0; 16],
+    )
+    .expect("request");
+    // No certificate: refused by the endpoint.
+    let reply = post(
+        &server.client(None),
+        &server.url("/v1/register"),
+        req.encode(),
+    )
+    .await
+    .expect("post");
+    assert_eq!(reply.status, 401);
+    // A certificate from another CA: the TLS handshake itself fails.
+    let stranger = Pki::new("Some Other CA").client("frank");
+    assert!(
+        post(
+            &server.client(Some(&stranger)),
+            &server.url("/v1/register"),
+            req.encode()
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(
+        server
+            .running
+            .state
+            .store
+            .count_accounts()
+            .await
+            .expect("count"),
+        0
+    );
+}
+
+async fn bad_input_is_refused_and_stores_nothing(db: Db) {
+    let (_dir, pki, server) = setup(db, |_| {}).await;
+    let owner = pki.client("grace");
+    let client = server.client(Some(&owner));
+    let good = RegisterRequest::new(&keys("grace", 1), &personal_data(&owner), [0; 16])
+        .expect("req")
+        .encode();
+    let mut cases: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1],
+        good[..good.len() - 1].to_vec(),
+        [good.clone(), vec![0]].concat(),
+    ];
+    let mut bad_version = good.clone();
+    bad_version[0] = 9;
+    cases.push(bad_version);
+    for body in cases {
+        for path in ["/v1/register", "/v1/recover", "/v1/confirm"] {
+            let reply = post(&client, &server.url(path), body.clone())
+                .await
+                .expect("post");
+            assert_eq!(reply.status, 400, "{path}");
+            assert!(reply.body.len() < 100);
+        }
+    }
+    let huge = vec![1u8; 1 << 20];
+    let reply = post(&client, &server.url("/v1/register"), huge)
+        .await
+        .expect("post");
+    assert_eq!(reply.status, 413);
+    assert_eq!(
+        server
+            .running
+            .state
+            .store
+            .count_accounts()
+            .await
+            .expect("count"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_share_counters() {
+    let pki = Pki::new("Test Operator CA");
+    let database = fresh_postgres_db().await;
+    let (d1, d2) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let a = start(d1.path(), &pki, database.clone(), |_| {}).await;
+    let b = start(d2.path(), &pki, database, |_| {}).await;
+    let owner = pki.client("heidi");
+    assert_eq!(
+        register(
+            &a.server_cert_pem,
+            &a.url("/v1/register"),
+            &owner,
+            &keys("heidi", 1)
+        )
+        .await
+        .status,
+        201
+    );
+    // Ten simultaneous attempts spread over both instances: exactly one is evaluated.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (client, url) = if i % 2 == 0 {
+            (a.client(None), a.url(""))
+        } else {
+            (b.client(None), b.url(""))
+        };
+        tasks.push(tokio::spawn(async move {
+            recover(&client, &url, keys("heidi", 9)).await
+        }));
+    }
+    let mut evaluated = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Recovery::WrongPassword { .. } => evaluated += 1,
+            Recovery::Refused(r) => assert_eq!(r.status, 429),
+            Recovery::Recovered { .. } => panic!("wrong password recovered"),
+        }
+    }
+    assert_eq!(evaluated, 1);
+    let id = Identifier::parse("heidi").expect("id");
+    assert_eq!(
+        b.running
+            .state
+            .store
+            .guess_state(&id)
+            .await
+            .expect("db")
+            .expect("row")
+            .failures,
+        1
+    );
+}
