@@ -13,9 +13,19 @@ ossl_ecdh=$(openssl speed -seconds 3 ecdhp256 2>/dev/null | awk '/ecdh \(nistp25
 echo "Criterion: stb-protocol" >&2
 cargo bench -p stb-protocol --bench protocol --locked -- --noplot >&2
 
-python3 - "$ossl_ctr" "$ossl_ecdh" <<'PY'
+echo "Load: keyserver recoveries over TLS (SQLite, then PostgreSQL)" >&2
+cargo build --release --locked -p keyserver >&2
+load_sqlite=$(target/release/keyserver-load --json --accounts 200 --recoveries 3000 --concurrency 16)
+pg_url=$(scripts/pg-test-cluster.sh start 55433)
+trap 'scripts/pg-test-cluster.sh stop 55433' EXIT
+psql "$pg_url" -qc "CREATE DATABASE loadtest" >&2
+load_pg=$(target/release/keyserver-load --json --accounts 200 --recoveries 3000 --concurrency 16 \
+  --database "${pg_url%/*}/loadtest")
+
+python3 - "$ossl_ctr" "$ossl_ecdh" "$load_sqlite" "$load_pg" <<'PY'
 import json, os, platform, subprocess, sys
 ossl_ctr, ossl_ecdh = float(sys.argv[1]), float(sys.argv[2])
+loads = [json.loads(sys.argv[3]), json.loads(sys.argv[4])]
 root = "target/criterion"
 def est(path):
     with open(os.path.join(root, path, "new", "estimates.json")) as f:
@@ -47,4 +57,12 @@ row("EKE server answer (unknown identifier, fake record)", "eke/server_answer_un
 row("EKE client start", "eke/client_start")
 row("EKE client finish (open, unseal, confirm)", "eke/client_finish")
 row("Argon2id 64 MiB, t=3, p=1 (KP)", "kdf/argon2id_64MiB_t3_p1")
+print()
+print("| keyserver load (recover + confirm, fresh TLS connection each) | recoveries/s | p50 | p99 | server CPU per recovery | vs openssl ecdh p256 op |")
+print("|---|---|---|---|---|---|")
+for l in loads:
+    cpu = l["server_cpu_ms_per_recovery"]
+    print(f"| {l['backend']}, {l['recoveries']} recoveries, concurrency {l['concurrency']} | "
+          f"{l['per_second']:,.0f} | {l['p50_ms']:.1f} ms | {l['p99_ms']:.1f} ms | {cpu:.3f} ms | "
+          f"{cpu / (1e3 / ossl_ecdh):.0f}x |")
 PY

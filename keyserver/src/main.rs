@@ -229,7 +229,6 @@ fn restrict(path: &std::path::Path, mode: u32) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let running = keyserver::server::start(&config).await?;
-    eprintln!("keyserver listening on https://{}", running.addr);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},

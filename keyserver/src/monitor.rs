@@ -139,17 +139,15 @@ impl Monitor {
             }
             _ => {}
         }
-        if ev.event == "recover" {
-            if let Some(peer) = ev.peer {
-                let ids = self.ids_by_peer.entry(peer).or_default();
-                let was_new = ids.insert(ev.id.clone(), ev.ts_ms).is_none();
-                ids.retain(|_, seen| *seen >= horizon);
-                if was_new && ids.len() == t.ids_per_peer {
-                    alerts.push(Alert::ManyIdentifiers {
-                        peer,
-                        count: ids.len(),
-                    });
-                }
+        if let (true, Some(peer)) = (ev.event == "recover", ev.peer) {
+            let ids = self.ids_by_peer.entry(peer).or_default();
+            let was_new = ids.insert(ev.id.clone(), ev.ts_ms).is_none();
+            ids.retain(|_, seen| *seen >= horizon);
+            if was_new && ids.len() == t.ids_per_peer {
+                alerts.push(Alert::ManyIdentifiers {
+                    peer,
+                    count: ids.len(),
+                });
             }
         }
         alerts

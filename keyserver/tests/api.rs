@@ -59,7 +59,7 @@ async fn register_recover_confirm(db: Db) {
     else {
         panic!("recovery failed");
     };
-    assert_eq!(data, personal_data(&alice));
+    assert_eq!(*data, personal_data(&alice));
     let reply = post(&client, &server.url("/v1/confirm"), confirm.encode())
         .await
         .expect("confirm");

@@ -41,10 +41,9 @@ fn spawn(dir: &Path, database: &str, port: u16) -> Child {
 
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
     for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
+        let reply = client.get(format!("{base}/healthz")).send().await;
+        if reply.is_ok_and(|r| r.status() == 200) {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -118,12 +118,14 @@ pub fn config_in(dir: &Path, pki: &Pki, database: String) -> (Config, String) {
     std::fs::write(dir.join("tls/server.crt"), &cert).expect("write cert");
     std::fs::write(dir.join("tls/server.key"), key).expect("write key");
     std::fs::write(dir.join("operator-ca.pem"), pki.ca_pem()).expect("write ca");
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("addr");
-    config.admin_listen = Some("127.0.0.1:0".parse().expect("addr"));
-    config.data_dir = dir.to_owned();
-    config.database = database;
-    config.operator_ca = Some(dir.join("operator-ca.pem"));
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
+        data_dir: dir.to_owned(),
+        database,
+        operator_ca: Some(dir.join("operator-ca.pem")),
+        ..Config::default()
+    };
     (config, cert)
 }
 
@@ -231,7 +233,7 @@ pub async fn register(
 
 pub enum Recovery {
     Recovered {
-        data: PersonalData,
+        data: Box<PersonalData>,
         confirm: Confirm,
     },
     WrongPassword {
@@ -251,7 +253,10 @@ pub async fn recover(client: &reqwest::Client, base: &str, keys: PasswordKeys) -
     }
     let response = RecoverResponse::decode(&reply.body).expect("response decodes");
     match state.finish(&response) {
-        Ok((data, confirm)) => Recovery::Recovered { data, confirm },
+        Ok((data, confirm)) => Recovery::Recovered {
+            data: Box::new(data),
+            confirm,
+        },
         Err(Error::AuthenticationFailed) => Recovery::WrongPassword {
             response_len: reply.body.len(),
         },
