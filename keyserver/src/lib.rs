@@ -10,12 +10,5 @@ pub mod monitor;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod tls;
 
-/// Wall-clock time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use stb_service::now_ms;

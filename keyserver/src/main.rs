@@ -174,7 +174,7 @@ async fn init(config: &Config, mut names: Vec<String>, force: bool) -> Result<()
         println!("TLS key pair kept: {}", cert.display());
     } else {
         names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
-        let (cert_pem, key_pem) = keyserver::tls::self_signed(&names)?;
+        let (cert_pem, key_pem) = stb_service::tls::self_signed(&names)?;
         for path in [&cert, &key] {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;

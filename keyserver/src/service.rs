@@ -12,23 +12,14 @@ use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rustls_pki_types::CertificateDer;
 use stb_protocol::eke::{self, PendingConfirmation};
 use stb_protocol::{
     Confirm, Identifier, RecoverRequest, RegisterRequest, SecretArray, ServerSecret,
 };
+use stb_service::serve::ConnInfo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// What the TLS layer knows about a connection.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    /// Peer address.
-    pub peer: SocketAddr,
-    /// Leaf client certificate, verified against the operator CA, if the peer sent one.
-    pub client_cert: Option<CertificateDer<'static>>,
-}
 
 /// Shared state of the handlers.
 #[derive(Debug)]
@@ -207,14 +198,14 @@ async fn register(
         }
         let cert = conn.client_cert.as_ref().ok_or(AppError::NoCertificate)?;
         let request = request?;
-        let (subject_der, subject_name) = crate::tls::subject_of(cert)?;
+        let peer = stb_service::tls::peer_cert(cert)?;
         let outcome = state
             .store
             .upsert_account(
                 &request.identifier,
                 &request.record,
-                &subject_der,
-                &subject_name,
+                &peer.subject_der,
+                &peer.subject,
                 now_ms(),
             )
             .await?;

@@ -5,24 +5,13 @@
 //! common subset of both; each backend has its own migrations for its column types. Every
 //! state change is one atomic statement, so counters stay right with concurrent instances.
 
-use anyhow::{Context, Result};
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor, Row};
+use anyhow::Result;
+use sqlx::{AnyPool, Row};
 use stb_protocol::{Identifier, SealedData, StoredRecord, Suite, Verifier};
-use std::str::FromStr;
-use std::time::Duration;
+pub use stb_service::db::Backend;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Which database engine a store talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Embedded SQLite file.
-    Sqlite,
-    /// PostgreSQL server.
-    Postgres,
-}
 
 /// Guess-limit state of one identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,42 +75,8 @@ pub struct Store {
 impl Store {
     /// Connects (creating an SQLite file if needed) and runs the backend's migrations.
     pub async fn open(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)");
-        };
-        let url = match backend {
-            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
-            _ => url.to_owned(),
-        };
-        let options = AnyConnectOptions::from_str(&url).context("database URL")?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL: readers never block the writer; NORMAL: a commit survives the
-                        // process being killed (power loss may lose the last commits).
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .context("connecting to the database")?;
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&pool).await.context("running migrations")?;
+        let (pool, backend) =
+            stb_service::db::open(url, &SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
         Ok(Self { pool, backend })
     }
 

@@ -112,7 +112,7 @@ async fn run(args: Args) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("keyserver-load-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("tls"))?;
     let (pki, identity, _cert_pem, cert_der) = pki()?;
-    let (server_cert, server_key) = keyserver::tls::self_signed(&["127.0.0.1".into()])?;
+    let (server_cert, server_key) = stb_service::tls::self_signed(&["127.0.0.1".into()])?;
     std::fs::write(dir.join("tls/server.crt"), &server_cert)?;
     std::fs::write(dir.join("tls/server.key"), server_key)?;
     std::fs::write(dir.join("ca.pem"), pki.ca.pem())?;

@@ -112,7 +112,7 @@ pub struct Server {
 
 /// Writes TLS files and the operator CA into `dir` and returns a config for it.
 pub fn config_in(dir: &Path, pki: &Pki, database: String) -> (Config, String) {
-    let (cert, key) = keyserver::tls::self_signed(&["127.0.0.1".into(), "localhost".into()])
+    let (cert, key) = stb_service::tls::self_signed(&["127.0.0.1".into(), "localhost".into()])
         .expect("self-signed");
     std::fs::create_dir_all(dir.join("tls")).expect("mkdir");
     std::fs::write(dir.join("tls/server.crt"), &cert).expect("write cert");

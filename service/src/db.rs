@@ -1,0 +1,60 @@
+//! One pool type (`sqlx::Any`) over two real backends chosen by the URL. Each server keeps its
+//! own migrations per backend (column types differ); the SQL it runs is the common subset.
+
+use anyhow::{Context, Result};
+use sqlx::AnyPool;
+use sqlx::Executor;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which database engine a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Connects (creating an SQLite file if needed) and runs the backend's migrations.
+pub async fn open(url: &str, sqlite: &Migrator, postgres: &Migrator) -> Result<(AnyPool, Backend)> {
+    sqlx::any::install_default_drivers();
+    let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Backend::Postgres
+    } else if url.starts_with("sqlite:") {
+        Backend::Sqlite
+    } else {
+        anyhow::bail!("unsupported database URL (use sqlite://PATH or postgres://...)");
+    };
+    let url = match backend {
+        Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+        _ => url.to_owned(),
+    };
+    let options = AnyConnectOptions::from_str(&url).context("database URL")?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL: readers never block the writer; NORMAL: a commit survives the
+                    // process being killed (a power cut may lose the last commits).
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .context("connecting to the database")?;
+    let migrator = match backend {
+        Backend::Sqlite => sqlite,
+        Backend::Postgres => postgres,
+    };
+    migrator.run(&pool).await.context("running migrations")?;
+    Ok((pool, backend))
+}

@@ -1,0 +1,98 @@
+//! The TLS accept loop: rustls handshake with a timeout, then hyper (HTTP/1.1 and HTTP/2)
+//! serving an axum router, each request carrying a [`ConnInfo`] extension with the peer's
+//! address and verified certificate. Stops accepting on the stop signal and lets requests in
+//! flight finish (at most 30 s).
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::CertificateDer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// What the TLS layer knows about a connection; handlers take it as `Extension<ConnInfo>`.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Leaf client certificate, already verified against the configured roots.
+    pub client_cert: Option<CertificateDer<'static>>,
+}
+
+/// Called when a handshake fails or times out (metrics).
+pub type OnTlsFailure = Arc<dyn Fn() + Send + Sync>;
+
+/// Serves `app` on `listener` until `stop` turns true.
+pub async fn accept_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: axum::Router,
+    handshake_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+    on_tls_failure: OnTlsFailure,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
+        let on_tls_failure = on_tls_failure.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    on_tls_failure();
+                    return;
+                }
+                Err(_) => {
+                    on_tls_failure();
+                    return;
+                }
+            };
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|c| c.clone().into_owned());
+            let info = ConnInfo { peer, client_cert };
+            let service = app.map_request(move |mut req: axum::http::Request<Incoming>| {
+                req.extensions_mut().insert(info.clone());
+                req
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder
+                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s; closing them");
+    }
+}
