@@ -180,7 +180,7 @@ async fn init(config: &Config, mut names: Vec<String>, force: bool) -> Result<()
                 std::fs::create_dir_all(dir)?;
             }
         }
-        write_private(&key, key_pem.as_bytes())?;
+        stb_service::write_private(&key, key_pem.as_bytes())?;
         std::fs::write(&cert, cert_pem)?;
         println!(
             "TLS certificate for {}: {}",
@@ -203,21 +203,6 @@ async fn init(config: &Config, mut names: Vec<String>, force: bool) -> Result<()
     if config.operator_ca.is_none() {
         println!("note: set operator_ca (or --operator-ca) to accept registrations");
     }
-    Ok(())
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
     Ok(())
 }
 

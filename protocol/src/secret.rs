@@ -15,6 +15,13 @@ impl<const N: usize> SecretArray<N> {
         Self(bytes)
     }
 
+    /// Builds a secret in place (e.g. as a KDF output) so no copy is left behind.
+    pub fn filled_by(fill: impl FnOnce(&mut [u8; N])) -> Self {
+        let mut secret = Self([0u8; N]);
+        fill(&mut secret.0);
+        secret
+    }
+
     /// Copies a slice of exactly `N` bytes, or returns `None`.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         let array: [u8; N] = bytes.try_into().ok()?;

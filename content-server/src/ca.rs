@@ -1,0 +1,134 @@
+//! The operator certificate authority: subscriber certificates from CSRs, the server's own TLS
+//! certificate, and what `init` writes to disk.
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, SerialNumber,
+};
+use std::path::Path;
+use time::{Duration, OffsetDateTime};
+
+/// A certificate issued to a subscriber.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// PEM.
+    pub pem: String,
+    /// DER.
+    pub der: Vec<u8>,
+    /// Serial number, lowercase hex (as `stb_service::tls::PeerCert::serial_hex`).
+    pub serial_hex: String,
+    /// Expiry, Unix ms.
+    pub not_after_ms: i64,
+}
+
+/// The loaded CA.
+pub struct OperatorCa {
+    issuer: Issuer<'static, KeyPair>,
+    /// CA certificate, PEM.
+    pub cert_pem: String,
+    /// CA certificate, DER.
+    pub cert_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for OperatorCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OperatorCa")
+    }
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = stb_protocol::random_array();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x10; // no leading zero byte, so the hex form is stable
+    SerialNumber::from_slice(&bytes)
+}
+
+impl OperatorCa {
+    /// Creates a new CA (P-256, 10 years) and writes `ca.crt` and `ca.key` (0600) in `dir`.
+    pub fn create(dir: &Path, name: &str) -> Result<()> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = OffsetDateTime::now_utc() - Duration::hours(1);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+        params.serial_number = Some(random_serial());
+        let cert = params.self_signed(&key)?;
+        std::fs::create_dir_all(dir)?;
+        stb_service::write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
+        std::fs::write(dir.join("ca.crt"), cert.pem())?;
+        Ok(())
+    }
+
+    /// Loads `ca.crt` and `ca.key` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let cert_pem = std::fs::read_to_string(dir.join("ca.crt")).with_context(|| {
+            format!(
+                "reading {}/ca.crt (run `content-server init`)",
+                dir.display()
+            )
+        })?;
+        let key_pem = std::fs::read_to_string(dir.join("ca.key"))
+            .with_context(|| format!("reading {}/ca.key", dir.display()))?;
+        let key = KeyPair::from_pem(&key_pem).context("CA key")?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).context("CA certificate")?;
+        let cert_der = stb_service::tls::load_certs(&dir.join("ca.crt"))?
+            .remove(0)
+            .as_ref()
+            .to_vec();
+        Ok(Self {
+            issuer,
+            cert_pem,
+            cert_der,
+        })
+    }
+
+    /// Issues the server's TLS certificate for `names` and returns (chain PEM, key PEM).
+    pub fn server_certificate(&self, names: &[String]) -> Result<(String, String)> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(names.to_vec())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "stb content server");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = OffsetDateTime::now_utc() - Duration::hours(1);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(825);
+        params.serial_number = Some(random_serial());
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((
+            format!("{}{}", cert.pem(), self.cert_pem),
+            key.serialize_pem(),
+        ))
+    }
+
+    /// Signs a subscriber's CSR. Only the public key is taken from it: the subject (CN = the
+    /// subscriber's name), the validity and the extensions are the operator's.
+    pub fn sign_csr(&self, csr_pem: &str, subscriber: &str, days: i64) -> Result<Issued> {
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem).context("CSR")?;
+        let now = OffsetDateTime::now_utc();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, subscriber);
+        dn.push(DnType::OrganizationalUnitName, "STB subscribers");
+        let serial = random_serial();
+        let serial_hex = serial.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = dn;
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(days);
+        params.serial_number = Some(serial);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.is_ca = IsCa::ExplicitNoCa;
+        csr.params = params;
+        let cert = csr.signed_by(&self.issuer)?;
+        Ok(Issued {
+            pem: cert.pem(),
+            der: cert.der().to_vec(),
+            serial_hex,
+            not_after_ms: (now + Duration::days(days)).unix_timestamp() * 1000,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! Configuration: TOML file plus command-line overrides; defaults run on one machine.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The content server's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Mutual-TLS listener: channel list, licenses, segments, streams.
+    pub listen: SocketAddr,
+    /// Server-authenticated TLS listener: enrollment.
+    pub enroll_listen: SocketAddr,
+    /// Data directory: CA, TLS key pair, master key, SQLite database.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH`, `postgres://...`, or empty for `DATA_DIR/content.db`.
+    pub database: String,
+    /// Channel manifest (TOML); fixture files are relative to it.
+    pub channels: PathBuf,
+    /// URL boxes use to reach this server (goes into their personal data).
+    pub public_url: String,
+    /// Key server URL handed to boxes at enrollment.
+    pub keyserver_url: String,
+    /// Channel key epoch length, seconds.
+    pub epoch_secs: u64,
+    /// Subscriber certificate validity, days.
+    pub certificate_days: i64,
+    /// Enrollment code validity, hours.
+    pub code_ttl_hours: i64,
+    /// Failed enrollments per address before a pause.
+    pub enroll_max_failures: i64,
+    /// Length of that pause window, seconds.
+    pub enroll_window_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            enroll_listen: SocketAddr::from(([127, 0, 0, 1], 8445)),
+            data_dir: PathBuf::from("content-data"),
+            database: String::new(),
+            channels: PathBuf::from("media-fixtures/channels.toml"),
+            public_url: "https://127.0.0.1:8443".into(),
+            keyserver_url: "https://127.0.0.1:8444".into(),
+            epoch_secs: 3600,
+            certificate_days: 365,
+            code_ttl_hours: 72,
+            enroll_max_failures: 10,
+            enroll_window_secs: 900,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    /// Database URL.
+    pub fn database_url(&self) -> String {
+        if self.database.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("content.db").display())
+        } else {
+            self.database.clone()
+        }
+    }
+
+    /// CA directory.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.data_dir.join("ca")
+    }
+
+    /// Master key file.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data_dir.join("secrets/master.key")
+    }
+
+    /// TLS chain and key.
+    pub fn tls_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.data_dir.join("tls/server.crt"),
+            self.data_dir.join("tls/server.key"),
+        )
+    }
+
+    /// Epoch of a wall-clock instant.
+    pub fn epoch_of(&self, ms: i64) -> u32 {
+        (ms.max(0) as u64 / (self.epoch_secs.max(1) * 1000)) as u32
+    }
+
+    /// Validity of an epoch, Unix seconds `[start, end)`.
+    pub fn epoch_validity(&self, epoch: u32) -> (u64, u64) {
+        let len = self.epoch_secs.max(1);
+        (u64::from(epoch) * len, (u64::from(epoch) + 1) * len)
+    }
+}

@@ -1,0 +1,15 @@
+//! The operator's content server: certificate authority and enrollment, subscribers and
+//! packages, the channel catalogue with a small programme guide, an encrypt-once packager,
+//! licenses, and live streaming of the test channels over mutual TLS. See
+//! `docs/content-server.md`.
+#![forbid(unsafe_code)]
+
+pub mod ca;
+pub mod catalogue;
+pub mod codes;
+pub mod config;
+pub mod keys;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod ts;

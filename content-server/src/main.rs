@@ -1,0 +1,299 @@
+//! `content-server`: the operator's command line (init, serve, subscribers, channels).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use content_server::ca::OperatorCa;
+use content_server::catalogue::Catalogue;
+use content_server::codes;
+use content_server::config::Config;
+use content_server::keys::OperatorKeys;
+use content_server::store::{Status, Store};
+use stb_protocol::SecretArray;
+use stb_service::now_ms;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "content-server",
+    version,
+    about = "STB operator service: CA, enrollment, entitlements, licenses, live channels"
+)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, env = "CONTENT_SERVER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (CA, TLS key pair, master key, SQLite database).
+    #[arg(long, env = "CONTENT_SERVER_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, env = "CONTENT_SERVER_DATABASE", global = true)]
+    database: Option<String>,
+    /// Channel manifest (TOML).
+    #[arg(long, env = "CONTENT_SERVER_CHANNELS", global = true)]
+    channels: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the operator CA, the server certificate, the master key and the database.
+    Init {
+        /// Extra DNS names or IP addresses for the server certificate.
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+    /// Serve until SIGTERM or Ctrl-C.
+    Serve {
+        /// Mutual-TLS listen address (channels, licenses, streams).
+        #[arg(long, env = "CONTENT_SERVER_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Enrollment listen address (server-authenticated TLS).
+        #[arg(long, env = "CONTENT_SERVER_ENROLL_LISTEN")]
+        enroll_listen: Option<SocketAddr>,
+        /// URL boxes use for this server.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Key server URL handed to boxes.
+        #[arg(long)]
+        keyserver_url: Option<String>,
+    },
+    /// Subscribers and their enrollment codes.
+    Subscriber {
+        #[command(subcommand)]
+        action: SubscriberAction,
+    },
+    /// The channel catalogue.
+    Channel {
+        #[command(subcommand)]
+        action: ChannelAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubscriberAction {
+    /// Add a subscriber with a package; prints a one-time enrollment code.
+    Add {
+        /// Unique subscriber name.
+        name: String,
+        /// Package of channels.
+        #[arg(long)]
+        package: String,
+    },
+    /// A new enrollment code for an existing subscriber (another box, a lost code).
+    Code { name: String },
+    /// List subscribers.
+    List {
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse service until resumed.
+    Suspend { name: String },
+    /// Undo a suspension.
+    Resume { name: String },
+    /// Refuse service for good and revoke every certificate.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum ChannelAction {
+    /// List channels with their packages and segments.
+    List,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = cli.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(db) = cli.database {
+        config.database = db;
+    }
+    if let Some(c) = cli.channels {
+        config.channels = c;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Init { names } => rt.block_on(init(&config, names)),
+        Command::Serve {
+            listen,
+            enroll_listen,
+            public_url,
+            keyserver_url,
+        } => {
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(l) = enroll_listen {
+                config.enroll_listen = l;
+            }
+            if let Some(u) = public_url {
+                config.public_url = u;
+            }
+            if let Some(u) = keyserver_url {
+                config.keyserver_url = u;
+            }
+            rt.block_on(serve(config))
+        }
+        Command::Subscriber { action } => rt.block_on(subscriber(&config, action)),
+        Command::Channel {
+            action: ChannelAction::List,
+        } => channel_list(&config),
+    }
+}
+
+async fn init(config: &Config, mut names: Vec<String>) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    if config.master_key_path().exists() {
+        println!("master key kept: {}", config.master_key_path().display());
+    } else {
+        stb_service::write_private(
+            &config.master_key_path(),
+            &stb_protocol::random_array::<32>(),
+        )?;
+        println!("master key: {}", config.master_key_path().display());
+    }
+    if config.ca_dir().join("ca.key").exists() {
+        println!(
+            "operator CA kept: {}",
+            config.ca_dir().join("ca.crt").display()
+        );
+    } else {
+        OperatorCa::create(&config.ca_dir(), "STB Operator CA")?;
+        println!("operator CA: {}", config.ca_dir().join("ca.crt").display());
+    }
+    let ca = OperatorCa::load(&config.ca_dir())?;
+    let (cert, key) = config.tls_paths();
+    if cert.exists() && key.exists() {
+        println!("server certificate kept: {}", cert.display());
+    } else {
+        names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+        let (chain, key_pem) = ca.server_certificate(&names)?;
+        stb_service::write_private(&key, key_pem.as_bytes())?;
+        std::fs::write(&cert, chain)?;
+        println!(
+            "server certificate for {}: {}",
+            names.join(", "),
+            cert.display()
+        );
+    }
+    let store = Store::open(&config.database_url()).await?;
+    println!("database ready: {:?}", store.backend());
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let running = content_server::server::start(&config).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn new_code(config: &Config, store: &Store, keys: &OperatorKeys, name: &str) -> Result<()> {
+    let code = codes::generate();
+    let expires = now_ms() + config.code_ttl_hours * 3_600_000;
+    store
+        .add_code(name, &keys.code_hash(&code), expires)
+        .await?;
+    let expiry = time::OffsetDateTime::from_unix_timestamp(expires / 1000)?;
+    println!("enrollment code for {name}: {}", codes::display(&code));
+    println!("valid until {expiry} (single use)");
+    Ok(())
+}
+
+async fn subscriber(config: &Config, action: SubscriberAction) -> Result<()> {
+    let store = Store::open(&config.database_url()).await?;
+    let keys = OperatorKeys::load(&config.master_key_path())?;
+    let set = |status| {
+        let store = store.clone();
+        async move |name: String| -> Result<()> {
+            if !store.set_status(&name, status).await? {
+                bail!("no subscriber {name}");
+            }
+            println!("{name}: {status:?}");
+            Ok(())
+        }
+    };
+    match action {
+        SubscriberAction::Add { name, package } => {
+            if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                bail!("a subscriber name has 1 to 64 printable characters");
+            }
+            let catalogue = Catalogue::load(&config.channels)?;
+            if !catalogue.packages().contains(&package) {
+                bail!(
+                    "unknown package {package:?}; packages: {}",
+                    catalogue.packages().join(", ")
+                );
+            }
+            let ks = SecretArray::new(stb_protocol::random_array::<32>());
+            store
+                .add_subscriber(&name, &package, &keys.seal_ks(&name, &ks), now_ms())
+                .await
+                .with_context(|| format!("adding {name} (does it exist already?)"))?;
+            println!("subscriber {name} added with package {package}");
+            new_code(config, &store, &keys, &name).await
+        }
+        SubscriberAction::Code { name } => match store.subscriber(&name).await? {
+            Some(s) if s.status == Status::Active => new_code(config, &store, &keys, &name).await,
+            Some(s) => bail!("{name} is {:?}", s.status),
+            None => bail!("no subscriber {name}"),
+        },
+        SubscriberAction::List { json } => {
+            for s in store.subscribers(None).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else {
+                    println!(
+                        "{:<24} {:<10} {:<10} {} certificate(s)",
+                        s.name,
+                        s.package,
+                        format!("{:?}", s.status),
+                        s.certificates
+                    );
+                }
+            }
+            Ok(())
+        }
+        SubscriberAction::Suspend { name } => set(Status::Suspended)(name).await,
+        SubscriberAction::Resume { name } => set(Status::Active)(name).await,
+        SubscriberAction::Revoke { name } => set(Status::Revoked)(name).await,
+    }
+}
+
+fn channel_list(config: &Config) -> Result<()> {
+    let catalogue = Catalogue::load(&config.channels)?;
+    for c in catalogue.channels.values() {
+        let total: u64 = c.segments.iter().map(|s| s.duration_ms).sum();
+        println!(
+            "{:>3}  {:<20} packages: {:<24} {} segments, {:.1} s loop",
+            c.number,
+            c.name,
+            c.packages.join(","),
+            c.segments.len(),
+            total as f64 / 1000.0
+        );
+    }
+    Ok(())
+}

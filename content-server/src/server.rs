@@ -1,0 +1,97 @@
+//! Start-up: load the catalogue, keys and CA, open the database, bind both TLS listeners.
+
+use crate::ca::OperatorCa;
+use crate::catalogue::Catalogue;
+use crate::config::Config;
+use crate::keys::OperatorKeys;
+use crate::service::{AppState, content_router, enroll_router};
+use crate::store::Store;
+use anyhow::{Context, Result};
+use stb_service::tls::{self, ClientAuth};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// A started server.
+#[derive(Debug)]
+pub struct Running {
+    /// Mutual-TLS listener.
+    pub addr: SocketAddr,
+    /// Enrollment listener.
+    pub enroll_addr: SocketAddr,
+    /// Shared state.
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting and waits for requests in flight (live streams end at once).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Loads everything and starts serving.
+pub async fn start(config: &Config) -> Result<Running> {
+    let catalogue = Catalogue::load(&config.channels)?;
+    let keys = OperatorKeys::load(&config.master_key_path())?;
+    let ca = OperatorCa::load(&config.ca_dir())?;
+    let store = Store::open(&config.database_url()).await?;
+    let (cert_path, key_path) = config.tls_paths();
+    let chain =
+        tls::load_certs(&cert_path).context("server certificate (run `content-server init`)")?;
+    let key = tls::load_key(&key_path)?;
+    let ca_roots = tls::load_certs(&config.ca_dir().join("ca.crt"))?;
+    let mtls = tls::server_config(
+        chain.clone(),
+        key.clone_key(),
+        ClientAuth::Required(ca_roots),
+    )?;
+    let server_only = tls::server_config(chain, key, ClientAuth::None)?;
+    let state = Arc::new(AppState::new(config.clone(), store, keys, ca, catalogue));
+
+    let (stop, stop_rx) = watch::channel(false);
+    let content = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let enroll = TcpListener::bind(config.enroll_listen)
+        .await
+        .with_context(|| format!("binding {}", config.enroll_listen))?;
+    let (addr, enroll_addr) = (content.local_addr()?, enroll.local_addr()?);
+    let timeout = Duration::from_secs(10);
+    let quiet: stb_service::serve::OnTlsFailure = Arc::new(|| {});
+    let tasks = vec![
+        tokio::spawn(stb_service::serve::accept_tls(
+            content,
+            TlsAcceptor::from(Arc::new(mtls)),
+            content_router(state.clone()),
+            timeout,
+            stop_rx.clone(),
+            quiet.clone(),
+        )),
+        tokio::spawn(stb_service::serve::accept_tls(
+            enroll,
+            TlsAcceptor::from(Arc::new(server_only)),
+            enroll_router(state.clone()),
+            timeout,
+            stop_rx,
+            quiet,
+        )),
+    ];
+    tracing::info!(%addr, %enroll_addr, channels = state.catalogue.channels.len(), "content server listening");
+    Ok(Running {
+        addr,
+        enroll_addr,
+        state,
+        stop,
+        tasks,
+    })
+}

@@ -1,0 +1,485 @@
+//! HTTP handlers. Enrollment listens with server-authenticated TLS; everything else requires a
+//! client certificate issued by the operator CA, checked against the database on every request
+//! (so a revocation or suspension takes effect at once, without a restart).
+
+use crate::ca::OperatorCa;
+use crate::catalogue::{Catalogue, Programme};
+use crate::codes;
+use crate::config::Config;
+use crate::keys::OperatorKeys;
+use crate::store::{CodeRefusal, Status, Store, Subscriber};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use stb_protocol::{License, LicenseKey, SegmentCipher};
+use stb_service::now_ms;
+use stb_service::serve::ConnInfo;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// How many past segments a channel keeps encrypted in memory.
+const CACHE_BEHIND: u64 = 120;
+
+/// Shared state.
+#[derive(Debug)]
+pub struct AppState {
+    /// Configuration.
+    pub config: Config,
+    /// Database.
+    pub store: Store,
+    /// Operator keys.
+    pub keys: OperatorKeys,
+    /// Operator CA.
+    pub ca: OperatorCa,
+    /// Channels.
+    pub catalogue: Catalogue,
+    segments: Mutex<HashMap<(u16, u64), Bytes>>,
+}
+
+impl AppState {
+    /// Bundles the parts.
+    pub fn new(
+        config: Config,
+        store: Store,
+        keys: OperatorKeys,
+        ca: OperatorCa,
+        catalogue: Catalogue,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            keys,
+            ca,
+            catalogue,
+            segments: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The encrypted segment `sequence` of `channel`: encrypted once, under the key of the
+    /// epoch the segment starts in, and served to every viewer from memory.
+    pub fn encrypted_segment(&self, channel: u16, sequence: u64) -> Result<Bytes, AppError> {
+        if let Some(b) = self.lock_segments().get(&(channel, sequence)) {
+            return Ok(b.clone());
+        }
+        let ch = self
+            .catalogue
+            .channels
+            .get(&channel)
+            .ok_or(AppError::NoChannel)?;
+        let pos = ch.position(sequence);
+        let epoch = self.config.epoch_of(pos.start_ms);
+        let cipher = SegmentCipher::new(&self.keys.channel_key(channel, epoch))
+            .map_err(|e| AppError::Internal(e.into()))?;
+        let plain = ch.segments[pos.index].data.clone();
+        let bytes = Bytes::from(
+            cipher
+                .encrypt_segment(channel, epoch, sequence, plain)
+                .map_err(|e| AppError::Internal(e.into()))?,
+        );
+        let mut cache = self.lock_segments();
+        cache.retain(|&(c, s), _| c != channel || s + CACHE_BEHIND >= sequence);
+        cache.insert((channel, sequence), bytes.clone());
+        Ok(bytes)
+    }
+
+    fn lock_segments(&self) -> std::sync::MutexGuard<'_, HashMap<(u16, u64), Bytes>> {
+        self.segments.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Errors and what the client is told.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Malformed request.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Certificate unknown to the database.
+    #[error("certificate not issued by this operator")]
+    UnknownCertificate,
+    /// Certificate or subscriber revoked.
+    #[error("subscription revoked")]
+    Revoked,
+    /// Subscriber suspended.
+    #[error("subscription suspended, contact the operator")]
+    Suspended,
+    /// Channel outside the subscription.
+    #[error("channel {0} is not in your subscription")]
+    NotEntitled(u16),
+    /// No such channel.
+    #[error("no such channel")]
+    NoChannel,
+    /// Segment not live yet or too old.
+    #[error("segment not available")]
+    NoSegment,
+    /// Enrollment code problems.
+    #[error("{0}")]
+    Code(&'static str),
+    /// Too many failed enrollments.
+    #[error("too many failed enrollment attempts, retry later")]
+    TooManyAttempts,
+    /// Internal failure, logged.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::UnknownCertificate | AppError::Revoked | AppError::Suspended => {
+                StatusCode::FORBIDDEN
+            }
+            AppError::NotEntitled(_) => StatusCode::FORBIDDEN,
+            AppError::NoChannel | AppError::NoSegment => StatusCode::NOT_FOUND,
+            AppError::Code(_) => StatusCode::FORBIDDEN,
+            AppError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Internal(e) => {
+                tracing::error!(error = ?e, "request failed");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+/// Routes behind mutual TLS.
+pub fn content_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/channels", get(channels))
+        .route("/v1/license", get(license))
+        .route("/v1/channels/{number}/live", get(live))
+        .route("/v1/channels/{number}/segments/{sequence}", get(segment))
+        .route("/v1/channels/{number}/stream", get(stream))
+        .with_state(state)
+}
+
+/// Routes behind server-authenticated TLS.
+pub fn enroll_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/enroll", post(enroll))
+        .route("/healthz", get(health))
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Result<&'static str, AppError> {
+    state.store.ping().await?;
+    Ok("ok\n")
+}
+
+/// The subscriber behind the connection's certificate, if in good standing.
+async fn authenticate(state: &AppState, conn: &ConnInfo) -> Result<Subscriber, AppError> {
+    // The TLS layer requires a certificate chaining to the CA; this adds revocation/status.
+    let cert = conn
+        .client_cert
+        .as_ref()
+        .ok_or(AppError::UnknownCertificate)?;
+    let peer = stb_service::tls::peer_cert(cert)?;
+    let owner = state
+        .store
+        .cert_owner(&peer.serial_hex)
+        .await?
+        .ok_or(AppError::UnknownCertificate)?;
+    match (owner.revoked, owner.subscriber.status) {
+        (true, _) | (_, Status::Revoked) => Err(AppError::Revoked),
+        (_, Status::Suspended) => Err(AppError::Suspended),
+        (false, Status::Active) => Ok(owner.subscriber),
+    }
+}
+
+fn entitled_channel<'a>(
+    state: &'a AppState,
+    sub: &Subscriber,
+    number: u16,
+) -> Result<&'a crate::catalogue::Channel, AppError> {
+    let ch = state
+        .catalogue
+        .channels
+        .get(&number)
+        .ok_or(AppError::NoChannel)?;
+    if !ch.in_package(&sub.package) {
+        return Err(AppError::NotEntitled(number));
+    }
+    Ok(ch)
+}
+
+/// One entry of the channel list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Number.
+    pub number: u16,
+    /// Name.
+    pub name: String,
+    /// In the subscription.
+    pub entitled: bool,
+    /// Programme on air.
+    pub now: Programme,
+    /// Next programme.
+    pub next: Programme,
+}
+
+/// The channel list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChannelList {
+    /// Subscriber name.
+    pub account: String,
+    /// Package.
+    pub package: String,
+    /// Every channel of the operator, entitled or not.
+    pub channels: Vec<ChannelInfo>,
+}
+
+async fn channels(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+) -> Result<Json<ChannelList>, AppError> {
+    let sub = authenticate(&state, &conn).await?;
+    let now = now_ms();
+    let channels = state
+        .catalogue
+        .channels
+        .values()
+        .map(|c| {
+            let (now, next) = c.now_next(now);
+            ChannelInfo {
+                number: c.number,
+                name: c.name.clone(),
+                entitled: c.in_package(&sub.package),
+                now,
+                next,
+            }
+        })
+        .collect();
+    Ok(Json(ChannelList {
+        account: sub.name,
+        package: sub.package,
+        channels,
+    }))
+}
+
+async fn license(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+) -> Result<Response, AppError> {
+    let sub = authenticate(&state, &conn).await?;
+    let ks = state.keys.open_ks(&sub.name, &sub.ks_sealed)?;
+    let wrap = LicenseKey::from_ks(&ks);
+    let now = now_ms();
+    let current = state.config.epoch_of(now);
+    let mut entries = Vec::new();
+    for ch in state
+        .catalogue
+        .channels
+        .values()
+        .filter(|c| c.in_package(&sub.package))
+    {
+        for epoch in [current, current + 1] {
+            let key = state.keys.channel_key(ch.number, epoch);
+            let validity = state.config.epoch_validity(epoch);
+            entries.push(wrap.wrap(
+                ch.number,
+                epoch,
+                validity,
+                &key,
+                stb_protocol::random_array(),
+            ));
+        }
+    }
+    let license = License {
+        account: sub.name,
+        issued_at: (now / 1000) as u64,
+        entries,
+    };
+    let body = license.encode().map_err(|e| AppError::Internal(e.into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The live edge of a channel.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LiveEdge {
+    /// Global sequence of the segment on air.
+    pub sequence: u64,
+    /// Its key epoch.
+    pub epoch: u32,
+    /// Its start, Unix ms.
+    pub start_ms: i64,
+    /// Its duration, ms.
+    pub duration_ms: u64,
+}
+
+async fn live(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(number): Path<u16>,
+) -> Result<Json<LiveEdge>, AppError> {
+    let sub = authenticate(&state, &conn).await?;
+    let pos = entitled_channel(&state, &sub, number)?.live_at(now_ms());
+    Ok(Json(LiveEdge {
+        sequence: pos.sequence,
+        epoch: state.config.epoch_of(pos.start_ms),
+        start_ms: pos.start_ms,
+        duration_ms: pos.duration_ms,
+    }))
+}
+
+async fn segment(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+    Path((number, sequence)): Path<(u16, u64)>,
+) -> Result<Response, AppError> {
+    let sub = authenticate(&state, &conn).await?;
+    let live = entitled_channel(&state, &sub, number)?
+        .live_at(now_ms())
+        .sequence;
+    // Only what has been broadcast, and not too long ago.
+    if sequence > live || sequence + CACHE_BEHIND < live {
+        return Err(AppError::NoSegment);
+    }
+    let bytes = state.encrypted_segment(number, sequence)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            // Encrypted once for everyone: any cache may keep it.
+            (header::CACHE_CONTROL, "public, max-age=600, immutable"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn stream(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(number): Path<u16>,
+) -> Result<Response, AppError> {
+    let sub = authenticate(&state, &conn).await?;
+    let first = entitled_channel(&state, &sub, number)?
+        .live_at(now_ms())
+        .sequence;
+    // The segment on air goes out at once (a zap starts with a whole GOP), the next ones when
+    // their time comes. Standing is re-checked before every segment: a revocation ends it.
+    let body = futures_util::stream::unfold(
+        (state, conn, first, true),
+        move |(state, conn, seq, first_segment)| async move {
+            if !first_segment {
+                let ch = state.catalogue.channels.get(&number)?;
+                let wait = ch.position(seq).start_ms - now_ms();
+                if wait > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+                }
+                if authenticate(&state, &conn).await.is_err() {
+                    return None;
+                }
+            }
+            let bytes = state.encrypted_segment(number, seq).ok()?;
+            Some((
+                Ok::<Bytes, std::convert::Infallible>(bytes),
+                (state, conn, seq + 1, false),
+            ))
+        },
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.stb.segments"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Enrollment request body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The code printed at the registration desk.
+    pub code: String,
+    /// PKCS#10 CSR, PEM, for a P-256 key made on the box.
+    pub csr_pem: String,
+}
+
+/// Enrollment answer: what the box seals into its personal data.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// Subscriber name (certificate CN).
+    pub account: String,
+    /// Certificate A, PEM.
+    pub certificate_pem: String,
+    /// The operator CA, PEM (trust anchor for the content server).
+    pub operator_ca_pem: String,
+    /// KS, base64.
+    pub ks_base64: String,
+    /// Content server URL.
+    pub content_server_url: String,
+    /// Key server URL.
+    pub keyserver_url: String,
+}
+
+async fn enroll(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+    Json(request): Json<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, AppError> {
+    use base64::Engine;
+    let peer = conn.peer.ip().to_string();
+    let now = now_ms();
+    let window = state.config.enroll_window_secs * 1000;
+    if state.store.enroll_failures(&peer, now, window).await? >= state.config.enroll_max_failures {
+        return Err(AppError::TooManyAttempts);
+    }
+    let fail = |e: AppError| async {
+        state.store.count_enroll_failure(&peer, now, window).await?;
+        Err::<Json<EnrollResponse>, AppError>(e)
+    };
+    let code = match codes::normalise(&request.code) {
+        Ok(code) => code,
+        Err(e) => {
+            return fail(AppError::Code(match e {
+                codes::CodeError::Length => "an enrollment code has 12 digits",
+                codes::CodeError::Checksum => "this enrollment code is mistyped",
+            }))
+            .await;
+        }
+    };
+    // Refuse a bad CSR before the code is spent.
+    if rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).is_err() {
+        return Err(AppError::BadRequest("the CSR does not parse".into()));
+    }
+    let days = state.config.certificate_days;
+    let outcome = state
+        .store
+        .enroll(&state.keys.code_hash(&code), now, |sub| {
+            state.ca.sign_csr(&request.csr_pem, &sub.name, days)
+        })
+        .await?;
+    let (sub, issued) = match outcome {
+        Ok(done) => done,
+        Err(CodeRefusal::Unknown) => return fail(AppError::Code("unknown enrollment code")).await,
+        Err(CodeRefusal::Used) => {
+            return fail(AppError::Code("this enrollment code was already used")).await;
+        }
+        Err(CodeRefusal::Expired) => {
+            return fail(AppError::Code("this enrollment code has expired")).await;
+        }
+    };
+    let ks = state.keys.open_ks(&sub.name, &sub.ks_sealed)?;
+    tracing::info!(subscriber = %sub.name, serial = %issued.serial_hex, "enrolled");
+    Ok(Json(EnrollResponse {
+        account: sub.name,
+        certificate_pem: issued.pem,
+        operator_ca_pem: state.ca.cert_pem.clone(),
+        ks_base64: base64::engine::general_purpose::STANDARD.encode(ks.expose()),
+        content_server_url: state.config.public_url.clone(),
+        keyserver_url: state.config.keyserver_url.clone(),
+    }))
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Generates the test channels: 640x360 H.264 (main profile, 1 s GOP, SPS/PPS before every IDR)
+# with AAC stereo sound, muxed as MPEG-TS, each visibly different (test pattern, channel number
+# and name drawn on the picture, a running clock) and audibly different (tone frequency).
+# Usage: media-fixtures/generate.sh [OUTPUT_DIR]   (default: this directory)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here}
+mkdir -p "$out"
+seconds=24
+fps=25
+frames=$((seconds * fps))
+audio_buffers=$((seconds * 48000 / 1024 + 1))
+
+# number|name|pattern|tone (Hz)
+channels=(
+  "1|News 24|smpte|440"
+  "2|Sport Live|ball|523"
+  "3|Cinema Classics|pinwheel|659"
+  "4|Kids Cartoons|gamut|784"
+)
+
+for line in "${channels[@]}"; do
+  IFS='|' read -r number name pattern tone <<<"$line"
+  file="$out/ch$number.ts"
+  gst-launch-1.0 -q -e \
+    videotestsrc num-buffers=$frames pattern="$pattern" \
+    ! video/x-raw,width=640,height=360,framerate=$fps/1 \
+    ! textoverlay text="CH $number  $name" font-desc="Sans Bold 28" valignment=top halignment=left shaded-background=true \
+    ! timeoverlay valignment=bottom halignment=right font-desc="Sans 24" shaded-background=true \
+    ! x264enc tune=zerolatency speed-preset=veryfast bitrate=500 key-int-max=$fps \
+    ! video/x-h264,profile=main ! h264parse config-interval=-1 ! queue \
+    ! mpegtsmux name=mux alignment=7 ! filesink location="$file" \
+    audiotestsrc num-buffers=$audio_buffers samplesperbuffer=1024 freq="$tone" volume=0.2 \
+    ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=96000 ! aacparse \
+    ! queue ! mux.
+  echo "$file: $(stat -c %s "$file") bytes"
+done
