@@ -4,6 +4,7 @@
 //! `docs/content-server.md`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod ca;
 pub mod catalogue;
 pub mod codes;

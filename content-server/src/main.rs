@@ -1,15 +1,12 @@
 //! `content-server`: the operator's command line (init, serve, subscribers, channels).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use content_server::ca::OperatorCa;
 use content_server::catalogue::Catalogue;
 use content_server::codes;
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
 use content_server::store::{Status, Store};
-use stb_protocol::SecretArray;
-use stb_service::now_ms;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -157,44 +154,10 @@ fn main() -> Result<()> {
     }
 }
 
-async fn init(config: &Config, mut names: Vec<String>) -> Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    if config.master_key_path().exists() {
-        println!("master key kept: {}", config.master_key_path().display());
-    } else {
-        stb_service::write_private(
-            &config.master_key_path(),
-            &stb_protocol::random_array::<32>(),
-        )?;
-        println!("master key: {}", config.master_key_path().display());
+async fn init(config: &Config, names: Vec<String>) -> Result<()> {
+    for line in content_server::admin::init(config, &names).await? {
+        println!("{line}");
     }
-    if config.ca_dir().join("ca.key").exists() {
-        println!(
-            "operator CA kept: {}",
-            config.ca_dir().join("ca.crt").display()
-        );
-    } else {
-        OperatorCa::create(&config.ca_dir(), "STB Operator CA")?;
-        println!("operator CA: {}", config.ca_dir().join("ca.crt").display());
-    }
-    let ca = OperatorCa::load(&config.ca_dir())?;
-    let (cert, key) = config.tls_paths();
-    if cert.exists() && key.exists() {
-        println!("server certificate kept: {}", cert.display());
-    } else {
-        names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
-        let (chain, key_pem) = ca.server_certificate(&names)?;
-        stb_service::write_private(&key, key_pem.as_bytes())?;
-        std::fs::write(&cert, chain)?;
-        println!(
-            "server certificate for {}: {}",
-            names.join(", "),
-            cert.display()
-        );
-    }
-    let store = Store::open(&config.database_url()).await?;
-    println!("database ready: {:?}", store.backend());
     Ok(())
 }
 
@@ -210,12 +173,7 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn new_code(config: &Config, store: &Store, keys: &OperatorKeys, name: &str) -> Result<()> {
-    let code = codes::generate();
-    let expires = now_ms() + config.code_ttl_hours * 3_600_000;
-    store
-        .add_code(name, &keys.code_hash(&code), expires)
-        .await?;
+fn print_code(name: &str, (code, expires): (String, i64)) -> Result<()> {
     let expiry = time::OffsetDateTime::from_unix_timestamp(expires / 1000)?;
     println!("enrollment code for {name}: {}", codes::display(&code));
     println!("valid until {expiry} (single use)");
@@ -237,26 +195,19 @@ async fn subscriber(config: &Config, action: SubscriberAction) -> Result<()> {
     };
     match action {
         SubscriberAction::Add { name, package } => {
-            if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                bail!("a subscriber name has 1 to 64 printable characters");
-            }
             let catalogue = Catalogue::load(&config.channels)?;
-            if !catalogue.packages().contains(&package) {
-                bail!(
-                    "unknown package {package:?}; packages: {}",
-                    catalogue.packages().join(", ")
-                );
-            }
-            let ks = SecretArray::new(stb_protocol::random_array::<32>());
-            store
-                .add_subscriber(&name, &package, &keys.seal_ks(&name, &ks), now_ms())
-                .await
-                .with_context(|| format!("adding {name} (does it exist already?)"))?;
+            let code = content_server::admin::add_subscriber(
+                config, &store, &keys, &catalogue, &name, &package,
+            )
+            .await?;
             println!("subscriber {name} added with package {package}");
-            new_code(config, &store, &keys, &name).await
+            print_code(&name, code)
         }
         SubscriberAction::Code { name } => match store.subscriber(&name).await? {
-            Some(s) if s.status == Status::Active => new_code(config, &store, &keys, &name).await,
+            Some(s) if s.status == Status::Active => print_code(
+                &name,
+                content_server::admin::new_code(config, &store, &keys, &name).await?,
+            ),
             Some(s) => bail!("{name} is {:?}", s.status),
             None => bail!("no subscriber {name}"),
         },

@@ -110,7 +110,7 @@ fn h264_pid(pmt: &[u8]) -> Option<u16> {
 
 /// Splits `ts` at every video random-access point.
 pub fn segment(ts: &[u8]) -> Result<Vec<Segment>, TsError> {
-    if ts.len() % PACKET != 0 {
+    if !ts.len().is_multiple_of(PACKET) {
         return Err(TsError::BadSync(ts.len() / PACKET));
     }
     let packets: Vec<&[u8]> = ts.chunks_exact(PACKET).collect();

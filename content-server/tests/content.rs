@@ -1,0 +1,432 @@
+//! The content server over real TLS on loopback: enrollment, mutual TLS, entitlements,
+//! revocation, licenses, and segments that GStreamer decodes once decrypted.
+#![allow(missing_docs)]
+
+use base64::Engine;
+use content_server::catalogue::Catalogue;
+use content_server::config::Config;
+use content_server::keys::OperatorKeys;
+use content_server::server::Running;
+use content_server::service::{ChannelList, EnrollRequest, EnrollResponse, LiveEdge};
+use content_server::store::{Status, Store};
+use stb_protocol::{License, LicenseKey, SecretArray, SegmentCipher, SegmentHeader};
+use std::path::Path;
+
+struct Operator {
+    _dir: tempfile::TempDir,
+    config: Config,
+    running: Running,
+    store: Store,
+    keys: OperatorKeys,
+    ca_pem: String,
+}
+
+struct Box_ {
+    identity_pem: String,
+    enrolled: EnrollResponse,
+}
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml")
+}
+
+async fn operator(database: Option<String>) -> Operator {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        enroll_listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_owned(),
+        database: database.unwrap_or_default(),
+        channels: fixtures(),
+        enroll_max_failures: 5,
+        ..Config::default()
+    };
+    content_server::admin::init(&config, &[])
+        .await
+        .expect("init");
+    let running = content_server::server::start(&config).await.expect("start");
+    let store = Store::open(&config.database_url()).await.expect("store");
+    let keys = OperatorKeys::load(&config.master_key_path()).expect("keys");
+    let ca_pem = std::fs::read_to_string(config.ca_dir().join("ca.crt")).expect("ca");
+    Operator {
+        _dir: dir,
+        config,
+        running,
+        store,
+        keys,
+        ca_pem,
+    }
+}
+
+impl Operator {
+    async fn add(&self, name: &str, package: &str) -> String {
+        let catalogue = Catalogue::load(&fixtures()).expect("catalogue");
+        let (code, _) = content_server::admin::add_subscriber(
+            &self.config,
+            &self.store,
+            &self.keys,
+            &catalogue,
+            name,
+            package,
+        )
+        .await
+        .expect("add subscriber");
+        content_server::codes::display(&code)
+    }
+
+    fn client(&self, identity: Option<&str>) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca")]);
+        if let Some(id) = identity {
+            b = b.identity(reqwest::Identity::from_pem(id.as_bytes()).expect("identity"));
+        }
+        b.build().expect("client")
+    }
+
+    fn enroll_url(&self) -> String {
+        format!(
+            "https://127.0.0.1:{}/v1/enroll",
+            self.running.enroll_addr.port()
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.running.addr.port())
+    }
+
+    /// Enrolls like a box: fresh P-256 key, CSR, code.
+    async fn enroll(&self, code: &str) -> Result<Box_, (u16, String)> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("params")
+            .serialize_request(&key)
+            .expect("csr");
+        let body = EnrollRequest {
+            code: code.into(),
+            csr_pem: csr.pem().expect("pem"),
+        };
+        let r = self
+            .client(None)
+            .post(self.enroll_url())
+            .json(&body)
+            .send()
+            .await
+            .expect("enroll request");
+        let status = r.status().as_u16();
+        if status != 200 {
+            return Err((status, r.text().await.unwrap_or_default()));
+        }
+        let enrolled: EnrollResponse = r.json().await.expect("json");
+        Ok(Box_ {
+            identity_pem: format!("{}{}", enrolled.certificate_pem, key.serialize_pem()),
+            enrolled,
+        })
+    }
+
+    async fn get(&self, b: &Box_, path: &str) -> (u16, Vec<u8>) {
+        let r = self
+            .client(Some(&b.identity_pem))
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.bytes().await.expect("body").to_vec())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_codes_are_single_use_expire_and_are_limited() {
+    let op = operator(None).await;
+    let code = op.add("alice", "basic").await;
+    let alice = op.enroll(&code).await.expect("good code enrolls");
+    assert_eq!(alice.enrolled.account, "alice");
+    assert!(alice.enrolled.certificate_pem.contains("BEGIN CERTIFICATE"));
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(&alice.enrolled.ks_base64)
+            .expect("b64")
+            .len(),
+        32
+    );
+
+    let (status, reason) = op.enroll(&code).await.err().expect("reused code refused");
+    assert_eq!(
+        (status, reason.trim()),
+        (403, "this enrollment code was already used")
+    );
+
+    // Expired: a code whose expiry has passed.
+    let stale = content_server::codes::generate();
+    op.store
+        .add_code("alice", &op.keys.code_hash(&stale), 1_000)
+        .await
+        .expect("add code");
+    let (status, reason) = op.enroll(&stale).await.err().expect("expired refused");
+    assert_eq!(
+        (status, reason.trim()),
+        (403, "this enrollment code has expired")
+    );
+
+    // Wrong (well-formed) and mistyped codes.
+    let (status, reason) = op
+        .enroll(&content_server::codes::generate())
+        .await
+        .err()
+        .expect("wrong code");
+    assert_eq!((status, reason.trim()), (403, "unknown enrollment code"));
+    let mut typo = code.clone().into_bytes();
+    typo[0] = if typo[0] == b'9' { b'0' } else { typo[0] + 1 };
+    let (status, _) = op
+        .enroll(&String::from_utf8(typo).expect("ascii"))
+        .await
+        .err()
+        .expect("typo");
+    assert_eq!(status, 403);
+
+    let _ = op.enroll("0000-0000-0000").await.err().expect("wrong code");
+    // Five failures from this address (limit set to 5): even a good code now waits.
+    let fresh = op.add("bob", "basic").await;
+    let (status, _) = op.enroll(&fresh).await.err().expect("paused");
+    assert_eq!(status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_channel_list_entitlements_and_revocation() {
+    let op = operator(None).await;
+    let alice = op
+        .enroll(&op.add("alice", "basic").await)
+        .await
+        .expect("enroll");
+
+    let (status, body) = op.get(&alice, "/v1/channels").await;
+    assert_eq!(status, 200);
+    let list: ChannelList = serde_json::from_slice(&body).expect("json");
+    assert_eq!(list.account, "alice");
+    let entitled: Vec<(u16, bool)> = list
+        .channels
+        .iter()
+        .map(|c| (c.number, c.entitled))
+        .collect();
+    assert_eq!(entitled, vec![(1, true), (2, true), (3, false), (4, true)]);
+    assert!(
+        list.channels
+            .iter()
+            .all(|c| c.now.end_ms == c.next.start_ms && !c.now.title.is_empty())
+    );
+
+    // No certificate: the handshake fails, no byte of content.
+    assert!(
+        op.client(None)
+            .get(op.url("/v1/channels"))
+            .send()
+            .await
+            .is_err()
+    );
+    // A certificate from another CA: the handshake fails too.
+    let stranger_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let stranger = rcgen::CertificateParams::new(Vec::<String>::new())
+        .expect("p")
+        .self_signed(&stranger_key)
+        .expect("cert");
+    let identity = format!("{}{}", stranger.pem(), stranger_key.serialize_pem());
+    assert!(
+        op.client(Some(&identity))
+            .get(op.url("/v1/channels"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // Not entitled.
+    for path in [
+        "/v1/channels/3/stream",
+        "/v1/channels/3/live",
+        "/v1/channels/3/segments/1",
+    ] {
+        let (status, body) = op.get(&alice, path).await;
+        assert_eq!(status, 403, "{path}");
+        assert_eq!(
+            String::from_utf8_lossy(&body).trim(),
+            "channel 3 is not in your subscription"
+        );
+    }
+
+    // Suspension and revocation take effect on the next request, without a restart.
+    op.store
+        .set_status("alice", Status::Suspended)
+        .await
+        .expect("suspend");
+    assert_eq!(op.get(&alice, "/v1/license").await.0, 403);
+    op.store
+        .set_status("alice", Status::Active)
+        .await
+        .expect("resume");
+    assert_eq!(op.get(&alice, "/v1/license").await.0, 200);
+    op.store
+        .set_status("alice", Status::Revoked)
+        .await
+        .expect("revoke");
+    let (status, body) = op.get(&alice, "/v1/channels").await;
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).trim()),
+        (403, "subscription revoked")
+    );
+    op.running.shutdown().await;
+}
+
+fn gst_decodes(ts: &[u8]) -> bool {
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), ts).expect("write");
+    let status = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", file.path().display()))
+        .args([
+            "!",
+            "tsdemux",
+            "!",
+            "h264parse",
+            "!",
+            "avdec_h264",
+            "!",
+            "video/x-raw",
+            "!",
+            "fakesink",
+        ])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("gst-launch-1.0 runs (apt-get install gstreamer1.0-tools)");
+    status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn license_key_decrypts_a_segment_that_gstreamer_decodes() {
+    let op = operator(None).await;
+    let alice = op
+        .enroll(&op.add("alice", "basic").await)
+        .await
+        .expect("enroll");
+    let (status, body) = op.get(&alice, "/v1/license").await;
+    assert_eq!(status, 200);
+    let license = License::decode(&body).expect("license");
+    // Channels 1, 2, 4, current and next epoch each; none of channel 3.
+    assert_eq!(license.entries.len(), 6);
+    assert!(license.entries.iter().all(|e| e.channel != 3));
+
+    let (_, live) = op.get(&alice, "/v1/channels/1/live").await;
+    let live: LiveEdge = serde_json::from_slice(&live).expect("live");
+    let (status, segment) = op
+        .get(
+            &alice,
+            &format!("/v1/channels/1/segments/{}", live.sequence),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let header = SegmentHeader::decode(&segment).expect("header");
+    assert_eq!(
+        (header.channel, header.sequence, header.epoch),
+        (1, live.sequence, live.epoch)
+    );
+    // A segment from the future is not served.
+    assert_eq!(
+        op.get(
+            &alice,
+            &format!("/v1/channels/1/segments/{}", live.sequence + 5)
+        )
+        .await
+        .0,
+        404
+    );
+
+    let ks: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(&alice.enrolled.ks_base64)
+        .expect("b64")
+        .try_into()
+        .expect("32 bytes");
+    let entry = license
+        .entries
+        .iter()
+        .find(|e| e.channel == 1 && e.key_id == header.key_id)
+        .expect("the license has the segment's key");
+    let key = LicenseKey::from_ks(&SecretArray::new(ks))
+        .unwrap(entry)
+        .expect("unwrap");
+    let payload = &segment[stb_protocol::segment::HEADER_LEN..];
+    assert!(
+        !gst_decodes(payload),
+        "the encrypted segment must not decode"
+    );
+    let mut clear = payload.to_vec();
+    SegmentCipher::new(&key)
+        .expect("cipher")
+        .apply_keystream_at(&header.iv, 0, &mut clear)
+        .expect("ctr");
+    assert!(gst_decodes(&clear), "the decrypted segment must decode");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_starts_with_the_live_segment_then_follows_in_order() {
+    use futures_util::StreamExt;
+    let op = operator(None).await;
+    let alice = op
+        .enroll(&op.add("alice", "basic").await)
+        .await
+        .expect("enroll");
+    let r = op
+        .client(Some(&alice.identity_pem))
+        .get(op.url("/v1/channels/2/stream"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut buf = Vec::new();
+    let mut headers = Vec::new();
+    while headers.len() < 2 {
+        buf.extend_from_slice(&body.next().await.expect("more").expect("chunk"));
+        while let Ok(h) = SegmentHeader::decode(&buf) {
+            let total = stb_protocol::segment::HEADER_LEN + h.payload_len as usize;
+            if buf.len() < total {
+                break;
+            }
+            buf.drain(..total);
+            headers.push(h);
+        }
+    }
+    assert_eq!(headers[0].channel, 2);
+    assert_eq!(headers[1].sequence, headers[0].sequence + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backend_enrolls_and_serves() {
+    let url = std::env::var("STB_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-cluster.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .output()
+            .expect("pg cluster");
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
+    });
+    sqlx::any::install_default_drivers();
+    let name = format!("cs_{}", hex::encode(stb_protocol::random_array::<6>()));
+    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create db");
+    let (prefix, _) = url.rsplit_once('/').expect("url");
+    let op = operator(Some(format!("{prefix}/{name}"))).await;
+    assert_eq!(op.store.backend(), content_server::store::Backend::Postgres);
+    let carol = op
+        .enroll(&op.add("carol", "premium").await)
+        .await
+        .expect("enroll");
+    let (status, body) = op.get(&carol, "/v1/channels").await;
+    assert_eq!(status, 200);
+    let list: ChannelList = serde_json::from_slice(&body).expect("json");
+    assert!(list.channels.iter().all(|c| c.entitled));
+}
