@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod codes;
 pub mod config;
 pub mod keys;
+pub mod packager;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -11,7 +11,6 @@ use stb_service::tls::{self, ClientAuth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -59,11 +58,9 @@ pub async fn start(config: &Config) -> Result<Running> {
     let state = Arc::new(AppState::new(config.clone(), store, keys, ca, catalogue));
 
     let (stop, stop_rx) = watch::channel(false);
-    let content = TcpListener::bind(config.listen)
-        .await
+    let content = stb_service::serve::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
-    let enroll = TcpListener::bind(config.enroll_listen)
-        .await
+    let enroll = stb_service::serve::bind(config.enroll_listen)
         .with_context(|| format!("binding {}", config.enroll_listen))?;
     let (addr, enroll_addr) = (content.local_addr()?, enroll.local_addr()?);
     let timeout = Duration::from_secs(10);

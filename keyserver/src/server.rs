@@ -12,7 +12,6 @@ use stb_service::tls::{self, ClientAuth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -69,8 +68,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(chain, key, client_auth)?));
 
     let (stop, stop_rx) = watch::channel(false);
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = stb_service::serve::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let app = router(state.clone()).layer(TimeoutLayer::with_status_code(
@@ -90,9 +88,8 @@ pub async fn start(config: &Config) -> Result<Running> {
 
     let mut admin_addr = None;
     if let Some(admin) = config.admin_listen {
-        let listener = TcpListener::bind(admin)
-            .await
-            .with_context(|| format!("binding admin {admin}"))?;
+        let listener =
+            stb_service::serve::bind(admin).with_context(|| format!("binding admin {admin}"))?;
         admin_addr = Some(listener.local_addr()?);
         let app = admin_router(state.clone());
         let mut stop_rx = stop_rx.clone();

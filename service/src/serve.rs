@@ -96,3 +96,17 @@ pub async fn accept_tls(
         tracing::warn!("connections still open after 30 s; closing them");
     }
 }
+
+/// Binds a listener with a deep accept queue: after a restart every box reconnects at once,
+/// and the default queue of std (128) overflows, which costs each dropped client a 1 s SYN
+/// retransmission.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}

@@ -1,0 +1,459 @@
+//! `content-load`: how many live viewers can the content server keep on time, compared with
+//! nginx serving the same encrypted segments over TLS with client certificates.
+//!
+//! It sets up a throwaway operator (init, a premium subscriber, a real enrollment), starts
+//! `content-server serve` and nginx on loopback, and for each viewer count runs that many
+//! viewers for a while. A viewer holds one mutual-TLS connection and fetches each new segment
+//! of its channel at the instant the segment goes on air (as HLS-style players do), or, in
+//! stream mode, reads `/v1/channels/N/stream`. A segment is late when it is complete more than
+//! one segment duration (the player's buffer) after it went on air.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use content_server::catalogue::Catalogue;
+use content_server::config::Config;
+use content_server::keys::OperatorKeys;
+use content_server::service::{EnrollRequest, EnrollResponse};
+use content_server::store::Store;
+use futures_util::StreamExt;
+use stb_service::now_ms;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about = "Live-viewer load test: content-server against nginx")]
+struct Args {
+    /// Viewer counts to try, in order.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200,400")]
+    viewers: Vec<usize>,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 8)]
+    seconds: u64,
+    /// Channel manifest.
+    #[arg(long, default_value = "media-fixtures/channels.toml")]
+    channels: PathBuf,
+    /// The content-server binary (default: next to this one).
+    #[arg(long)]
+    content_server: Option<PathBuf>,
+    /// nginx binary; "none" to skip the comparison.
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx: String,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// utime + stime of a process and its direct children, seconds (USER_HZ = 100 on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let one = |pid: &str| -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+    };
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    one(&pid.to_string()).unwrap_or(0.0) + children.split_whitespace().filter_map(one).sum::<f64>()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Poll,
+    Stream,
+}
+
+#[derive(Default)]
+struct Tally {
+    segments: usize,
+    late: usize,
+    errors: usize,
+    lateness_ms: Vec<i64>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("content-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let channels = std::fs::canonicalize(&args.channels).context("channel manifest")?;
+    let (port, enroll_port) = (free_port()?, free_port()?);
+    let config = Config {
+        listen: format!("127.0.0.1:{port}").parse()?,
+        enroll_listen: format!("127.0.0.1:{enroll_port}").parse()?,
+        data_dir: dir.join("data"),
+        channels: channels.clone(),
+        ..Config::default()
+    };
+    content_server::admin::init(&config, &[]).await?;
+    let store = Store::open(&config.database_url()).await?;
+    let keys = OperatorKeys::load(&config.master_key_path())?;
+    let catalogue = Arc::new(Catalogue::load(&channels)?);
+    let (code, _) = content_server::admin::add_subscriber(
+        &config, &store, &keys, &catalogue, "viewer", "premium",
+    )
+    .await?;
+    store.ping().await?;
+
+    let exe = match &args.content_server {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("content-server"),
+    };
+    let server = Proc(
+        Command::new(&exe)
+            .arg("--data-dir")
+            .arg(&config.data_dir)
+            .arg("--channels")
+            .arg(&channels)
+            .args([
+                "serve",
+                "--listen",
+                &config.listen.to_string(),
+                "--enroll-listen",
+                &config.enroll_listen.to_string(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?,
+    );
+    let ca_pem = std::fs::read_to_string(config.ca_dir().join("ca.crt"))?;
+    let identity = enroll(&ca_pem, enroll_port, &code).await?;
+
+    // nginx gets the same encrypted bytes as files, for every segment the run can ask for.
+    let steps = args.viewers.len() as u64;
+    let mut nginx = None;
+    let nginx_port = free_port()?;
+    if args.nginx != "none" {
+        let until = now_ms() + ((steps * (args.seconds + 3) + 30) * 1000) as i64;
+        export_segments(&config, &keys, &catalogue, &dir.join("www"), until)?;
+        nginx = Some(start_nginx(&args.nginx, &dir, &config, nginx_port)?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut rows = Vec::new();
+    let targets: Vec<(&str, u16, Mode, u32)> = {
+        let mut t = vec![
+            ("content-server (poll)", port, Mode::Poll, server.0.id()),
+            ("content-server (stream)", port, Mode::Stream, server.0.id()),
+        ];
+        if let Some(n) = &nginx {
+            t.push(("nginx (poll)", nginx_port, Mode::Poll, n.0.id()));
+        }
+        t
+    };
+    for &viewers in &args.viewers {
+        for &(name, port, mode, pid) in &targets {
+            let cpu0 = cpu_seconds(pid);
+            let tally = run_viewers(
+                &catalogue,
+                &ca_pem,
+                &identity,
+                port,
+                mode,
+                viewers,
+                args.seconds,
+            )
+            .await;
+            let cpu = cpu_seconds(pid) - cpu0;
+            let mut l = tally.lateness_ms.clone();
+            l.sort();
+            let p99 = l
+                .get((l.len() as f64 * 0.99) as usize)
+                .or(l.last())
+                .copied()
+                .unwrap_or(0);
+            let late_pct =
+                100.0 * (tally.late + tally.errors) as f64 / tally.segments.max(1) as f64;
+            rows.push((
+                name,
+                viewers,
+                tally.segments,
+                tally.late,
+                tally.errors,
+                late_pct,
+                p99,
+                cpu,
+            ));
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"server": name, "viewers": viewers, "segments": tally.segments,
+                    "late": tally.late, "errors": tally.errors, "late_pct": late_pct, "p99_lateness_ms": p99,
+                    "server_cpu_s": cpu, "seconds": args.seconds})
+                );
+            } else {
+                eprintln!(
+                    "{name}: {viewers} viewers, {} segments, {} late, {} errors",
+                    tally.segments, tally.late, tally.errors
+                );
+            }
+        }
+    }
+    if !args.json {
+        println!(
+            "| server | viewers | segments | late (>1 s) | errors | late % | p99 lateness | server CPU s |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for (name, v, s, late, e, pct, p99, cpu) in rows {
+            println!("| {name} | {v} | {s} | {late} | {e} | {pct:.2} | {p99} ms | {cpu:.2} |");
+        }
+    }
+    drop(nginx);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn enroll(ca_pem: &str, port: u16, code: &str) -> Result<String> {
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+        .build()?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?;
+    let url = format!("https://127.0.0.1:{port}/v1/enroll");
+    for _ in 0..100 {
+        let body = EnrollRequest {
+            code: code.into(),
+            csr_pem: csr.pem()?,
+        };
+        match client.post(&url).json(&body).send().await {
+            Ok(r) if r.status() == 200 => {
+                let e: EnrollResponse = r.json().await?;
+                return Ok(format!("{}{}", e.certificate_pem, key.serialize_pem()));
+            }
+            Ok(r) => bail!("enrollment refused: {}", r.text().await.unwrap_or_default()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    bail!("content-server did not come up")
+}
+
+fn export_segments(
+    config: &Config,
+    keys: &OperatorKeys,
+    catalogue: &Catalogue,
+    www: &Path,
+    until_ms: i64,
+) -> Result<()> {
+    for ch in catalogue.channels.values() {
+        let dir = www.join(format!("v1/channels/{}/segments", ch.number));
+        std::fs::create_dir_all(&dir)?;
+        let mut seq = ch.live_at(now_ms()).sequence.saturating_sub(2);
+        while ch.position(seq).start_ms <= until_ms {
+            std::fs::write(
+                dir.join(seq.to_string()),
+                content_server::packager::encrypt_segment(config, keys, ch, seq)?,
+            )?;
+            seq += 1;
+        }
+    }
+    Ok(())
+}
+
+fn start_nginx(bin: &str, dir: &Path, config: &Config, port: u16) -> Result<Proc> {
+    let (cert, key) = config.tls_paths();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes auto;\nworker_rlimit_nofile 65535;\npid {pid};\nerror_log {err} warn;\nuser root;\n\
+             events {{ worker_connections 8192; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 100000;\n  keepalive_timeout 120s;\n\
+               server {{\n    listen 127.0.0.1:{port} ssl http2 backlog=4096;\n\
+                 ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+                 ssl_client_certificate {ca};\n    ssl_verify_client on;\n\
+                 ssl_protocols TLSv1.2 TLSv1.3;\n    root {www};\n\
+                 location / {{ default_type application/octet-stream; }}\n  }}\n}}\n",
+            pid = dir.join("nginx.pid").display(),
+            err = dir.join("nginx-error.log").display(),
+            cert = cert.display(),
+            key = key.display(),
+            ca = config.ca_dir().join("ca.crt").display(),
+            www = dir.join("www").display(),
+        ),
+    )?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {bin}"))?;
+    Ok(Proc(child))
+}
+
+async fn run_viewers(
+    catalogue: &Arc<Catalogue>,
+    ca_pem: &str,
+    identity: &str,
+    port: u16,
+    mode: Mode,
+    viewers: usize,
+    seconds: u64,
+) -> Tally {
+    let end_ms = now_ms() + (seconds * 1000) as i64;
+    let numbers: Vec<u16> = catalogue.channels.keys().copied().collect();
+    // Everyone joins (TLS handshake, first segment) before anything is measured: the test is
+    // about viewers watching, not about a thousand boxes switched on in the same millisecond.
+    let joined = Arc::new(tokio::sync::Barrier::new(viewers));
+    let mut tasks = Vec::new();
+    for v in 0..viewers {
+        let number = numbers[v % numbers.len()];
+        let (catalogue, ca, id) = (catalogue.clone(), ca_pem.to_owned(), identity.to_owned());
+        let joined = joined.clone();
+        tasks.push(tokio::spawn(async move {
+            let builder = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).expect("ca")])
+                .identity(reqwest::Identity::from_pem(id.as_bytes()).expect("identity"));
+            let client = match builder.build() {
+                Ok(c) => c,
+                Err(_) => {
+                    joined.wait().await;
+                    return Tally {
+                        errors: 1,
+                        ..Tally::default()
+                    };
+                }
+            };
+            let ch = &catalogue.channels[&number];
+            match mode {
+                Mode::Poll => poll_viewer(&client, ch, port, end_ms, &joined).await,
+                Mode::Stream => stream_viewer(&client, ch, port, end_ms, &joined).await,
+            }
+        }));
+    }
+    let mut total = Tally::default();
+    for t in tasks {
+        if let Ok(t) = t.await {
+            total.segments += t.segments;
+            total.late += t.late;
+            total.errors += t.errors;
+            total.lateness_ms.extend(t.lateness_ms);
+        }
+    }
+    total
+}
+
+fn record(t: &mut Tally, ch: &content_server::catalogue::Channel, due_ms: i64, seq: u64) {
+    let lateness = now_ms() - due_ms;
+    t.segments += 1;
+    t.lateness_ms.push(lateness);
+    if lateness > ch.position(seq).duration_ms as i64 {
+        t.late += 1;
+    }
+}
+
+async fn poll_viewer(
+    client: &reqwest::Client,
+    ch: &content_server::catalogue::Channel,
+    port: u16,
+    end_ms: i64,
+    joined: &tokio::sync::Barrier,
+) -> Tally {
+    let mut t = Tally::default();
+    let live = ch.live_at(now_ms()).sequence;
+    // Joining: connect and fetch the segment on air (not measured), as a player does.
+    let url = format!(
+        "https://127.0.0.1:{port}/v1/channels/{}/segments/{live}",
+        ch.number
+    );
+    match client.get(&url).send().await {
+        Ok(r) => {
+            let _ = r.bytes().await;
+        }
+        Err(_) => t.errors += 1,
+    }
+    joined.wait().await;
+    let mut seq = ch.live_at(now_ms()).sequence + 1;
+    loop {
+        let due = ch.position(seq).start_ms;
+        if due > end_ms {
+            return t;
+        }
+        let wait = due - now_ms();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        }
+        let url = format!(
+            "https://127.0.0.1:{port}/v1/channels/{}/segments/{seq}",
+            ch.number
+        );
+        match client.get(&url).send().await {
+            Ok(r) if r.status() == 200 => match r.bytes().await {
+                Ok(_) => record(&mut t, ch, due, seq),
+                Err(_) => t.errors += 1,
+            },
+            _ => {
+                t.segments += 1;
+                t.errors += 1;
+            }
+        }
+        seq += 1;
+    }
+}
+
+async fn stream_viewer(
+    client: &reqwest::Client,
+    ch: &content_server::catalogue::Channel,
+    port: u16,
+    end_ms: i64,
+    joined: &tokio::sync::Barrier,
+) -> Tally {
+    let mut t = Tally::default();
+    let url = format!("https://127.0.0.1:{port}/v1/channels/{}/stream", ch.number);
+    let response = client.get(&url).send().await;
+    joined.wait().await;
+    let Ok(r) = response else {
+        return Tally {
+            errors: 1,
+            segments: 1,
+            ..Tally::default()
+        };
+    };
+    let measure_from = ch.live_at(now_ms()).sequence + 1;
+    let mut body = r.bytes_stream();
+    let mut buf = Vec::new();
+    while now_ms() < end_ms {
+        let Some(Ok(chunk)) = body.next().await else {
+            t.errors += 1;
+            return t;
+        };
+        buf.extend_from_slice(&chunk);
+        while let Ok(h) = stb_protocol::SegmentHeader::decode(&buf) {
+            let total = stb_protocol::segment::HEADER_LEN + h.payload_len as usize;
+            if buf.len() < total {
+                break;
+            }
+            buf.drain(..total);
+            // Segments already on air when everyone had joined are not measured.
+            if h.sequence >= measure_from {
+                record(&mut t, ch, ch.position(h.sequence).start_ms, h.sequence);
+            }
+        }
+    }
+    t
+}
