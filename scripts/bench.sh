@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+sudo_apt() {
+  local SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >&2
+  $SUDO service nginx stop >/dev/null 2>&1 || true
+}
+
 echo "Reference: openssl speed (same sitting)" >&2
 ossl_ctr=$(openssl speed -evp aes-128-ctr -seconds 3 -bytes 1048576 2>/dev/null \
   | awk '/^AES-128-CTR/ {sub("k","",$2); print $2 * 1000}')
@@ -21,6 +28,11 @@ trap 'scripts/pg-test-cluster.sh stop 55433' EXIT
 psql "$pg_url" -qc "CREATE DATABASE loadtest" >&2
 load_pg=$(target/release/keyserver-load --json --accounts 200 --recoveries 3000 --concurrency 16 \
   --database "${pg_url%/*}/loadtest")
+
+echo "Load: live viewers, content-server against nginx (same encrypted segments, mutual TLS)" >&2
+command -v nginx >/dev/null || sudo_apt nginx-light
+cargo build --release --locked -p content-server >&2
+target/release/content-load --json --viewers 400,1600,3200 --seconds 8 > target/content-load.jsonl
 
 python3 - "$ossl_ctr" "$ossl_ecdh" "$load_sqlite" "$load_pg" <<'PY'
 import json, os, platform, subprocess, sys
@@ -65,4 +77,10 @@ for l in loads:
     print(f"| {l['backend']}, {l['recoveries']} recoveries, concurrency {l['concurrency']} | "
           f"{l['per_second']:,.0f} | {l['p50_ms']:.1f} ms | {l['p99_ms']:.1f} ms | {cpu:.3f} ms | "
           f"{cpu / (1e3 / ossl_ecdh):.0f}x |")
+print()
+print("| live viewers (1 s segments, late = complete > 1 s after on air) | viewers | segments | late % | p99 lateness | server CPU s per 8 s |")
+print("|---|---|---|---|---|---|")
+for line in open("target/content-load.jsonl"):
+    r = json.loads(line)
+    print(f"| {r['server']} | {r['viewers']} | {r['segments']} | {r['late_pct']:.2f} | {r['p99_lateness_ms']} ms | {r['server_cpu_s']:.2f} |")
 PY
