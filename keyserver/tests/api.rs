@@ -370,11 +370,12 @@ async fn bad_input_is_refused_and_stores_nothing(db: Db) {
             assert!(reply.body.len() < 100);
         }
     }
+    // Oversized: refused with 413, or the server closes while the client still writes (the
+    // 413 then races the broken pipe). Either way nothing is stored.
     let huge = vec![1u8; 1 << 20];
-    let reply = post(&client, &server.url("/v1/register"), huge)
-        .await
-        .expect("post");
-    assert_eq!(reply.status, 413);
+    if let Ok(reply) = post(&client, &server.url("/v1/register"), huge).await {
+        assert_eq!(reply.status, 413);
+    }
     assert_eq!(
         server
             .running
