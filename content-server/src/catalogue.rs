@@ -33,16 +33,7 @@ pub struct Slot {
     pub minutes: u32,
 }
 
-/// A programme placed on the wall clock.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Programme {
-    /// Title.
-    pub title: String,
-    /// Start, Unix ms.
-    pub start_ms: i64,
-    /// End, Unix ms.
-    pub end_ms: i64,
-}
+pub use stb_protocol::api::Programme;
 
 /// Where a channel's timeline is at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 //! (so a revocation or suspension takes effect at once, without a restart).
 
 use crate::ca::OperatorCa;
-use crate::catalogue::{Catalogue, Programme};
+use crate::catalogue::Catalogue;
+pub use stb_protocol::api::{ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, LiveEdge};
 use crate::codes;
 use crate::config::Config;
 use crate::keys::OperatorKeys;
@@ -14,7 +15,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use stb_protocol::{License, LicenseKey, SegmentCipher};
 use stb_service::now_ms;
 use stb_service::serve::ConnInfo;
@@ -207,32 +207,6 @@ fn entitled_channel<'a>(
     Ok(ch)
 }
 
-/// One entry of the channel list.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChannelInfo {
-    /// Number.
-    pub number: u16,
-    /// Name.
-    pub name: String,
-    /// In the subscription.
-    pub entitled: bool,
-    /// Programme on air.
-    pub now: Programme,
-    /// Next programme.
-    pub next: Programme,
-}
-
-/// The channel list.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChannelList {
-    /// Subscriber name.
-    pub account: String,
-    /// Package.
-    pub package: String,
-    /// Every channel of the operator, entitled or not.
-    pub channels: Vec<ChannelInfo>,
-}
-
 async fn channels(
     State(state): State<Arc<AppState>>,
     Extension(conn): Extension<ConnInfo>,
@@ -303,19 +277,6 @@ async fn license(
         body,
     )
         .into_response())
-}
-
-/// The live edge of a channel.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LiveEdge {
-    /// Global sequence of the segment on air.
-    pub sequence: u64,
-    /// Its key epoch.
-    pub epoch: u32,
-    /// Its start, Unix ms.
-    pub start_ms: i64,
-    /// Its duration, ms.
-    pub duration_ms: u64,
 }
 
 async fn live(
@@ -397,32 +358,6 @@ async fn stream(
         Body::from_stream(body),
     )
         .into_response())
-}
-
-/// Enrollment request body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EnrollRequest {
-    /// The code printed at the registration desk.
-    pub code: String,
-    /// PKCS#10 CSR, PEM, for a P-256 key made on the box.
-    pub csr_pem: String,
-}
-
-/// Enrollment answer: what the box seals into its personal data.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EnrollResponse {
-    /// Subscriber name (certificate CN).
-    pub account: String,
-    /// Certificate A, PEM.
-    pub certificate_pem: String,
-    /// The operator CA, PEM (trust anchor for the content server).
-    pub operator_ca_pem: String,
-    /// KS, base64.
-    pub ks_base64: String,
-    /// Content server URL.
-    pub content_server_url: String,
-    /// Key server URL.
-    pub keyserver_url: String,
 }
 
 async fn enroll(

@@ -28,6 +28,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 mod codec;
 pub mod eke;
 pub mod error;

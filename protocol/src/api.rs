@@ -1,0 +1,86 @@
+//! JSON bodies of the content server's HTTP API (docs/protocol.md section 12a), shared by the
+//! server and the box.
+
+use serde::{Deserialize, Serialize};
+
+/// Enrollment request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The code printed at the registration desk.
+    pub code: String,
+    /// PKCS#10 CSR, PEM, for a P-256 key made on the box.
+    pub csr_pem: String,
+}
+
+/// Enrollment answer: what the box seals into its personal data.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// Subscriber name (certificate CN).
+    pub account: String,
+    /// Certificate A, PEM.
+    pub certificate_pem: String,
+    /// The operator CA, PEM (trust anchor for the content server).
+    pub operator_ca_pem: String,
+    /// KS, base64.
+    pub ks_base64: String,
+    /// Content server URL.
+    pub content_server_url: String,
+    /// Key server URL.
+    pub keyserver_url: String,
+}
+
+impl std::fmt::Debug for EnrollResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollResponse").field("account", &self.account).finish_non_exhaustive()
+    }
+}
+
+/// A programme placed on the wall clock.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Programme {
+    /// Title.
+    pub title: String,
+    /// Start, Unix ms.
+    pub start_ms: i64,
+    /// End, Unix ms.
+    pub end_ms: i64,
+}
+
+/// One entry of the channel list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Number.
+    pub number: u16,
+    /// Name.
+    pub name: String,
+    /// In the subscription.
+    pub entitled: bool,
+    /// Programme on air.
+    pub now: Programme,
+    /// Next programme.
+    pub next: Programme,
+}
+
+/// The channel list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelList {
+    /// Subscriber name.
+    pub account: String,
+    /// Package.
+    pub package: String,
+    /// Every channel of the operator, entitled or not.
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// The live edge of a channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveEdge {
+    /// Global sequence of the segment on air.
+    pub sequence: u64,
+    /// Its key epoch.
+    pub epoch: u32,
+    /// Its start, Unix ms.
+    pub start_ms: i64,
+    /// Its duration, ms.
+    pub duration_ms: u64,
+}
