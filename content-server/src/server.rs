@@ -55,9 +55,16 @@ pub async fn start(config: &Config) -> Result<Running> {
         ClientAuth::Required(ca_roots),
     )?;
     let server_only = tls::server_config(chain, key, ClientAuth::None)?;
-    let state = Arc::new(AppState::new(config.clone(), store, keys, ca, catalogue));
-
     let (stop, stop_rx) = watch::channel(false);
+    let state = Arc::new(AppState::new(
+        config.clone(),
+        store,
+        keys,
+        ca,
+        catalogue,
+        stop_rx.clone(),
+    ));
+
     let content = stb_service::serve::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let enroll = stb_service::serve::bind(config.enroll_listen)

@@ -4,7 +4,6 @@
 
 use crate::ca::OperatorCa;
 use crate::catalogue::Catalogue;
-pub use stb_protocol::api::{ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, LiveEdge};
 use crate::codes;
 use crate::config::Config;
 use crate::keys::OperatorKeys;
@@ -15,6 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+pub use stb_protocol::api::{ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, LiveEdge};
 use stb_protocol::{License, LicenseKey, SegmentCipher};
 use stb_service::now_ms;
 use stb_service::serve::ConnInfo;
@@ -38,6 +38,7 @@ pub struct AppState {
     /// Channels.
     pub catalogue: Catalogue,
     segments: Mutex<HashMap<(u16, u64), Bytes>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -48,6 +49,7 @@ impl AppState {
         keys: OperatorKeys,
         ca: OperatorCa,
         catalogue: Catalogue,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
             config,
@@ -56,6 +58,7 @@ impl AppState {
             ca,
             catalogue,
             segments: Mutex::new(HashMap::new()),
+            stopping,
         }
     }
 
@@ -336,8 +339,17 @@ async fn stream(
             if !first_segment {
                 let ch = state.catalogue.channels.get(&number)?;
                 let wait = ch.position(seq).start_ms - now_ms();
+                // A stream never ends by itself: on shutdown it ends so the server can stop
+                // (the box reconnects to the next instance or after the restart).
+                let mut stopping = state.stopping.clone();
+                if *stopping.borrow() {
+                    return None;
+                }
                 if wait > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64)) => {}
+                        _ = stopping.changed() => return None,
+                    }
                 }
                 if authenticate(&state, &conn).await.is_err() {
                     return None;

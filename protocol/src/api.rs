@@ -31,7 +31,9 @@ pub struct EnrollResponse {
 
 impl std::fmt::Debug for EnrollResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnrollResponse").field("account", &self.account).finish_non_exhaustive()
+        f.debug_struct("EnrollResponse")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,0 +1,67 @@
+//! Box configuration: where the key server and the enrollment desk are, what to trust, which
+//! sinks to use. No subscriber data ever goes here.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// `/etc/stb-app/config.toml`, or defaults for one machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BoxConfig {
+    /// Key server base URL.
+    pub keyserver_url: String,
+    /// PEM certificate(s) to trust for the key server.
+    pub keyserver_ca: Option<PathBuf>,
+    /// Content server enrollment base URL (first-run registration only).
+    pub enroll_url: String,
+    /// PEM certificate(s) to trust for enrollment (the operator CA).
+    pub enroll_ca: Option<PathBuf>,
+    /// `fakesink`, `autovideosink`, `kmssink`, or `appsink` (frames to the UI).
+    pub video_sink: String,
+    /// `fakesink` or `autoaudiosink`.
+    pub audio_sink: String,
+    /// Log out after this long without a key press (seconds, 0 = never).
+    pub inactivity_timeout_secs: u64,
+}
+
+impl Default for BoxConfig {
+    fn default() -> Self {
+        Self {
+            keyserver_url: "https://127.0.0.1:8444".into(),
+            keyserver_ca: None,
+            enroll_url: "https://127.0.0.1:8445".into(),
+            enroll_ca: None,
+            video_sink: "autovideosink".into(),
+            audio_sink: "autoaudiosink".into(),
+            inactivity_timeout_secs: 4 * 3600,
+        }
+    }
+}
+
+impl BoxConfig {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// A reqwest client that trusts only the certificates in `ca_pem` (or the PEM file at `path`).
+pub(crate) fn client_trusting(
+    ca: Option<&Path>,
+    identity: Option<reqwest::Identity>,
+) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(20));
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        builder = builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+    }
+    if let Some(id) = identity {
+        builder = builder.identity(id);
+    }
+    Ok(builder.build()?)
+}

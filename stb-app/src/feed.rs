@@ -1,0 +1,78 @@
+//! The feeder: reads a channel's live stream over mutual TLS, splits it into segments,
+//! decrypts each with its channel key and pushes it into the player. A lost connection or a
+//! server restart is retried with backoff and the same channel resumes by itself; a refusal
+//! (not entitled, revoked) is reported and ends the feed.
+
+use crate::player::{Player, Stats};
+use crate::session::Session;
+use futures_util::StreamExt;
+use stb_protocol::segment::HEADER_LEN;
+use stb_protocol::{SegmentCipher, SegmentHeader};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs until aborted (zap, stop) or refused.
+pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
+    let stats: Arc<Stats> = player.stats().clone();
+    let url = format!("{}/v1/channels/{channel}/stream", session.content_url());
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match session.http().get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                backoff = Duration::from_millis(250);
+                let mut body = r.bytes_stream();
+                let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+                loop {
+                    match body.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            stats.error(format!("connection lost, reconnecting: {e}"));
+                            break;
+                        }
+                        None => {
+                            stats.error("stream ended, reconnecting");
+                            break;
+                        }
+                    }
+                    if let Err(e) = drain_segments(&session, &player, &mut buf) {
+                        stats.error(e);
+                    }
+                }
+            }
+            Ok(r) if r.status().is_client_error() => {
+                let reason = r.text().await.unwrap_or_default();
+                stats.error(format!("refused: {}", reason.trim()));
+                return;
+            }
+            Ok(r) => stats.error(format!("content server answered {}, retrying", r.status())),
+            Err(e) => stats.error(format!("content server unreachable, retrying: {e}")),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(4));
+    }
+}
+
+/// Decrypts and pushes every whole segment at the front of `buf`.
+fn drain_segments(session: &Session, player: &Player, buf: &mut Vec<u8>) -> Result<(), String> {
+    while buf.len() >= HEADER_LEN {
+        let header = SegmentHeader::decode(buf).map_err(|e| format!("bad segment header: {e}"))?;
+        let total = HEADER_LEN + header.payload_len as usize;
+        if buf.len() < total {
+            return Ok(());
+        }
+        let mut payload: Vec<u8> = buf[HEADER_LEN..total].to_vec();
+        buf.drain(..total);
+        let key = session.key(&header.key_id).ok_or_else(|| {
+            format!(
+                "no key for segment {} of channel {} (license)",
+                header.sequence, header.channel
+            )
+        })?;
+        let cipher = SegmentCipher::new(key).map_err(|e| format!("key: {e}"))?;
+        cipher
+            .apply_keystream_at(&header.iv, 0, &mut payload)
+            .map_err(|e| format!("decrypt: {e}"))?;
+        player.push(payload).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

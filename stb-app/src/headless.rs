@@ -1,0 +1,99 @@
+//! Headless mode: log in, play a list of channels for a dwell time each, log out, and report
+//! as JSON what was decoded and how fast. Used by the end-to-end tests and the zap benchmark.
+
+use crate::config::BoxConfig;
+use crate::player::{Player, StatsSnapshot};
+use crate::session::{LoginTimings, login};
+use serde::Serialize;
+use stb_protocol::Password;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One channel's part of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelReport {
+    /// Channel number.
+    pub number: u16,
+    /// In the subscription, as the channel list says.
+    pub entitled: bool,
+    /// Decoder output and errors.
+    #[serde(flatten)]
+    pub stats: StatsSnapshot,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Account name after login.
+    pub account: Option<String>,
+    /// Login error, if the login failed.
+    pub login_error: Option<String>,
+    /// Login step timings.
+    pub login: Option<LoginTimings>,
+    /// Login finished to first frame of the first channel, ms.
+    pub login_to_first_frame_ms: Option<u64>,
+    /// Per channel, in the order played.
+    pub channels: Vec<ChannelReport>,
+    /// Logged out and every secret dropped.
+    pub logged_out: bool,
+}
+
+/// Plays `channels` for `dwell` each.
+pub async fn run(
+    config: &BoxConfig,
+    identifier: &str,
+    password: Password,
+    channels: &[u16],
+    dwell: Duration,
+) -> anyhow::Result<Report> {
+    let mut report = Report {
+        account: None,
+        login_error: None,
+        login: None,
+        login_to_first_frame_ms: None,
+        channels: vec![],
+        logged_out: false,
+    };
+    let session = match login(config, identifier, password).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            report.login_error = Some(e.to_string());
+            return Ok(report);
+        }
+    };
+    let logged_in = Instant::now();
+    report.account = Some(session.account().to_owned());
+    report.login = Some(session.timings);
+    let player = Arc::new(Player::new(&config.video_sink, &config.audio_sink)?);
+    let pipeline_ready_ms = logged_in.elapsed().as_millis() as u64;
+    for &number in channels {
+        player.zap()?;
+        let feeder = tokio::spawn(crate::feed::feed(session.clone(), player.clone(), number));
+        tokio::time::sleep(dwell).await;
+        feeder.abort();
+        let _ = feeder.await;
+        let stats = player.stats().snapshot();
+        if report.login_to_first_frame_ms.is_none() {
+            report.login_to_first_frame_ms = stats.first_frame_ms.map(|ff| pipeline_ready_ms + ff);
+        }
+        let entitled = session
+            .channels
+            .channels
+            .iter()
+            .any(|c| c.number == number && c.entitled);
+        report.channels.push(ChannelReport {
+            number,
+            entitled,
+            stats,
+        });
+    }
+    drop(player);
+    match Arc::try_unwrap(session) {
+        Ok(session) => {
+            session.logout();
+            report.logged_out = true;
+        }
+        Err(_) => report.logged_out = false,
+    }
+    Ok(report)
+}

@@ -1,0 +1,137 @@
+//! The key server as the box sees it: one EKE round trip, then the confirmation; and the
+//! registration upload. Errors come out as what the person on the sofa must be told.
+
+use crate::config::{BoxConfig, client_trusting};
+use stb_protocol::eke::RecoverResponse;
+use stb_protocol::{ClientRecovery, Confirm, PasswordKeys, PersonalData, RegisterRequest};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a login did not work.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong identifier or password (the two are never told apart).
+    #[error("wrong identifier or password")]
+    WrongCredentials,
+    /// Too soon after the last attempt.
+    #[error("too many attempts: try again in {0} s")]
+    RetryIn(u64),
+    /// Locked by the guess limit.
+    #[error("this account is locked: call the operator")]
+    Locked,
+    /// The identifier is not valid.
+    #[error("{0}")]
+    BadIdentifier(String),
+    /// A server could not be reached (after retries).
+    #[error("cannot reach {0}")]
+    Unreachable(String),
+    /// A server answered something unexpected.
+    #[error("unexpected answer from {0}")]
+    Protocol(String),
+}
+
+/// Client of the key server.
+#[derive(Debug, Clone)]
+pub struct KeyServer {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl KeyServer {
+    /// From the box configuration.
+    pub fn new(config: &BoxConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: client_trusting(config.keyserver_ca.as_deref(), None)?,
+            base: config.keyserver_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// POSTs `body`, retrying connection failures with backoff (0.25, 0.5, 1, 2 s).
+    async fn post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, LoginError> {
+        let url = format!("{}{path}", self.base);
+        let mut delay = Duration::from_millis(250);
+        for attempt in 0..5 {
+            match http.post(&url).body(body.clone()).send().await {
+                Ok(r) => return Ok(r),
+                Err(e) if attempt < 4 && (e.is_connect() || e.is_timeout()) => {
+                    tracing::warn!(error = %e, "key server unreachable, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(_) => break,
+            }
+        }
+        Err(LoginError::Unreachable("the key server".into()))
+    }
+
+    /// One recovery: sends the EKE request, opens the response, sends the confirmation.
+    pub async fn recover(&self, keys: PasswordKeys) -> Result<PersonalData, LoginError> {
+        let (state, request) = ClientRecovery::start(keys, &mut stb_protocol::os_rng())
+            .map_err(|_| LoginError::Protocol("the key server".into()))?;
+        let reply = self
+            .post(&self.http, "/v1/recover", request.encode())
+            .await?;
+        match reply.status().as_u16() {
+            200 => {}
+            429 => {
+                let secs = reply
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(10);
+                return Err(LoginError::RetryIn(secs));
+            }
+            423 => return Err(LoginError::Locked),
+            _ => return Err(LoginError::Protocol("the key server".into())),
+        }
+        let bytes = reply
+            .bytes()
+            .await
+            .map_err(|_| LoginError::Unreachable("the key server".into()))?;
+        let response = RecoverResponse::decode(&bytes)
+            .map_err(|_| LoginError::Protocol("the key server".into()))?;
+        let (data, confirm) = state.finish(&response).map_err(|e| match e {
+            stb_protocol::Error::AuthenticationFailed => LoginError::WrongCredentials,
+            _ => LoginError::Protocol("the key server".into()),
+        })?;
+        self.confirm(&confirm).await?;
+        Ok(data)
+    }
+
+    async fn confirm(&self, confirm: &Confirm) -> Result<(), LoginError> {
+        let reply = self
+            .post(&self.http, "/v1/confirm", confirm.encode())
+            .await?;
+        if reply.status().as_u16() != 204 {
+            // The data is ours anyway; the counter just stays up until the next login.
+            tracing::warn!(status = %reply.status(), "key confirmation refused");
+        }
+        Ok(())
+    }
+
+    /// Uploads a registration over mutual TLS with the subscriber's certificate.
+    pub async fn register(
+        &self,
+        identity: reqwest::Identity,
+        ca: Option<&std::path::Path>,
+        request: &RegisterRequest,
+    ) -> anyhow::Result<()> {
+        let http = client_trusting(ca, Some(identity))?;
+        let reply = self.post(&http, "/v1/register", request.encode()).await?;
+        let status = reply.status();
+        if !status.is_success() {
+            let text = reply.text().await.unwrap_or_default();
+            anyhow::bail!(
+                "the key server refused the registration ({status}): {}",
+                text.trim()
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! `stb-app`: the box. `headless` plays channels without a screen and prints a JSON report;
+//! `register` is the registration desk's command. The on-screen UI comes with the UI issue.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use stb_app::config::BoxConfig;
+use stb_protocol::Password;
+use std::io::BufRead;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(
+    name = "stb-app",
+    version,
+    about = "STB set-top box: login by EKE, decrypting player"
+)]
+struct Cli {
+    /// Box configuration (TOML).
+    #[arg(
+        long,
+        short,
+        env = "STB_APP_CONFIG",
+        default_value = "/etc/stb-app/config.toml"
+    )]
+    config: PathBuf,
+    /// Key server URL (overrides the configuration).
+    #[arg(long, global = true)]
+    keyserver_url: Option<String>,
+    /// PEM to trust for the key server (overrides the configuration).
+    #[arg(long, global = true)]
+    keyserver_ca: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log in (password on stdin), play channels, log out, print a JSON report.
+    Headless {
+        /// Subscriber identifier.
+        #[arg(long)]
+        identifier: String,
+        /// Channels to play, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        channels: Vec<u16>,
+        /// Seconds on each channel.
+        #[arg(long, default_value_t = 5.0)]
+        dwell_secs: f64,
+        /// Video sink (default: fakesink, nothing shown).
+        #[arg(long, default_value = "fakesink")]
+        video_sink: String,
+        /// Audio sink (default: fakesink).
+        #[arg(long, default_value = "fakesink")]
+        audio_sink: String,
+    },
+    /// Registration: enrollment code, then identifier and password (twice, on stdin).
+    Register {
+        /// Code from the registration desk.
+        #[arg(long)]
+        code: String,
+        /// Identifier to choose.
+        #[arg(long)]
+        identifier: String,
+        /// Enrollment URL (overrides the configuration).
+        #[arg(long)]
+        enroll_url: Option<String>,
+        /// Operator CA PEM for enrollment (overrides the configuration).
+        #[arg(long)]
+        enroll_ca: Option<PathBuf>,
+    },
+}
+
+fn read_secret_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    what: &str,
+) -> Result<Password> {
+    let line = Zeroizing::new(
+        lines
+            .next()
+            .with_context(|| format!("{what} expected on stdin"))??,
+    );
+    Ok(Password::new(
+        line.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+fn main() -> Result<()> {
+    stb_app::harden::harden_process();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut config = if cli.config.exists() {
+        BoxConfig::load(&cli.config)?
+    } else {
+        BoxConfig::default()
+    };
+    if let Some(u) = cli.keyserver_url {
+        config.keyserver_url = u;
+    }
+    if let Some(ca) = cli.keyserver_ca {
+        config.keyserver_ca = Some(ca);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    match cli.command {
+        Command::Headless {
+            identifier,
+            channels,
+            dwell_secs,
+            video_sink,
+            audio_sink,
+        } => {
+            config.video_sink = video_sink;
+            config.audio_sink = audio_sink;
+            let password = read_secret_line(&mut lines, "the password")?;
+            let dwell = std::time::Duration::from_secs_f64(dwell_secs.max(0.1));
+            let report = rt.block_on(stb_app::headless::run(
+                &config,
+                &identifier,
+                password,
+                &channels,
+                dwell,
+            ))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.login_error.is_some() {
+                std::process::exit(2);
+            }
+        }
+        Command::Register {
+            code,
+            identifier,
+            enroll_url,
+            enroll_ca,
+        } => {
+            if let Some(u) = enroll_url {
+                config.enroll_url = u;
+            }
+            if let Some(ca) = enroll_ca {
+                config.enroll_ca = Some(ca);
+            }
+            let password = read_secret_line(&mut lines, "the password")?;
+            let again = read_secret_line(&mut lines, "the password again")?;
+            rt.block_on(async {
+                let data = stb_app::register::enroll(&config, &code).await?;
+                let account = data.account.clone();
+                stb_app::register::register(&config, data, &identifier, password, again).await?;
+                println!("registered {identifier} for {account}");
+                anyhow::Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}

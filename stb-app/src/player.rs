@@ -1,0 +1,266 @@
+//! The player: one GStreamer pipeline for the whole session,
+//! `appsrc (live MPEG-TS) ! tsdemux ! h264parse ! decoder ! videoconvert ! video sink` plus
+//! `aacparse ! avdec_aac ! audioconvert ! audioresample ! audio sink`, fed with segments that
+//! the box decrypts itself. A zap takes the pipeline to READY (which flushes every element and
+//! resets the demuxer) and back to PLAYING, then the new channel's data flows in: no playbin,
+//! no buffering beyond the decoders' own.
+
+use anyhow::{Context, Result};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the pipeline has done since the last zap.
+#[derive(Debug, Default)]
+pub struct Stats {
+    video_frames: AtomicU64,
+    audio_buffers: AtomicU64,
+    zapped_at: Mutex<Option<Instant>>,
+    first_frame: Mutex<Option<Duration>>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StatsSnapshot {
+    /// Decoded video frames.
+    pub video_frames: u64,
+    /// Decoded audio buffers.
+    pub audio_buffers: u64,
+    /// From the zap to the first decoded frame, ms.
+    pub first_frame_ms: Option<u64>,
+    /// Errors reported by the pipeline or the feeder.
+    pub errors: Vec<String>,
+}
+
+impl Stats {
+    fn reset(&self) {
+        self.video_frames.store(0, Ordering::SeqCst);
+        self.audio_buffers.store(0, Ordering::SeqCst);
+        *lock(&self.first_frame) = None;
+        lock(&self.errors).clear();
+        *lock(&self.zapped_at) = Some(Instant::now());
+    }
+
+    fn frame(&self) {
+        if self.video_frames.fetch_add(1, Ordering::SeqCst) == 0 {
+            let since = lock(&self.zapped_at).map(|t| t.elapsed());
+            *lock(&self.first_frame) = since;
+        }
+    }
+
+    /// Records an error for the report and the UI.
+    pub fn error(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::warn!(%message, "player error");
+        let mut errors = lock(&self.errors);
+        if errors.len() < 50 && !errors.contains(&message) {
+            errors.push(message);
+        }
+    }
+
+    /// Current values.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            video_frames: self.video_frames.load(Ordering::SeqCst),
+            audio_buffers: self.audio_buffers.load(Ordering::SeqCst),
+            first_frame_ms: lock(&self.first_frame).map(|d| d.as_millis() as u64),
+            errors: lock(&self.errors).clone(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pipeline.
+#[derive(Debug)]
+pub struct Player {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    stats: Arc<Stats>,
+}
+
+fn make(factory: &str) -> Result<gst::Element> {
+    gst::ElementFactory::make(factory).build().with_context(|| {
+        format!("GStreamer element {factory} is missing (install the gstreamer1.0 plugins)")
+    })
+}
+
+/// A hardware H.264 decoder when the platform has one, else libav's.
+fn video_decoder() -> Result<gst::Element> {
+    for hw in ["v4l2slh264dec", "v4l2h264dec"] {
+        if let Some(dec) = gst::ElementFactory::find(hw).and_then(|f| f.create().build().ok()) {
+            return Ok(dec);
+        }
+    }
+    let dec = make("avdec_h264")?;
+    // Slice threads decode a frame as soon as it arrives; frame threads hold frames back.
+    dec.set_property_from_str("thread-type", "slice");
+    Ok(dec)
+}
+
+impl Player {
+    /// Builds the pipeline with the given sink factories (`fakesink` for tests).
+    pub fn new(video_sink: &str, audio_sink: &str) -> Result<Self> {
+        gst::init()?;
+        let pipeline = gst::Pipeline::new();
+        let caps = gst::Caps::builder("video/mpegts")
+            .field("systemstream", true)
+            .field("packetsize", 188i32)
+            .build();
+        let appsrc = gst_app::AppSrc::builder()
+            .caps(&caps)
+            .is_live(true)
+            .format(gst::Format::Bytes)
+            .max_bytes(8 << 20)
+            .build();
+        let demux = make("tsdemux")?;
+        let vparse = make("h264parse")?;
+        let vdec = video_decoder()?;
+        let vconv = make("videoconvert")?;
+        let vqueue = make("queue")?;
+        let vsink = make(video_sink)?;
+        let aqueue = make("queue")?;
+        let aparse = make("aacparse")?;
+        let adec = make("avdec_aac")?;
+        let aconv = make("audioconvert")?;
+        let ares = make("audioresample")?;
+        let asink = make(audio_sink)?;
+        if video_sink == "fakesink" {
+            vsink.set_property("sync", false);
+        }
+        if audio_sink == "fakesink" {
+            asink.set_property("sync", false);
+        }
+        pipeline.add_many([
+            appsrc.upcast_ref(),
+            &demux,
+            &vparse,
+            &vdec,
+            &vconv,
+            &vqueue,
+            &vsink,
+            &aqueue,
+            &aparse,
+            &adec,
+            &aconv,
+            &ares,
+            &asink,
+        ])?;
+        appsrc.link(&demux)?;
+        gst::Element::link_many([&vparse, &vdec, &vconv, &vqueue, &vsink])?;
+        gst::Element::link_many([&aqueue, &aparse, &adec, &aconv, &ares, &asink])?;
+
+        // tsdemux makes its pads once it has seen the PMT, again after every reset (zap).
+        let (vtarget, atarget) = (
+            vparse.static_pad("sink").context("h264parse pad")?,
+            aqueue.static_pad("sink").context("queue pad")?,
+        );
+        demux.connect_pad_added(move |_, pad| {
+            let Some(caps) = pad.current_caps() else {
+                return;
+            };
+            let Some(name) = caps.structure(0).map(|s| s.name().to_string()) else {
+                return;
+            };
+            let target = if name.starts_with("video/x-h264") {
+                &vtarget
+            } else if name.starts_with("audio/mpeg") {
+                &atarget
+            } else {
+                return;
+            };
+            if let Some(old) = target.peer() {
+                let _ = old.unlink(target);
+            }
+            if let Err(e) = pad.link(target) {
+                tracing::warn!(error = ?e, %name, "could not link demuxer pad");
+            }
+        });
+
+        let stats = Arc::new(Stats::default());
+        let s = stats.clone();
+        vdec.static_pad("src").context("decoder pad")?.add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, _| {
+                s.frame();
+                gst::PadProbeReturn::Ok
+            },
+        );
+        let s = stats.clone();
+        adec.static_pad("src").context("decoder pad")?.add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, _| {
+                s.audio_buffers.fetch_add(1, Ordering::SeqCst);
+                gst::PadProbeReturn::Ok
+            },
+        );
+
+        // Errors on the bus go to the stats (and the UI), never into the void.
+        let bus = pipeline.bus().context("pipeline bus")?;
+        let s = Arc::downgrade(&stats);
+        std::thread::Builder::new()
+            .name("gst-bus".into())
+            .spawn(move || {
+                for msg in bus.iter_timed(gst::ClockTime::NONE) {
+                    let Some(stats) = s.upgrade() else { break };
+                    match msg.view() {
+                        gst::MessageView::Error(e) => {
+                            stats.error(format!(
+                                "{}: {}",
+                                e.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                                e.error()
+                            ));
+                        }
+                        gst::MessageView::Eos(_) => break,
+                        _ => {}
+                    }
+                }
+            })?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .context("starting the pipeline")?;
+        Ok(Self {
+            pipeline,
+            appsrc,
+            stats,
+        })
+    }
+
+    /// Statistics since the last zap.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Flushes everything for a new channel. The caller then feeds the new channel.
+    pub fn zap(&self) -> Result<()> {
+        self.pipeline
+            .set_state(gst::State::Ready)
+            .context("flushing the pipeline")?;
+        self.stats.reset();
+        self.pipeline
+            .set_state(gst::State::Playing)
+            .context("restarting the pipeline")?;
+        Ok(())
+    }
+
+    /// Pushes decrypted MPEG-TS bytes.
+    pub fn push(&self, ts: Vec<u8>) -> Result<()> {
+        self.appsrc
+            .push_buffer(gst::Buffer::from_mut_slice(ts))
+            .map_err(|e| anyhow::anyhow!("pipeline refused data: {e:?}"))?;
+        Ok(())
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        let _ = self.appsrc.end_of_stream();
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

@@ -1,0 +1,240 @@
+//! The box against the real key server and content server on loopback: registration, login,
+//! decoding two channels, zapping, refusals, a content-server restart mid-play, logout.
+#![allow(missing_docs)]
+
+use stb_app::config::BoxConfig;
+use stb_app::player::Player;
+use stb_protocol::Password;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    content_config: content_server::config::Config,
+    content: Option<content_server::server::Running>,
+    keyserver: keyserver::server::Running,
+    box_config: BoxConfig,
+    data_dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+const PASSWORD: &str = "Sofa-remote#2026!";
+
+async fn stack() -> (Stack, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_owned();
+    let port = free_port();
+    let content_config = content_server::config::Config {
+        listen: format!("127.0.0.1:{port}").parse().expect("addr"),
+        enroll_listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: root.join("content"),
+        channels: Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml"),
+        public_url: format!("https://127.0.0.1:{port}"),
+        ..Default::default()
+    };
+    content_server::admin::init(&content_config, &[])
+        .await
+        .expect("content init");
+    let store = content_server::store::Store::open(&content_config.database_url())
+        .await
+        .expect("store");
+    let keys =
+        content_server::keys::OperatorKeys::load(&content_config.master_key_path()).expect("keys");
+    let catalogue =
+        content_server::catalogue::Catalogue::load(&content_config.channels).expect("catalogue");
+    let (code, _) = content_server::admin::add_subscriber(
+        &content_config,
+        &store,
+        &keys,
+        &catalogue,
+        "Alice Martin",
+        "basic",
+    )
+    .await
+    .expect("subscriber");
+    let content = content_server::server::start(&content_config)
+        .await
+        .expect("content server");
+
+    let ks_dir = root.join("keyserver");
+    std::fs::create_dir_all(ks_dir.join("tls")).expect("mkdir");
+    let (cert, key) = stb_service::tls::self_signed(&["127.0.0.1".into()]).expect("cert");
+    std::fs::write(ks_dir.join("tls/server.crt"), &cert).expect("write");
+    std::fs::write(ks_dir.join("tls/server.key"), key).expect("write");
+    let ks_config = keyserver::config::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: None,
+        data_dir: ks_dir.clone(),
+        operator_ca: Some(content_config.ca_dir().join("ca.crt")),
+        ..Default::default()
+    };
+    let keyserver = keyserver::server::start(&ks_config)
+        .await
+        .expect("keyserver");
+    let box_config = BoxConfig {
+        keyserver_url: format!("https://127.0.0.1:{}", keyserver.addr.port()),
+        keyserver_ca: Some(ks_dir.join("tls/server.crt")),
+        enroll_url: format!("https://127.0.0.1:{}", content.enroll_addr.port()),
+        enroll_ca: Some(content_config.ca_dir().join("ca.crt")),
+        video_sink: "fakesink".into(),
+        audio_sink: "fakesink".into(),
+        ..Default::default()
+    };
+    let data_dir = root.join("box");
+    std::fs::create_dir_all(&data_dir).expect("box dir");
+    (
+        Stack {
+            _dir: dir,
+            content_config,
+            content: Some(content),
+            keyserver,
+            box_config,
+            data_dir,
+        },
+        code,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_login_play_zap_refusals_restart_logout() {
+    let (mut stack, code) = stack().await;
+    let cfg = stack.box_config.clone();
+
+    // Registration: a weak password is refused with a reason, a good one registers.
+    let data = stb_app::register::enroll(&cfg, &code)
+        .await
+        .expect("enroll");
+    assert_eq!(data.account, "Alice Martin");
+    let weak = stb_app::register::register(
+        &cfg,
+        data.clone(),
+        "alice",
+        Password::from("password!!"),
+        Password::from("password!!"),
+    )
+    .await;
+    assert!(
+        weak.expect_err("weak")
+            .to_string()
+            .starts_with("too easy to guess")
+    );
+    stb_app::register::register(
+        &cfg,
+        data,
+        "alice",
+        Password::from(PASSWORD),
+        Password::from(PASSWORD),
+    )
+    .await
+    .expect("register");
+
+    // Wrong password.
+    let bad = stb_app::headless::run(
+        &cfg,
+        "alice",
+        Password::from("Sofa-remote#2026?"),
+        &[1],
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("run");
+    assert_eq!(
+        bad.login_error.as_deref(),
+        Some("wrong identifier or password")
+    );
+
+    // Spacing: the key server wants 10 s between attempts on one identifier.
+    tokio::time::sleep(Duration::from_millis(10_200)).await;
+
+    // Login, play 1 and 2 (zap), try 3 (not in "basic"), log out.
+    let report = stb_app::headless::run(
+        &cfg,
+        "Alice",
+        Password::from(PASSWORD),
+        &[1, 2, 3],
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("run");
+    assert_eq!(report.login_error, None, "{report:?}");
+    eprintln!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    assert_eq!(report.account.as_deref(), Some("Alice Martin"));
+    for ch in &report.channels[..2] {
+        assert!(ch.entitled);
+        assert!(
+            ch.stats.video_frames >= 25,
+            "channel {}: {:?}",
+            ch.number,
+            ch.stats
+        );
+        assert!(
+            ch.stats.audio_buffers > 0,
+            "channel {}: {:?}",
+            ch.number,
+            ch.stats
+        );
+        assert!(ch.stats.first_frame_ms.is_some());
+    }
+    let three = &report.channels[2];
+    assert!(!three.entitled);
+    assert_eq!(three.stats.video_frames, 0);
+    assert!(
+        three
+            .stats
+            .errors
+            .iter()
+            .any(|e| e.contains("not in your subscription")),
+        "{three:?}"
+    );
+    assert!(report.logged_out);
+    // The box keeps nothing on disk.
+    assert_eq!(std::fs::read_dir(&stack.data_dir).expect("dir").count(), 0);
+
+    // Content server restarted in the middle of playback: the feed reconnects by itself.
+    tokio::time::sleep(Duration::from_millis(10_200)).await;
+    let session = Arc::new(
+        stb_app::session::login(&cfg, "alice", Password::from(PASSWORD))
+            .await
+            .expect("login"),
+    );
+    assert!(session.key_count() >= 2);
+    let player = Arc::new(Player::new("fakesink", "fakesink").expect("player"));
+    player.zap().expect("zap");
+    let feeder = tokio::spawn(stb_app::feed::feed(session.clone(), player.clone(), 4));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(player.stats().snapshot().video_frames > 0);
+    stack.content.take().expect("running").shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = player.stats().snapshot().video_frames;
+    stack.content = Some(
+        content_server::server::start(&stack.content_config)
+            .await
+            .expect("restart"),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = player.stats().snapshot();
+    assert!(
+        after.video_frames > before + 25,
+        "no frames after the restart: {before} -> {after:?}"
+    );
+    assert!(
+        after
+            .errors
+            .iter()
+            .any(|e| e.contains("retrying") || e.contains("reconnecting")),
+        "{after:?}"
+    );
+    feeder.abort();
+    drop(player);
+    let session = Arc::try_unwrap(session).expect("only owner");
+    session.logout();
+    let _ = &stack.keyserver;
+}
