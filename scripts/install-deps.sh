@@ -15,6 +15,8 @@ PACKAGES=(
   libfontconfig-dev libxkbcommon-dev libinput-dev libudev-dev fonts-dejavu-core xvfb
   # servers and tools the tests drive
   postgresql openssl curl
+  # packaging
+  lintian debootstrap
 )
 
 missing=()
