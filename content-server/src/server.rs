@@ -11,8 +11,6 @@ use stb_service::tls::{self, ClientAuth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// A started server.
@@ -24,17 +22,13 @@ pub struct Running {
     pub enroll_addr: SocketAddr,
     /// Shared state.
     pub state: Arc<AppState>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    listeners: stb_service::serve::Listeners,
 }
 
 impl Running {
     /// Stops accepting and waits for requests in flight (live streams end at once).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.listeners.shutdown().await;
     }
 }
 
@@ -55,7 +49,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         ClientAuth::Required(ca_roots),
     )?;
     let server_only = tls::server_config(chain, key, ClientAuth::None)?;
-    let (stop, stop_rx) = watch::channel(false);
+    let (mut listeners, stop_rx) = stb_service::serve::Listeners::new();
     let state = Arc::new(AppState::new(
         config.clone(),
         store,
@@ -72,30 +66,27 @@ pub async fn start(config: &Config) -> Result<Running> {
     let (addr, enroll_addr) = (content.local_addr()?, enroll.local_addr()?);
     let timeout = Duration::from_secs(10);
     let quiet: stb_service::serve::OnTlsFailure = Arc::new(|| {});
-    let tasks = vec![
-        tokio::spawn(stb_service::serve::accept_tls(
-            content,
-            TlsAcceptor::from(Arc::new(mtls)),
-            content_router(state.clone()),
-            timeout,
-            stop_rx.clone(),
-            quiet.clone(),
-        )),
-        tokio::spawn(stb_service::serve::accept_tls(
-            enroll,
-            TlsAcceptor::from(Arc::new(server_only)),
-            enroll_router(state.clone()),
-            timeout,
-            stop_rx,
-            quiet,
-        )),
-    ];
+    listeners.spawn(stb_service::serve::accept_tls(
+        content,
+        TlsAcceptor::from(Arc::new(mtls)),
+        content_router(state.clone()),
+        timeout,
+        stop_rx.clone(),
+        quiet.clone(),
+    ));
+    listeners.spawn(stb_service::serve::accept_tls(
+        enroll,
+        TlsAcceptor::from(Arc::new(server_only)),
+        enroll_router(state.clone()),
+        timeout,
+        stop_rx,
+        quiet,
+    ));
     tracing::info!(%addr, %enroll_addr, channels = state.catalogue.channels.len(), "content server listening");
     Ok(Running {
         addr,
         enroll_addr,
         state,
-        stop,
-        tasks,
+        listeners,
     })
 }

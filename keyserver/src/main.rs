@@ -112,13 +112,7 @@ struct MonitorArgs {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    stb_service::init_tracing();
     let cli = Cli::parse();
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
@@ -214,12 +208,7 @@ fn restrict(path: &std::path::Path, mode: u32) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let running = keyserver::server::start(&config).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
+    stb_service::shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
 }

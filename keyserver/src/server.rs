@@ -12,8 +12,6 @@ use stb_service::tls::{self, ClientAuth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutLayer;
 
@@ -26,17 +24,13 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// Shared state (store, metrics), for tests and the CLI.
     pub state: Arc<AppState>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    listeners: stb_service::serve::Listeners,
 }
 
 impl Running {
     /// Stops accepting, waits for requests in flight (at most 30 s), and returns.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.listeners.shutdown().await;
     }
 }
 
@@ -67,7 +61,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     let client_auth = operator_roots.map_or(ClientAuth::None, ClientAuth::Optional);
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(chain, key, client_auth)?));
 
-    let (stop, stop_rx) = watch::channel(false);
+    let (mut listeners, stop_rx) = stb_service::serve::Listeners::new();
     let listener = stb_service::serve::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -77,14 +71,14 @@ pub async fn start(config: &Config) -> Result<Running> {
     ));
     let handshake_timeout = Duration::from_secs(config.limits.handshake_timeout_secs);
     let metrics_state = state.clone();
-    let mut tasks = vec![tokio::spawn(stb_service::serve::accept_tls(
+    listeners.spawn(stb_service::serve::accept_tls(
         listener,
         acceptor,
         app,
         handshake_timeout,
         stop_rx.clone(),
         Arc::new(move || metrics_state.metrics.tls_failure()),
-    ))];
+    ));
 
     let mut admin_addr = None;
     if let Some(admin) = config.admin_listen {
@@ -93,7 +87,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         admin_addr = Some(listener.local_addr()?);
         let app = admin_router(state.clone());
         let mut stop_rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
+        listeners.spawn(async move {
             let shutdown = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
@@ -103,14 +97,13 @@ pub async fn start(config: &Config) -> Result<Running> {
             {
                 tracing::error!(error = %e, "admin listener failed");
             }
-        }));
+        });
     }
     tracing::info!(%addr, ?admin_addr, backend = ?state.store.backend(), "keyserver listening");
     Ok(Running {
         addr,
         admin_addr,
         state,
-        stop,
-        tasks,
+        listeners,
     })
 }

@@ -34,3 +34,39 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()>
     f.sync_all()?;
     Ok(())
 }
+
+/// Logs to stderr with an `RUST_LOG`-style filter (default: info, quiet sqlx).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGTERM (systemd stop) or Ctrl-C.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// utime + stime of a process and of its direct children, in seconds (load tools measure a
+/// server's CPU this way, so the load generator's own CPU is not counted). `/proc` reports
+/// clock ticks in USER_HZ, which Linux fixes at 100 for user space.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let one = |pid: &str| -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / 100.0)
+    };
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    one(&pid.to_string()).unwrap_or(0.0) + children.split_whitespace().filter_map(one).sum::<f64>()
+}

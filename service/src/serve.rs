@@ -110,3 +110,37 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(4096)
 }
+
+/// The listener tasks of a server and the switch that stops them.
+#[derive(Debug)]
+pub struct Listeners {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// A stop switch (hand its receiver to every listener) and no task yet.
+    pub fn new() -> (Self, watch::Receiver<bool>) {
+        let (stop, rx) = watch::channel(false);
+        (
+            Self {
+                stop,
+                tasks: Vec::new(),
+            },
+            rx,
+        )
+    }
+
+    /// Adds a listener task.
+    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Stops accepting and waits for the listeners to finish their requests in flight.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -60,19 +60,6 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// utime + stime of a process and its direct children, seconds (USER_HZ = 100 on Linux).
-fn cpu_seconds(pid: u32) -> f64 {
-    let one = |pid: &str| -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = stat.rsplit_once(')')?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-    };
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    one(&pid.to_string()).unwrap_or(0.0) + children.split_whitespace().filter_map(one).sum::<f64>()
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Poll,
@@ -166,7 +153,7 @@ async fn run(args: Args) -> Result<()> {
     };
     for &viewers in &args.viewers {
         for &(name, port, mode, pid) in &targets {
-            let cpu0 = cpu_seconds(pid);
+            let cpu0 = stb_service::process_cpu_seconds(pid);
             let tally = run_viewers(
                 &catalogue,
                 &ca_pem,
@@ -177,7 +164,7 @@ async fn run(args: Args) -> Result<()> {
                 args.seconds,
             )
             .await;
-            let cpu = cpu_seconds(pid) - cpu0;
+            let cpu = stb_service::process_cpu_seconds(pid) - cpu0;
             let mut l = tally.lateness_ms.clone();
             l.sort();
             let p99 = l

@@ -61,21 +61,6 @@ fn pki() -> Result<(Pki, String, String, Vec<u8>)> {
     Ok((Pki { ca }, identity, cert.pem(), cert.der().to_vec()))
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("parsing /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).context("utime")?.parse()?;
-    let stime: f64 = fields.get(12).context("stime")?.parse()?;
-    // /proc reports clock ticks in USER_HZ, which Linux fixes at 100 for user space.
-    Ok((utime + stime) / 100.0)
-}
-
 struct ServerChild(Child);
 
 impl Drop for ServerChild {
@@ -184,7 +169,7 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let cpu_before = cpu_seconds(pid)?;
+    let cpu_before = stb_service::process_cpu_seconds(pid);
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -222,7 +207,7 @@ async fn run(args: Args) -> Result<()> {
         failures += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(pid)? - cpu_before;
+    let cpu = stb_service::process_cpu_seconds(pid) - cpu_before;
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 
