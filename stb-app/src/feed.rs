@@ -34,7 +34,7 @@ pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
                             break;
                         }
                     }
-                    if let Err(e) = drain_segments(&session, &player, &mut buf) {
+                    if let Err(e) = drain_segments(&session, &player, &mut buf).await {
                         stats.error(e);
                     }
                 }
@@ -52,8 +52,13 @@ pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
     }
 }
 
-/// Decrypts and pushes every whole segment at the front of `buf`.
-fn drain_segments(session: &Session, player: &Player, buf: &mut Vec<u8>) -> Result<(), String> {
+/// Decrypts and pushes every whole segment at the front of `buf`. A segment under a key the
+/// license does not hold (a new epoch began) triggers one license refresh.
+async fn drain_segments(
+    session: &Session,
+    player: &Player,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
     while buf.len() >= HEADER_LEN {
         let header = SegmentHeader::decode(buf).map_err(|e| format!("bad segment header: {e}"))?;
         let total = HEADER_LEN + header.payload_len as usize;
@@ -62,13 +67,22 @@ fn drain_segments(session: &Session, player: &Player, buf: &mut Vec<u8>) -> Resu
         }
         let mut payload: Vec<u8> = buf[HEADER_LEN..total].to_vec();
         buf.drain(..total);
-        let key = session.key(&header.key_id).ok_or_else(|| {
-            format!(
-                "no key for segment {} of channel {} (license)",
-                header.sequence, header.channel
-            )
-        })?;
-        let cipher = SegmentCipher::new(key).map_err(|e| format!("key: {e}"))?;
+        let key = match session.key(&header.key_id) {
+            Some(key) => key,
+            None => {
+                session
+                    .refresh_license()
+                    .await
+                    .map_err(|e| format!("license refresh failed: {e}"))?;
+                session.key(&header.key_id).ok_or_else(|| {
+                    format!(
+                        "no key for segment {} of channel {} in the license",
+                        header.sequence, header.channel
+                    )
+                })?
+            }
+        };
+        let cipher = SegmentCipher::new(&key).map_err(|e| format!("key: {e}"))?;
         cipher
             .apply_keystream_at(&header.iv, 0, &mut payload)
             .map_err(|e| format!("decrypt: {e}"))?;

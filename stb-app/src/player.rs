@@ -77,6 +77,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A decoded video frame for the UI.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes per row.
+    pub stride: usize,
+    /// RGBA8 pixels, `stride * height` bytes.
+    pub rgba: Vec<u8>,
+}
+
+/// Receives frames from the streaming thread (the UI moves them to its own thread).
+pub type FrameHandler = Arc<dyn Fn(Frame) + Send + Sync>;
+
 /// The pipeline.
 #[derive(Debug)]
 pub struct Player {
@@ -107,6 +123,16 @@ fn video_decoder() -> Result<gst::Element> {
 impl Player {
     /// Builds the pipeline with the given sink factories (`fakesink` for tests).
     pub fn new(video_sink: &str, audio_sink: &str) -> Result<Self> {
+        Self::with_frames(video_sink, audio_sink, None)
+    }
+
+    /// Like [`Player::new`]; with `video_sink` = `appsink`, every decoded frame goes to
+    /// `frames` as RGBA (the UI's video path).
+    pub fn with_frames(
+        video_sink: &str,
+        audio_sink: &str,
+        frames: Option<FrameHandler>,
+    ) -> Result<Self> {
         gst::init()?;
         let pipeline = gst::Pipeline::new();
         let caps = gst::Caps::builder("video/mpegts")
@@ -124,7 +150,11 @@ impl Player {
         let vdec = video_decoder()?;
         let vconv = make("videoconvert")?;
         let vqueue = make("queue")?;
-        let vsink = make(video_sink)?;
+        let vsink = match (video_sink, frames) {
+            ("appsink", Some(handler)) => rgba_appsink(handler).upcast(),
+            ("appsink", None) => anyhow::bail!("the appsink video sink needs a frame handler"),
+            (factory, _) => make(factory)?,
+        };
         let aqueue = make("queue")?;
         let aparse = make("aacparse")?;
         let adec = make("avdec_aac")?;
@@ -256,6 +286,46 @@ impl Player {
             .map_err(|e| anyhow::anyhow!("pipeline refused data: {e:?}"))?;
         Ok(())
     }
+}
+
+fn rgba_appsink(handler: FrameHandler) -> gst_app::AppSink {
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "RGBA")
+        .build();
+    gst_app::AppSink::builder()
+        .caps(&caps)
+        .sync(true)
+        .max_buffers(2)
+        .drop(true)
+        .callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let s = caps.structure(0).ok_or(gst::FlowError::NotNegotiated)?;
+                    let width = s
+                        .get::<i32>("width")
+                        .map_err(|_| gst::FlowError::NotNegotiated)?
+                        as u32;
+                    let height = s
+                        .get::<i32>("height")
+                        .map_err(|_| gst::FlowError::NotNegotiated)?
+                        as u32;
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let stride = map.len() / height.max(1) as usize;
+                    handler(Frame {
+                        width,
+                        height,
+                        stride,
+                        rgba: map.as_slice().to_vec(),
+                    });
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        )
+        .build()
 }
 
 impl Drop for Player {

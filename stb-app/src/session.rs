@@ -28,7 +28,7 @@ pub struct LoginTimings {
 pub struct Session {
     data: PersonalData,
     http: reqwest::Client,
-    keys: HashMap<KeyId, ChannelKey>,
+    keys: std::sync::RwLock<HashMap<KeyId, ChannelKey>>,
     /// The operator's channel list for this subscriber.
     pub channels: ChannelList,
     /// Login timings.
@@ -112,7 +112,7 @@ impl Session {
         let mut session = Self {
             data,
             http,
-            keys: HashMap::new(),
+            keys: std::sync::RwLock::new(HashMap::new()),
             channels: ChannelList {
                 account: String::new(),
                 package: String::new(),
@@ -160,7 +160,8 @@ impl Session {
     }
 
     /// Fetches the license and unwraps the channel keys with KS (current and next epoch).
-    pub async fn refresh_license(&mut self) -> anyhow::Result<()> {
+    /// The feeder calls it again when a segment names a key it does not have (a new epoch).
+    pub async fn refresh_license(&self) -> anyhow::Result<()> {
         let license = License::decode(&self.get("/v1/license").await?)?;
         let wrap = LicenseKey::from_ks(&self.data.ks);
         let mut keys = HashMap::new();
@@ -168,23 +169,71 @@ impl Session {
             let key = wrap.unwrap(entry)?;
             keys.insert(key.key_id, key);
         }
-        self.keys = keys;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(())
     }
 
     /// The key of a segment, if the license has it.
-    pub fn key(&self, key_id: &KeyId) -> Option<&ChannelKey> {
-        self.keys.get(key_id)
+    pub fn key(&self, key_id: &KeyId) -> Option<ChannelKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+            .cloned()
     }
 
-    /// Number of channel keys held (for tests of the logout).
+    /// Number of channel keys held.
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Ends the session. Every secret (D, KS, KR, channel keys) is wiped as it is dropped;
     /// the TLS connections close with the client.
     pub fn logout(self) {
         drop(self);
+    }
+}
+
+/// Inactivity timeout: the UI touches it on every key press and logs out when it expires.
+#[derive(Debug, Clone, Copy)]
+pub struct Inactivity {
+    last: Instant,
+    timeout: Option<Duration>,
+}
+
+impl Inactivity {
+    /// `timeout_secs` = 0 means never.
+    pub fn new(timeout_secs: u64, now: Instant) -> Self {
+        Self {
+            last: now,
+            timeout: (timeout_secs > 0).then(|| Duration::from_secs(timeout_secs)),
+        }
+    }
+
+    /// A key was pressed.
+    pub fn touch(&mut self, now: Instant) {
+        self.last = now;
+    }
+
+    /// Whether the session must end now.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.timeout
+            .is_some_and(|t| now.saturating_duration_since(self.last) >= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inactivity_expires_unless_touched() {
+        let t0 = Instant::now();
+        let mut idle = Inactivity::new(60, t0);
+        assert!(!idle.expired(t0 + Duration::from_secs(59)));
+        idle.touch(t0 + Duration::from_secs(50));
+        assert!(!idle.expired(t0 + Duration::from_secs(100)));
+        assert!(idle.expired(t0 + Duration::from_secs(110)));
+        assert!(!Inactivity::new(0, t0).expired(t0 + Duration::from_secs(1_000_000)));
     }
 }
