@@ -22,6 +22,9 @@ pub enum LoginError {
     /// The identifier is not valid.
     #[error("{0}")]
     BadIdentifier(String),
+    /// The operator refused the session (revoked, suspended), with its reason.
+    #[error("{0}")]
+    Refused(String),
     /// A server could not be reached (after retries).
     #[error("cannot reach {0}")]
     Unreachable(String),

@@ -120,10 +120,20 @@ impl Session {
             },
             timings: LoginTimings::default(),
         };
-        let list = session
-            .get("/v1/channels")
+        let list = match session
+            .http
+            .get(format!("{}/v1/channels", session.content_url()))
+            .send()
             .await
-            .map_err(|_| unreachable())?;
+        {
+            Ok(r) if r.status().is_success() => r.bytes().await.map_err(|_| unreachable())?,
+            Ok(r) if r.status().is_client_error() => {
+                return Err(LoginError::Refused(
+                    r.text().await.unwrap_or_default().trim().to_owned(),
+                ));
+            }
+            _ => return Err(unreachable()),
+        };
         session.channels = serde_json::from_slice(&list)
             .map_err(|_| LoginError::Protocol("the content server".into()))?;
         session.refresh_license().await.map_err(|_| unreachable())?;

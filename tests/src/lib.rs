@@ -1,0 +1,269 @@
+//! Harness for the end-to-end tests: runs the real `content-server`, `keyserver` and
+//! `stb-app` binaries (from this workspace's target directory) on loopback, each in its own
+//! temporary directory, the way an operator and a box would.
+
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The demo subscriber's password in these tests.
+pub const PASSWORD: &str = "Sofa-Remote#2026!";
+
+fn bin(name: &str) -> PathBuf {
+    // target/debug/deps/e2e-xxxx -> target/debug/<name>
+    let exe = std::env::current_exe().expect("test executable");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running server process, killed when dropped.
+#[derive(Debug)]
+pub struct Server(Child);
+
+impl Server {
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The whole stack.
+#[derive(Debug)]
+pub struct Stack {
+    /// Work directory (content/, keyserver/, box.toml).
+    pub dir: tempfile::TempDir,
+    /// Content server (mutual TLS) port.
+    pub content_port: u16,
+    /// Enrollment port.
+    pub enroll_port: u16,
+    /// Key server port.
+    pub key_port: u16,
+    /// Key server flags (guess limits) used at every (re)start.
+    pub key_flags: Vec<String>,
+    /// The content server process.
+    pub content: Option<Server>,
+    /// The key server process.
+    pub keyserver: Option<Server>,
+}
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
+}
+
+impl Stack {
+    /// Initialises the operator, adds `subscriber` with `package` and starts both servers.
+    /// Returns the stack and the subscriber's enrollment code.
+    pub fn start(subscriber: &str, package: &str, key_flags: &[&str]) -> Result<(Self, String)> {
+        let dir = tempfile::tempdir()?;
+        let mut stack = Self {
+            dir,
+            content_port: free_port(),
+            enroll_port: free_port(),
+            key_port: free_port(),
+            key_flags: key_flags.iter().map(|s| s.to_string()).collect(),
+            content: None,
+            keyserver: None,
+        };
+        run(stack.content_cmd().arg("init"))?;
+        let out =
+            run(stack
+                .content_cmd()
+                .args(["subscriber", "add", subscriber, "--package", package]))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let code = text
+            .split_whitespace()
+            .find(|w| w.len() == 14 && w.matches('-').count() == 2)
+            .context("enrollment code in the output")?
+            .to_owned();
+        run(stack.key_cmd().arg("init"))?;
+        stack.start_keyserver()?;
+        stack.start_content()?;
+        std::fs::write(
+            stack.dir.path().join("box.toml"),
+            format!(
+                "keyserver_url = \"https://127.0.0.1:{}\"\nkeyserver_ca = \"{}\"\n\
+                 enroll_url = \"https://127.0.0.1:{}\"\nenroll_ca = \"{}\"\n",
+                stack.key_port,
+                stack.dir.path().join("keyserver/tls/server.crt").display(),
+                stack.enroll_port,
+                stack.ca().display(),
+            ),
+        )?;
+        Ok((stack, code))
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("content/ca/ca.crt")
+    }
+
+    /// `content-server` with this stack's data directory and channels.
+    pub fn content_cmd(&self) -> Command {
+        let mut c = Command::new(bin("content-server"));
+        c.arg("--data-dir").arg(self.dir.path().join("content"));
+        c.arg("--channels")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml"));
+        c
+    }
+
+    /// `keyserver` with this stack's data directory.
+    pub fn key_cmd(&self) -> Command {
+        let mut c = Command::new(bin("keyserver"));
+        c.arg("--data-dir").arg(self.dir.path().join("keyserver"));
+        c
+    }
+
+    fn wait_healthy(port: u16, ca: &Path, log: &Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", "--cacert"])
+                .arg(ca)
+                .arg(format!("https://127.0.0.1:{port}/healthz"))
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "server on {port} not healthy: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    }
+
+    /// Starts (or restarts) the content server.
+    pub fn start_content(&mut self) -> Result<()> {
+        let log = self.dir.path().join("content.log");
+        let child = self
+            .content_cmd()
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.content_port),
+            ])
+            .args([
+                "--enroll-listen",
+                &format!("127.0.0.1:{}", self.enroll_port),
+            ])
+            .args([
+                "--public-url",
+                &format!("https://127.0.0.1:{}", self.content_port),
+            ])
+            .args([
+                "--keyserver-url",
+                &format!("https://127.0.0.1:{}", self.key_port),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        self.content = Some(Server(child));
+        Self::wait_healthy(self.enroll_port, &self.ca(), &log)
+    }
+
+    /// Starts (or restarts) the key server.
+    pub fn start_keyserver(&mut self) -> Result<()> {
+        let log = self.dir.path().join("keyserver.log");
+        let child = self
+            .key_cmd()
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.key_port),
+                "--admin-listen",
+                "none",
+            ])
+            .arg("--operator-ca")
+            .arg(self.ca())
+            .args(&self.key_flags)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        self.keyserver = Some(Server(child));
+        Self::wait_healthy(
+            self.key_port,
+            &self.dir.path().join("keyserver/tls/server.crt"),
+            &log,
+        )
+    }
+
+    /// `stb-app` with this stack's box configuration, `stdin` written to it.
+    pub fn stb_app(&self, args: &[&str], stdin: &str) -> Result<Child> {
+        let mut child = Command::new(bin("stb-app"))
+            .arg("--config")
+            .arg(self.dir.path().join("box.toml"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(stdin.as_bytes())?;
+        Ok(child)
+    }
+
+    /// Registers `identifier` with the code (password twice on stdin).
+    pub fn register(&self, code: &str, identifier: &str) -> Result<Output> {
+        let child = self.stb_app(
+            &["register", "--code", code, "--identifier", identifier],
+            &format!("{PASSWORD}\n{PASSWORD}\n"),
+        )?;
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Headless run; returns the JSON report.
+    pub fn headless(
+        &self,
+        identifier: &str,
+        password: &str,
+        channels: &str,
+        dwell: f64,
+    ) -> Result<serde_json::Value> {
+        let child = self.stb_app(
+            &[
+                "headless",
+                "--identifier",
+                identifier,
+                "--channels",
+                channels,
+                "--dwell-secs",
+                &dwell.to_string(),
+            ],
+            &format!("{password}\n"),
+        )?;
+        let out = child.wait_with_output()?;
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "report: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+}
