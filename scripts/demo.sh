@@ -23,17 +23,21 @@ The stack is up (work directory target/demo):
 
 TXT
 
+snapshot=()
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   echo "Playing channels 1, 2, 4 and 3 (refused) in a window, 10 s each..."
   video=autovideosink audio=autoaudiosink dwell=10
 else
   echo "No display: playing channels 1, 2, 4 and 3 (refused) headless, 4 s each..."
   video=fakesink audio=fakesink dwell=4
+  snapshot=(--snapshot target/demo/snapshot.png)
 fi
 printf '%s\n' "$DEMO_PASSWORD" |
   target/release/stb-app --config "$STB_BOX_CONFIG" headless --identifier "$DEMO_IDENTIFIER" \
-    --channels 1,2,4,3 --dwell-secs "$dwell" --video-sink "$video" --audio-sink "$audio" |
+    --channels 1,2,4,3 --dwell-secs "$dwell" --video-sink "$video" --audio-sink "$audio" \
+    "${snapshot[@]}" |
   tee target/demo/report.json
 echo
-echo "Report saved to target/demo/report.json. The servers keep running: Ctrl-C to stop."
+echo "Report saved to target/demo/report.json${snapshot:+, picture of channel 1 in target/demo/snapshot.png}."
+echo "The servers keep running: Ctrl-C to stop."
 while true; do sleep 3600; done

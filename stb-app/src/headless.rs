@@ -2,7 +2,7 @@
 //! as JSON what was decoded and how fast. Used by the end-to-end tests and the zap benchmark.
 
 use crate::config::BoxConfig;
-use crate::player::{Player, StatsSnapshot};
+use crate::player::{Frame, FrameHandler, Player, StatsSnapshot};
 use crate::session::{LoginTimings, login};
 use serde::Serialize;
 use stb_protocol::Password;
@@ -39,13 +39,35 @@ pub struct Report {
     pub logged_out: bool,
 }
 
-/// Plays `channels` for `dwell` each.
+/// Writes an RGBA frame as a PNG file.
+pub fn save_png(frame: &Frame, path: &std::path::Path) -> anyhow::Result<()> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut encoder = png::Encoder::new(file, frame.width, frame.height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    let row = frame.width as usize * 4;
+    let mut pixels = Vec::with_capacity(row * frame.height as usize);
+    for line in frame
+        .rgba
+        .chunks(frame.stride.max(1))
+        .take(frame.height as usize)
+    {
+        pixels.extend_from_slice(&line[..row.min(line.len())]);
+    }
+    writer.write_image_data(&pixels)?;
+    Ok(())
+}
+
+/// Plays `channels` for `dwell` each. With `snapshot`, the picture on screen at the end of
+/// the first channel is saved there as PNG (the video goes to an appsink for that).
 pub async fn run(
     config: &BoxConfig,
     identifier: &str,
     password: Password,
     channels: &[u16],
     dwell: Duration,
+    snapshot: Option<&std::path::Path>,
 ) -> anyhow::Result<Report> {
     let mut report = Report {
         account: None,
@@ -56,8 +78,16 @@ pub async fn run(
         logged_out: false,
     };
     // The pipeline is built while Argon2id runs: GStreamer set-up is ~0.1 s of the login.
-    let (video, audio) = (config.video_sink.clone(), config.audio_sink.clone());
-    let player = tokio::task::spawn_blocking(move || Player::new(&video, &audio));
+    let (mut video, audio) = (config.video_sink.clone(), config.audio_sink.clone());
+    let latest: Arc<std::sync::Mutex<Option<Frame>>> = Arc::default();
+    let handler: Option<FrameHandler> = snapshot.map(|_| {
+        video = "appsink".to_owned();
+        let latest = latest.clone();
+        Arc::new(move |frame: Frame| {
+            *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(frame)
+        }) as FrameHandler
+    });
+    let player = tokio::task::spawn_blocking(move || Player::with_frames(&video, &audio, handler));
     let session = match login(config, identifier, password).await {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -77,6 +107,11 @@ pub async fn run(
         feeder.abort();
         let _ = feeder.await;
         let stats = player.stats().snapshot();
+        if let (Some(path), true) = (snapshot, report.channels.is_empty()) {
+            if let Some(frame) = latest.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                save_png(&frame, path)?;
+            }
+        }
         if report.login_to_first_frame_ms.is_none() {
             report.login_to_first_frame_ms = stats.first_frame_ms.map(|ff| pipeline_ready_ms + ff);
         }

@@ -53,6 +53,9 @@ enum Command {
         /// Audio sink (default: fakesink).
         #[arg(long, default_value = "fakesink")]
         audio_sink: String,
+        /// Save the picture at the end of the first channel as PNG.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
     },
     /// Registration: enrollment code, then identifier and password (twice, on stdin).
     Register {
@@ -117,6 +120,7 @@ fn main() -> Result<()> {
             dwell_secs,
             video_sink,
             audio_sink,
+            snapshot,
         } => {
             config.video_sink = video_sink;
             config.audio_sink = audio_sink;
@@ -128,6 +132,7 @@ fn main() -> Result<()> {
                 password,
                 &channels,
                 dwell,
+                snapshot.as_deref(),
             ))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.login_error.is_some() {

@@ -143,6 +143,7 @@ async fn register_login_play_zap_refusals_restart_logout() {
         Password::from("Sofa-remote#2026?"),
         &[1],
         Duration::from_secs(1),
+        None,
     )
     .await
     .expect("run");
@@ -161,6 +162,7 @@ async fn register_login_play_zap_refusals_restart_logout() {
         Password::from(PASSWORD),
         &[1, 2, 3],
         Duration::from_secs(3),
+        Some(&stack.data_dir.join("../snapshot.png")),
     )
     .await
     .expect("run");
@@ -195,6 +197,8 @@ async fn register_login_play_zap_refusals_restart_logout() {
         "{three:?}"
     );
     assert!(report.logged_out);
+    let png = std::fs::read(stack.data_dir.join("../snapshot.png")).expect("snapshot written");
+    assert_eq!(&png[1..4], b"PNG");
     // The box keeps nothing on disk.
     assert_eq!(std::fs::read_dir(&stack.data_dir).expect("dir").count(), 0);
 
