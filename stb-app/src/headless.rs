@@ -107,10 +107,10 @@ pub async fn run(
         feeder.abort();
         let _ = feeder.await;
         let stats = player.stats().snapshot();
-        if let (Some(path), true) = (snapshot, report.channels.is_empty()) {
-            if let Some(frame) = latest.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                save_png(&frame, path)?;
-            }
+        let first_channel = report.channels.is_empty();
+        let frame = latest.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (Some(path), Some(frame), true) = (snapshot, frame, first_channel) {
+            save_png(&frame, path)?;
         }
         if report.login_to_first_frame_ms.is_none() {
             report.login_to_first_frame_ms = stats.first_frame_ms.map(|ff| pipeline_ready_ms + ff);
