@@ -237,6 +237,7 @@ async fn register_login_play_zap_refusals_restart_logout() {
         "{after:?}"
     );
     feeder.abort();
+    let _ = feeder.await;
     drop(player);
     let session = Arc::try_unwrap(session).expect("only owner");
     session.logout();
