@@ -134,7 +134,8 @@ async fn run(args: Args) -> Result<()> {
     let mut nginx = None;
     let nginx_port = free_port()?;
     if args.nginx != "none" {
-        let until = now_ms() + ((steps * (args.seconds + 3) + 30) * 1000) as i64;
+        // Every step runs three targets, each with a join phase before its measured seconds.
+        let until = now_ms() + ((steps * 3 * (args.seconds + 15) + 60) * 1000) as i64;
         export_segments(&config, &keys, &catalogue, &dir.join("www"), until)?;
         nginx = Some(start_nginx(&args.nginx, &dir, &config, nginx_port)?);
     }
