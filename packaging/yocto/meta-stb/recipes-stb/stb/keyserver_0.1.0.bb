@@ -1,0 +1,24 @@
+SUMMARY = "STB key server: sealed subscriber keys, EKE recovery, guess limits, audit"
+DESCRIPTION = "Stores each subscriber's personal data sealed under a password-derived key and \
+               answers one-round-trip EKE recoveries without learning the password."
+SECTION = "net"
+CVE_PRODUCT = "stb-keyserver"
+
+require stb-common.inc
+
+CARGO_SRC_DIR = "keyserver"
+
+inherit systemd useradd
+
+USERADD_PACKAGES = "${PN}"
+USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /bin/false --user-group keyserver"
+
+SYSTEMD_SERVICE:${PN} = "keyserver.service"
+
+CONFFILES:${PN} = "${sysconfdir}/keyserver/config.toml"
+
+do_install:append() {
+    install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/keyserver
+    install -m 0644 ${S}/packaging/debian/keyserver/keyserver.service ${D}${systemd_system_unitdir}/
+    install -m 0644 ${S}/packaging/debian/keyserver/config.toml ${D}${sysconfdir}/keyserver/
+}
