@@ -2,7 +2,6 @@
 //! subscribers, issuing enrollment codes.
 
 use crate::ca::OperatorCa;
-use crate::catalogue::Catalogue;
 use crate::codes;
 use crate::config::Config;
 use crate::keys::OperatorKeys;
@@ -68,22 +67,22 @@ pub async fn new_code(
     Ok((code, expires))
 }
 
-/// Adds a subscriber with a fresh KS and returns its first enrollment code and expiry.
+/// Adds a subscriber with a fresh KS (its package must be one of `packages`) and returns its first enrollment code and expiry.
 pub async fn add_subscriber(
     config: &Config,
     store: &Store,
     keys: &OperatorKeys,
-    catalogue: &Catalogue,
+    packages: &[String],
     name: &str,
     package: &str,
 ) -> Result<(String, i64)> {
     if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         bail!("a subscriber name has 1 to 64 printable characters");
     }
-    if !catalogue.packages().iter().any(|p| p == package) {
+    if !packages.iter().any(|p| p == package) {
         bail!(
             "unknown package {package:?}; packages: {}",
-            catalogue.packages().join(", ")
+            packages.join(", ")
         );
     }
     let ks = SecretArray::new(stb_protocol::random_array::<32>());

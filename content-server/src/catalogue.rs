@@ -164,10 +164,7 @@ pub struct Catalogue {
 impl Catalogue {
     /// Reads the manifest and segments every fixture (files are relative to the manifest).
     pub fn load(manifest: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(manifest)
-            .with_context(|| format!("reading channel manifest {}", manifest.display()))?;
-        let parsed: Manifest = toml::from_str(&text)
-            .with_context(|| format!("parsing channel manifest {}", manifest.display()))?;
+        let parsed = read_manifest(manifest)?;
         let dir = manifest.parent().unwrap_or(Path::new("."));
         let mut channels = BTreeMap::new();
         for spec in parsed.channel {
@@ -198,15 +195,33 @@ impl Catalogue {
 
     /// Every package some channel belongs to.
     pub fn packages(&self) -> Vec<String> {
-        let mut all: Vec<String> = self
-            .channels
-            .values()
-            .flat_map(|c| c.packages.iter().cloned())
-            .collect();
-        all.sort();
-        all.dedup();
-        all
+        sorted_packages(self.channels.values().flat_map(|c| c.packages.iter()))
     }
+}
+
+fn read_manifest(manifest: &Path) -> Result<Manifest> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading channel manifest {}", manifest.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("parsing channel manifest {}", manifest.display()))
+}
+
+fn sorted_packages<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut all: Vec<String> = names.cloned().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The packages of a manifest, without reading and segmenting the channel files (for
+/// operator commands that only need the names).
+pub fn manifest_packages(manifest: &Path) -> Result<Vec<String>> {
+    Ok(sorted_packages(
+        read_manifest(manifest)?
+            .channel
+            .iter()
+            .flat_map(|c| c.packages.iter()),
+    ))
 }
 
 #[cfg(test)]
@@ -278,6 +293,10 @@ mod tests {
         let cat = Catalogue::load(Path::new(path)).expect("catalogue");
         assert_eq!(cat.channels.len(), 4);
         assert_eq!(cat.packages(), vec!["basic", "kids", "premium"]);
+        assert_eq!(
+            manifest_packages(Path::new(path)).expect("manifest"),
+            cat.packages()
+        );
         assert!(!cat.channels[&3].in_package("basic"));
     }
 }

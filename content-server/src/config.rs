@@ -1,6 +1,6 @@
 //! Configuration: TOML file plus command-line overrides; defaults run on one machine.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,18 +57,12 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        stb_service::load_toml(path)
     }
 
     /// Database URL.
     pub fn database_url(&self) -> String {
-        if self.database.is_empty() {
-            format!("sqlite://{}", self.data_dir.join("content.db").display())
-        } else {
-            self.database.clone()
-        }
+        stb_service::db::url_or_sqlite(&self.database, &self.data_dir, "content.db")
     }
 
     /// CA directory.

@@ -184,9 +184,9 @@ async fn subscriber(config: &Config, action: SubscriberAction) -> Result<()> {
     };
     match action {
         SubscriberAction::Add { name, package } => {
-            let catalogue = Catalogue::load(&config.channels)?;
+            let packages = content_server::catalogue::manifest_packages(&config.channels)?;
             let code = content_server::admin::add_subscriber(
-                config, &store, &keys, &catalogue, &name, &package,
+                config, &store, &keys, &packages, &name, &package,
             )
             .await?;
             println!("subscriber {name} added with package {package}");

@@ -177,11 +177,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Result<&'static str, AppE
 /// The subscriber behind the connection's certificate, if in good standing.
 async fn authenticate(state: &AppState, conn: &ConnInfo) -> Result<Subscriber, AppError> {
     // The TLS layer requires a certificate chaining to the CA; this adds revocation/status.
-    let cert = conn
-        .client_cert
-        .as_ref()
-        .ok_or(AppError::UnknownCertificate)?;
-    let peer = stb_service::tls::peer_cert(cert)?;
+    let peer = conn.client.as_ref().ok_or(AppError::UnknownCertificate)?;
     let owner = state
         .store
         .cert_owner(&peer.serial_hex)

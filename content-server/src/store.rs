@@ -3,8 +3,9 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 pub use stb_service::db::Backend;
+use stb_service::db::Database;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -79,27 +80,24 @@ pub enum CodeRefusal {
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
+    db: Database,
 }
 
 impl Store {
     /// Connects and migrates.
     pub async fn open(url: &str) -> Result<Self> {
-        let (pool, backend) =
-            stb_service::db::open(url, &SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        Ok(Self { pool, backend })
+        let db = Database::open(url, &SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+        Ok(Self { db })
     }
 
     /// The backend in use.
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.db.backend
     }
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.db.ping().await
     }
 
     /// Adds a subscriber. Fails if the name exists.
@@ -118,7 +116,7 @@ impl Store {
         .bind(package)
         .bind(ks_sealed.to_vec())
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -136,7 +134,7 @@ impl Store {
         .bind(code_hash.to_vec())
         .bind(subscriber)
         .bind(expires_ms)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -154,7 +152,7 @@ impl Store {
              FROM subscribers s WHERE $1 = '' OR s.name = $1 ORDER BY s.name",
         )
         .bind(only.unwrap_or(""))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
             .map(|r| {
@@ -172,7 +170,7 @@ impl Store {
     /// Changes a subscriber's status; revoking also revokes every certificate. Returns
     /// whether the subscriber exists.
     pub async fn set_status(&self, name: &str, status: Status) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query("UPDATE subscribers SET status = $1 WHERE name = $2")
             .bind(status.as_str())
             .bind(name)
@@ -199,7 +197,7 @@ impl Store {
     where
         F: FnOnce(&Subscriber) -> Result<crate::ca::Issued>,
     {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE enrollment_codes SET used_ms = $1 \
              WHERE code_hash = $2 AND used_ms IS NULL AND expires_ms > $1 RETURNING subscriber",
@@ -260,7 +258,7 @@ impl Store {
              FROM certificates c JOIN subscribers s ON s.name = c.subscriber WHERE c.serial = $1",
         )
         .bind(serial_hex)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         let Some(r) = row else { return Ok(None) };
         Ok(Some(CertOwner {
@@ -280,7 +278,7 @@ impl Store {
         let row =
             sqlx::query("SELECT failures, window_start_ms FROM enroll_failures WHERE peer = $1")
                 .bind(peer)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.pool)
                 .await?;
         Ok(match row {
             Some(r) if r.try_get::<i64, _>(1)? + window_ms > now_ms => r.try_get(0)?,
@@ -306,7 +304,7 @@ impl Store {
         .bind(peer)
         .bind(now_ms)
         .bind(window_ms)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(())
     }

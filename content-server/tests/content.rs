@@ -3,7 +3,7 @@
 #![allow(missing_docs)]
 
 use base64::Engine;
-use content_server::catalogue::Catalogue;
+use content_server::catalogue::manifest_packages;
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
 use content_server::server::Running;
@@ -60,12 +60,12 @@ async fn operator(database: Option<String>) -> Operator {
 
 impl Operator {
     async fn add(&self, name: &str, package: &str) -> String {
-        let catalogue = Catalogue::load(&fixtures()).expect("catalogue");
+        let packages = manifest_packages(&fixtures()).expect("manifest");
         let (code, _) = content_server::admin::add_subscriber(
             &self.config,
             &self.store,
             &self.keys,
-            &catalogue,
+            &packages,
             name,
             package,
         )
@@ -380,16 +380,11 @@ async fn stream_starts_with_the_live_segment_then_follows_in_order() {
         .expect("stream");
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
-    let mut buf = Vec::new();
+    let mut split = stb_protocol::SegmentSplitter::default();
     let mut headers = Vec::new();
     while headers.len() < 2 {
-        buf.extend_from_slice(&body.next().await.expect("more").expect("chunk"));
-        while let Ok(h) = SegmentHeader::decode(&buf) {
-            let total = stb_protocol::segment::HEADER_LEN + h.payload_len as usize;
-            if buf.len() < total {
-                break;
-            }
-            buf.drain(..total);
+        split.push(&body.next().await.expect("more").expect("chunk"));
+        while let Some((h, _)) = split.next_segment().expect("valid segment") {
             headers.push(h);
         }
     }

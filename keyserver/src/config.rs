@@ -1,7 +1,7 @@
 //! Configuration: a TOML file (for deployments) with command-line and environment overrides.
 //! Every field has a default that works on one machine with no set-up.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,18 +82,12 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        stb_service::load_toml(path)
     }
 
     /// The database URL to connect to.
     pub fn database_url(&self) -> String {
-        if self.database.is_empty() {
-            format!("sqlite://{}", self.data_dir.join("keyserver.db").display())
-        } else {
-            self.database.clone()
-        }
+        stb_service::db::url_or_sqlite(&self.database, &self.data_dir, "keyserver.db")
     }
 
     /// Server certificate path.

@@ -196,9 +196,8 @@ async fn register(
         if !state.registration_enabled {
             return Err(AppError::RegistrationDisabled);
         }
-        let cert = conn.client_cert.as_ref().ok_or(AppError::NoCertificate)?;
+        let peer = conn.client.as_ref().ok_or(AppError::NoCertificate)?;
         let request = request?;
-        let peer = stb_service::tls::peer_cert(cert)?;
         let outcome = state
             .store
             .upsert_account(

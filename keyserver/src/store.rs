@@ -6,9 +6,10 @@
 //! state change is one atomic statement, so counters stay right with concurrent instances.
 
 use anyhow::Result;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 use stb_protocol::{Identifier, SealedData, StoredRecord, Suite, Verifier};
 pub use stb_service::db::Backend;
+use stb_service::db::Database;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -68,27 +69,24 @@ pub struct AccountSummary {
 /// Connection pool plus the backend it speaks to.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
+    db: Database,
 }
 
 impl Store {
     /// Connects (creating an SQLite file if needed) and runs the backend's migrations.
     pub async fn open(url: &str) -> Result<Self> {
-        let (pool, backend) =
-            stb_service::db::open(url, &SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        Ok(Self { pool, backend })
+        let db = Database::open(url, &SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+        Ok(Self { db })
     }
 
     /// The backend in use.
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.db.backend
     }
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.db.ping().await
     }
 
     /// Returns the named secret, storing `candidate` first if there is none. Every instance
@@ -97,11 +95,11 @@ impl Store {
         sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(candidate.to_vec())
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.pool)
             .await?;
         let value: Vec<u8> = row.try_get(0)?;
         value
@@ -113,7 +111,7 @@ impl Store {
     pub async fn record(&self, id: &Identifier) -> Result<Option<StoredRecord>> {
         let row = sqlx::query("SELECT suite, verifier, sealed FROM accounts WHERE identifier = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let suite: i64 = row.try_get(0)?;
@@ -157,7 +155,7 @@ impl Store {
         .bind(subject_der.to_vec())
         .bind(subject_name)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         Ok(match row {
             None => Upsert::OtherSubject,
@@ -172,7 +170,7 @@ impl Store {
             "SELECT failures, last_attempt_ms, locked FROM guesses WHERE identifier = $1",
         )
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.map(|r| guess_from_row(&r)).transpose()
     }
@@ -211,7 +209,7 @@ impl Store {
         .bind(pending.session_id.to_vec())
         .bind(pending.tag.to_vec())
         .bind(pending.expires_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.map(|r| guess_from_row(&r)).transpose()
     }
@@ -223,7 +221,7 @@ impl Store {
              FROM guesses WHERE identifier = $1 AND pending_session IS NOT NULL",
         )
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let suite: i64 = row.try_get(0)?;
@@ -248,7 +246,7 @@ impl Store {
         )
         .bind(id.as_str())
         .bind(session_id.to_vec())
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -257,14 +255,14 @@ impl Store {
     pub async fn unlock(&self, id: &Identifier) -> Result<bool> {
         let done = sqlx::query("UPDATE guesses SET failures = 0, locked = 0 WHERE identifier = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Deletes an account and its counters.
     pub async fn delete(&self, id: &Identifier) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query("DELETE FROM accounts WHERE identifier = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -286,7 +284,7 @@ impl Store {
              WHERE $1 = '' OR a.identifier = $1 ORDER BY a.identifier",
         )
         .bind(only.map(Identifier::as_str).unwrap_or(""))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
             .map(|r| {
@@ -305,7 +303,7 @@ impl Store {
     /// Number of accounts (for metrics and tests).
     pub async fn count_accounts(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM accounts")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.pool)
             .await?;
         Ok(row.try_get(0)?)
     }

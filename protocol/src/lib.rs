@@ -56,7 +56,7 @@ pub use password::Password;
 pub use personal::{PersonalData, SealedData};
 pub use register::{RegisterRequest, StoredRecord};
 pub use secret::{SecretArray, SecretVec};
-pub use segment::{ChannelKey, KeyId, SegmentCipher, SegmentHeader};
+pub use segment::{ChannelKey, KeyId, SegmentCipher, SegmentHeader, SegmentSplitter};
 pub use suite::{PasswordKeys, Suite, Verifier};
 
 /// The operating system's CSPRNG (getrandom), for callers that do not bring their own.

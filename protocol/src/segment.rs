@@ -91,6 +91,36 @@ impl SegmentHeader {
     }
 }
 
+/// Splits the live stream (segments back to back, docs/protocol.md 12a) into whole segments,
+/// whatever the sizes of the chunks the network delivers.
+#[derive(Debug, Default)]
+pub struct SegmentSplitter {
+    buf: Vec<u8>,
+}
+
+impl SegmentSplitter {
+    /// Appends bytes as they arrive.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole segment (header and still-encrypted payload), `None` until one has
+    /// arrived, or an error for a header that cannot be right (the stream is then unusable).
+    pub fn next_segment(&mut self) -> Result<Option<(SegmentHeader, Vec<u8>)>, DecodeError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let header = SegmentHeader::decode(&self.buf)?;
+        let total = HEADER_LEN + header.payload_len as usize;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let payload = self.buf[HEADER_LEN..total].to_vec();
+        self.buf.drain(..total);
+        Ok(Some((header, payload)))
+    }
+}
+
 /// The IV of a segment: SHA-256("stb/v1/segment-iv" || key id || epoch || sequence)[..8]
 /// followed by eight zero bytes (the block counter).
 pub fn segment_iv(key_id: &KeyId, epoch: u32, sequence: u64) -> [u8; 16] {
@@ -232,6 +262,30 @@ mod tests {
         let mut rc = ctr::Ctr128BE::<aes::Aes128>::new(&[3u8; 16].into(), &iv.into());
         rc.apply_keystream(&mut theirs);
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn splitter_reassembles_any_chunking() {
+        let c = cipher();
+        let stream = [
+            c.encrypt_segment(1, 0, 5, vec![7; 300]).expect("seg"),
+            c.encrypt_segment(1, 0, 6, vec![8; 10]).expect("seg"),
+        ]
+        .concat();
+        for chunk in [1, 7, 52, 53, 1000] {
+            let mut split = SegmentSplitter::default();
+            let mut seen = Vec::new();
+            for piece in stream.chunks(chunk) {
+                split.push(piece);
+                while let Some((h, payload)) = split.next_segment().expect("valid") {
+                    seen.push((h.sequence, payload.len()));
+                }
+            }
+            assert_eq!(seen, vec![(5, 300), (6, 10)], "chunks of {chunk}");
+        }
+        let mut bad = SegmentSplitter::default();
+        bad.push(&[0u8; HEADER_LEN]);
+        assert!(bad.next_segment().is_err());
     }
 
     #[test]

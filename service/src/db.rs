@@ -66,3 +66,35 @@ pub async fn open(url: &str, sqlite: &Migrator, postgres: &Migrator) -> Result<(
     migrator.run(&pool).await.context("running migrations")?;
     Ok((pool, backend))
 }
+
+/// `database` if set, else an SQLite file `file` in `data_dir` (the one-machine default).
+pub fn url_or_sqlite(database: &str, data_dir: &std::path::Path, file: &str) -> String {
+    if database.is_empty() {
+        format!("sqlite://{}", data_dir.join(file).display())
+    } else {
+        database.to_owned()
+    }
+}
+
+/// A pool and the backend it speaks to: what each server's store wraps.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// The pool (SQL is the common subset of both backends).
+    pub pool: AnyPool,
+    /// The backend.
+    pub backend: Backend,
+}
+
+impl Database {
+    /// Connects and migrates (see [`open`]).
+    pub async fn open(url: &str, sqlite: &Migrator, postgres: &Migrator) -> Result<Self> {
+        let (pool, backend) = open(url, sqlite, postgres).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

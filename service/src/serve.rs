@@ -3,12 +3,12 @@
 //! address and verified certificate. Stops accepting on the stop signal and lets requests in
 //! flight finish (at most 30 s).
 
+use crate::tls::PeerCert;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rustls_pki_types::CertificateDer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +22,9 @@ use tower::ServiceExt;
 pub struct ConnInfo {
     /// Peer address.
     pub peer: SocketAddr,
-    /// Leaf client certificate, already verified against the configured roots.
-    pub client_cert: Option<CertificateDer<'static>>,
+    /// Leaf client certificate, already verified against the configured roots, parsed once
+    /// per connection (not per request).
+    pub client: Option<Arc<PeerCert>>,
 }
 
 /// Called when a handshake fails or times out (metrics).
@@ -68,13 +69,20 @@ pub async fn accept_tls(
                     return;
                 }
             };
-            let client_cert = tls
+            let leaf = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|certs| certs.first())
-                .map(|c| c.clone().into_owned());
-            let info = ConnInfo { peer, client_cert };
+                .and_then(|certs| certs.first());
+            let client = match leaf.map(crate::tls::peer_cert).transpose() {
+                Ok(client) => client.map(Arc::new),
+                Err(e) => {
+                    // Verified by rustls but not parsed by x509-parser: refuse the connection.
+                    tracing::warn!(%peer, error = %e, "client certificate does not parse");
+                    return;
+                }
+            };
+            let info = ConnInfo { peer, client };
             let service = app.map_request(move |mut req: axum::http::Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());
                 req

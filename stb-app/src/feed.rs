@@ -6,8 +6,7 @@
 use crate::player::{Player, Stats};
 use crate::session::Session;
 use futures_util::StreamExt;
-use stb_protocol::segment::HEADER_LEN;
-use stb_protocol::{SegmentCipher, SegmentHeader};
+use stb_protocol::{SegmentCipher, SegmentSplitter};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +20,10 @@ pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
             Ok(r) if r.status().is_success() => {
                 backoff = Duration::from_millis(250);
                 let mut body = r.bytes_stream();
-                let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+                let mut split = SegmentSplitter::default();
                 loop {
                     match body.next().await {
-                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        Some(Ok(chunk)) => split.push(&chunk),
                         Some(Err(e)) => {
                             stats.error(format!("connection lost, reconnecting: {e}"));
                             break;
@@ -34,7 +33,7 @@ pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
                             break;
                         }
                     }
-                    if let Err(e) = drain_segments(&session, &player, &mut buf).await {
+                    if let Err(e) = play_segments(&session, &player, &mut split).await {
                         stats.error(e);
                     }
                 }
@@ -52,21 +51,17 @@ pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
     }
 }
 
-/// Decrypts and pushes every whole segment at the front of `buf`. A segment under a key the
+/// Decrypts and pushes every whole segment received so far. A segment under a key the
 /// license does not hold (a new epoch began) triggers one license refresh.
-async fn drain_segments(
+async fn play_segments(
     session: &Session,
     player: &Player,
-    buf: &mut Vec<u8>,
+    split: &mut SegmentSplitter,
 ) -> Result<(), String> {
-    while buf.len() >= HEADER_LEN {
-        let header = SegmentHeader::decode(buf).map_err(|e| format!("bad segment header: {e}"))?;
-        let total = HEADER_LEN + header.payload_len as usize;
-        if buf.len() < total {
-            return Ok(());
-        }
-        let mut payload: Vec<u8> = buf[HEADER_LEN..total].to_vec();
-        buf.drain(..total);
+    while let Some((header, mut payload)) = split
+        .next_segment()
+        .map_err(|e| format!("bad segment header: {e}"))?
+    {
         let key = match session.key(&header.key_id) {
             Some(key) => key,
             None => {

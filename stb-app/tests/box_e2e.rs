@@ -48,13 +48,13 @@ async fn stack() -> (Stack, String) {
         .expect("store");
     let keys =
         content_server::keys::OperatorKeys::load(&content_config.master_key_path()).expect("keys");
-    let catalogue =
-        content_server::catalogue::Catalogue::load(&content_config.channels).expect("catalogue");
+    let packages =
+        content_server::catalogue::manifest_packages(&content_config.channels).expect("manifest");
     let (code, _) = content_server::admin::add_subscriber(
         &content_config,
         &store,
         &keys,
-        &catalogue,
+        &packages,
         "Alice Martin",
         "basic",
     )

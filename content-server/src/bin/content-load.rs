@@ -99,7 +99,12 @@ async fn run(args: Args) -> Result<()> {
     let keys = OperatorKeys::load(&config.master_key_path())?;
     let catalogue = Arc::new(Catalogue::load(&channels)?);
     let (code, _) = content_server::admin::add_subscriber(
-        &config, &store, &keys, &catalogue, "viewer", "premium",
+        &config,
+        &store,
+        &keys,
+        &catalogue.packages(),
+        "viewer",
+        "premium",
     )
     .await?;
     store.ping().await?;
@@ -424,19 +429,14 @@ async fn stream_viewer(
     };
     let measure_from = ch.live_at(now_ms()).sequence + 1;
     let mut body = r.bytes_stream();
-    let mut buf = Vec::new();
+    let mut split = stb_protocol::SegmentSplitter::default();
     while now_ms() < end_ms {
         let Some(Ok(chunk)) = body.next().await else {
             t.errors += 1;
             return t;
         };
-        buf.extend_from_slice(&chunk);
-        while let Ok(h) = stb_protocol::SegmentHeader::decode(&buf) {
-            let total = stb_protocol::segment::HEADER_LEN + h.payload_len as usize;
-            if buf.len() < total {
-                break;
-            }
-            buf.drain(..total);
+        split.push(&chunk);
+        while let Ok(Some((h, _))) = split.next_segment() {
             // Segments already on air when everyone had joined are not measured.
             if h.sequence >= measure_from {
                 record(&mut t, ch, ch.position(h.sequence).start_ms, h.sequence);
