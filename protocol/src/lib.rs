@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod code;
 mod codec;
 pub mod eke;
 pub mod error;

@@ -23,6 +23,11 @@ pub struct BoxConfig {
     pub audio_sink: String,
     /// Log out after this long without a key press (seconds, 0 = never).
     pub inactivity_timeout_secs: u64,
+    /// Keymap file (`KEY_*` names to actions); the built-in one when absent.
+    pub keymap: Option<PathBuf>,
+    /// Remote devices to read (evdev nodes, or FIFOs of raw input events); empty = every
+    /// device that has remote keys, found automatically and again after a replug.
+    pub input_devices: Vec<PathBuf>,
 }
 
 impl Default for BoxConfig {
@@ -35,6 +40,8 @@ impl Default for BoxConfig {
             video_sink: "autovideosink".into(),
             audio_sink: "autoaudiosink".into(),
             inactivity_timeout_secs: 4 * 3600,
+            keymap: None,
+            input_devices: vec![],
         }
     }
 }

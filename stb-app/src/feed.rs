@@ -3,7 +3,7 @@
 //! server restart is retried with backoff and the same channel resumes by itself; a refusal
 //! (not entitled, revoked) is reported and ends the feed.
 
-use crate::player::{Player, Stats};
+use crate::player::{FeedState, Player, Stats};
 use crate::session::Session;
 use futures_util::StreamExt;
 use stb_protocol::{SegmentCipher, SegmentSplitter};
@@ -26,38 +26,50 @@ pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
                         Some(Ok(chunk)) => split.push(&chunk),
                         Some(Err(e)) => {
                             stats.error(format!("connection lost, reconnecting: {e}"));
+                            stats.set_feed(FeedState::Reconnecting);
                             break;
                         }
                         None => {
                             stats.error("stream ended, reconnecting");
+                            stats.set_feed(FeedState::Reconnecting);
                             break;
                         }
                     }
-                    if let Err(e) = play_segments(&session, &player, &mut split).await {
-                        stats.error(e);
+                    match play_segments(&session, &player, &mut split).await {
+                        Ok(0) => {}
+                        Ok(_) => stats.set_feed(FeedState::Playing),
+                        Err(e) => stats.error(e),
                     }
                 }
             }
             Ok(r) if r.status().is_client_error() => {
                 let reason = r.text().await.unwrap_or_default();
                 stats.error(format!("refused: {}", reason.trim()));
+                stats.set_feed(FeedState::Refused(reason.trim().to_owned()));
                 return;
             }
-            Ok(r) => stats.error(format!("content server answered {}, retrying", r.status())),
-            Err(e) => stats.error(format!("content server unreachable, retrying: {e}")),
+            Ok(r) => {
+                stats.error(format!("content server answered {}, retrying", r.status()));
+                stats.set_feed(FeedState::Reconnecting);
+            }
+            Err(e) => {
+                stats.error(format!("content server unreachable, retrying: {e}"));
+                stats.set_feed(FeedState::Reconnecting);
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(4));
     }
 }
 
-/// Decrypts and pushes every whole segment received so far. A segment under a key the
-/// license does not hold (a new epoch began) triggers one license refresh.
+/// Decrypts and pushes every whole segment received so far and says how many. A segment
+/// under a key the license does not hold (a new epoch began) triggers one license refresh.
 async fn play_segments(
     session: &Session,
     player: &Player,
     split: &mut SegmentSplitter,
-) -> Result<(), String> {
+) -> Result<usize, String> {
+    let mut pushed = 0;
     while let Some((header, mut payload)) = split
         .next_segment()
         .map_err(|e| format!("bad segment header: {e}"))?
@@ -82,6 +94,7 @@ async fn play_segments(
             .apply_keystream_at(&header.iv, 0, &mut payload)
             .map_err(|e| format!("decrypt: {e}"))?;
         player.push(payload).map_err(|e| e.to_string())?;
+        pushed += 1;
     }
-    Ok(())
+    Ok(pushed)
 }

@@ -10,4 +10,6 @@ pub mod headless;
 pub mod keyserver;
 pub mod player;
 pub mod register;
+pub mod remote;
 pub mod session;
+pub mod ui;

@@ -1,5 +1,6 @@
-//! `stb-app`: the box. `headless` plays channels without a screen and prints a JSON report;
-//! `register` is the registration desk's command. The on-screen UI comes with the UI issue.
+//! `stb-app`: the box. `ui` is the TV screen driven by the remote; `headless` plays channels
+//! without a screen and prints a JSON report; `register` is the registration desk's command;
+//! `screenshots` renders every screen to PNG.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -36,6 +37,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The TV screen: login, registration, channel list, player, driven by the remote.
+    /// `SLINT_BACKEND` picks the display: winit (desktop, Xvfb) or linuxkms (the box).
+    Ui {
+        /// Window size (desktop only), e.g. 1920x1080.
+        #[arg(long, value_parser = parse_size)]
+        size: Option<(u32, u32)>,
+        /// Keymap file (overrides the configuration).
+        #[arg(long)]
+        keymap: Option<PathBuf>,
+        /// Remote device or raw-event FIFO to read, repeatable (overrides the configuration).
+        #[arg(long)]
+        input: Vec<PathBuf>,
+    },
+    /// Renders every screen to PNG (software renderer), for the documentation.
+    Screenshots {
+        /// Output directory.
+        #[arg(long, default_value = "docs/screenshots")]
+        out: PathBuf,
+        /// MPEG-TS file whose first picture fills the player screens.
+        #[arg(long)]
+        video: Option<PathBuf>,
+        /// Sizes to render.
+        #[arg(long, value_parser = parse_size, value_delimiter = ',', default_value = "1280x720,1920x1080")]
+        sizes: Vec<(u32, u32)>,
+    },
     /// Log in (password on stdin), play channels, log out, print a JSON report.
     Headless {
         /// Subscriber identifier.
@@ -72,6 +98,12 @@ enum Command {
         #[arg(long)]
         enroll_ca: Option<PathBuf>,
     },
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
+    let n = |v: &str| v.parse::<u32>().map_err(|e| e.to_string());
+    Ok((n(w)?, n(h)?))
 }
 
 fn read_secret_line(
@@ -114,6 +146,24 @@ fn main() -> Result<()> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     match cli.command {
+        Command::Ui {
+            size,
+            keymap,
+            input,
+        } => {
+            if keymap.is_some() {
+                config.keymap = keymap;
+            }
+            if !input.is_empty() {
+                config.input_devices = input;
+            }
+            stb_app::ui::app::run(config, &rt, size)?;
+        }
+        Command::Screenshots { out, video, sizes } => {
+            for file in stb_app::ui::screenshots::render_all(&out, video.as_deref(), &sizes)? {
+                println!("{}", out.join(file).display());
+            }
+        }
         Command::Headless {
             identifier,
             channels,

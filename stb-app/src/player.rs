@@ -21,6 +21,21 @@ pub struct Stats {
     zapped_at: Mutex<Option<Instant>>,
     first_frame: Mutex<Option<Duration>>,
     errors: Mutex<Vec<String>>,
+    feed: Mutex<FeedState>,
+}
+
+/// Where the feeder stands with the channel being played (for the UI's overlays).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub enum FeedState {
+    /// Connecting to the channel.
+    #[default]
+    Starting,
+    /// Segments are flowing.
+    Playing,
+    /// The connection was lost or the server is away; retrying with backoff.
+    Reconnecting,
+    /// The operator refused the channel (not entitled, revoked), with its reason.
+    Refused(String),
 }
 
 /// A snapshot of [`Stats`].
@@ -42,6 +57,7 @@ impl Stats {
         self.audio_buffers.store(0, Ordering::SeqCst);
         *lock(&self.first_frame) = None;
         lock(&self.errors).clear();
+        *lock(&self.feed) = FeedState::Starting;
         *lock(&self.zapped_at) = Some(Instant::now());
     }
 
@@ -60,6 +76,16 @@ impl Stats {
         if errors.len() < 50 && !errors.contains(&message) {
             errors.push(message);
         }
+    }
+
+    /// The feeder's state changed.
+    pub fn set_feed(&self, state: FeedState) {
+        *lock(&self.feed) = state;
+    }
+
+    /// The feeder's state.
+    pub fn feed(&self) -> FeedState {
+        lock(&self.feed).clone()
     }
 
     /// Current values.
@@ -98,6 +124,7 @@ pub type FrameHandler = Arc<dyn Fn(Frame) + Send + Sync>;
 pub struct Player {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    volume: gst::Element,
     stats: Arc<Stats>,
 }
 
@@ -160,6 +187,7 @@ impl Player {
         let adec = make("avdec_aac")?;
         let aconv = make("audioconvert")?;
         let ares = make("audioresample")?;
+        let volume = make("volume")?;
         let asink = make(audio_sink)?;
         if video_sink == "fakesink" {
             vsink.set_property("sync", false);
@@ -180,11 +208,12 @@ impl Player {
             &adec,
             &aconv,
             &ares,
+            &volume,
             &asink,
         ])?;
         appsrc.link(&demux)?;
         gst::Element::link_many([&vparse, &vdec, &vconv, &vqueue, &vsink])?;
-        gst::Element::link_many([&aqueue, &aparse, &adec, &aconv, &ares, &asink])?;
+        gst::Element::link_many([&aqueue, &aparse, &adec, &aconv, &ares, &volume, &asink])?;
 
         // tsdemux makes its pads once it has seen the PMT, again after every reset (zap).
         let (vtarget, atarget) = (
@@ -258,6 +287,7 @@ impl Player {
         Ok(Self {
             pipeline,
             appsrc,
+            volume,
             stats,
         })
     }
@@ -277,6 +307,12 @@ impl Player {
             .set_state(gst::State::Playing)
             .context("restarting the pipeline")?;
         Ok(())
+    }
+
+    /// Audio volume (0.0 to 1.0) and mute.
+    pub fn set_volume(&self, level: f64, muted: bool) {
+        self.volume.set_property("volume", level.clamp(0.0, 1.0));
+        self.volume.set_property("mute", muted);
     }
 
     /// Pushes decrypted MPEG-TS bytes.

@@ -2,106 +2,13 @@
 //! decoding two channels, zapping, refusals, a content-server restart mid-play, logout.
 #![allow(missing_docs)]
 
-use stb_app::config::BoxConfig;
+mod common;
+
+use common::{PASSWORD, stack};
 use stb_app::player::Player;
 use stb_protocol::Password;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Stack {
-    _dir: tempfile::TempDir,
-    content_config: content_server::config::Config,
-    content: Option<content_server::server::Running>,
-    keyserver: keyserver::server::Running,
-    box_config: BoxConfig,
-    data_dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-const PASSWORD: &str = "Sofa-remote#2026!";
-
-async fn stack() -> (Stack, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_owned();
-    let port = free_port();
-    let content_config = content_server::config::Config {
-        listen: format!("127.0.0.1:{port}").parse().expect("addr"),
-        enroll_listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: root.join("content"),
-        channels: Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml"),
-        public_url: format!("https://127.0.0.1:{port}"),
-        ..Default::default()
-    };
-    content_server::admin::init(&content_config, &[])
-        .await
-        .expect("content init");
-    let store = content_server::store::Store::open(&content_config.database_url())
-        .await
-        .expect("store");
-    let keys =
-        content_server::keys::OperatorKeys::load(&content_config.master_key_path()).expect("keys");
-    let packages =
-        content_server::catalogue::manifest_packages(&content_config.channels).expect("manifest");
-    let (code, _) = content_server::admin::add_subscriber(
-        &content_config,
-        &store,
-        &keys,
-        &packages,
-        "Alice Martin",
-        "basic",
-    )
-    .await
-    .expect("subscriber");
-    let content = content_server::server::start(&content_config)
-        .await
-        .expect("content server");
-
-    let ks_dir = root.join("keyserver");
-    std::fs::create_dir_all(ks_dir.join("tls")).expect("mkdir");
-    let (cert, key) = stb_service::tls::self_signed(&["127.0.0.1".into()]).expect("cert");
-    std::fs::write(ks_dir.join("tls/server.crt"), &cert).expect("write");
-    std::fs::write(ks_dir.join("tls/server.key"), key).expect("write");
-    let ks_config = keyserver::config::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen: None,
-        data_dir: ks_dir.clone(),
-        operator_ca: Some(content_config.ca_dir().join("ca.crt")),
-        ..Default::default()
-    };
-    let keyserver = keyserver::server::start(&ks_config)
-        .await
-        .expect("keyserver");
-    let box_config = BoxConfig {
-        keyserver_url: format!("https://127.0.0.1:{}", keyserver.addr.port()),
-        keyserver_ca: Some(ks_dir.join("tls/server.crt")),
-        enroll_url: format!("https://127.0.0.1:{}", content.enroll_addr.port()),
-        enroll_ca: Some(content_config.ca_dir().join("ca.crt")),
-        video_sink: "fakesink".into(),
-        audio_sink: "fakesink".into(),
-        ..Default::default()
-    };
-    let data_dir = root.join("box");
-    std::fs::create_dir_all(&data_dir).expect("box dir");
-    (
-        Stack {
-            _dir: dir,
-            content_config,
-            content: Some(content),
-            keyserver,
-            box_config,
-            data_dir,
-        },
-        code,
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_login_play_zap_refusals_restart_logout() {

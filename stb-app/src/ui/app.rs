@@ -1,0 +1,365 @@
+//! The adapter between the model and the world: it carries out the model's effects (login
+//! and registration on the tokio runtime, zaps on the player, Slint timers), moves decoded
+//! frames into the window and feeds every key back into the model. It lives on the UI thread.
+
+use super::AppWindow;
+use super::model::{Effect, Feed, LoggedIn, Model, Timer};
+use super::view::{WindowKey, render, window_key};
+use crate::config::BoxConfig;
+use crate::player::{FeedState, Frame, FrameHandler, Player};
+use crate::remote::Action;
+use crate::session::{Session, login};
+use slint::{ComponentHandle, Image, Rgba8Pixel, SharedPixelBuffer};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the feeder's state and the clock are looked at.
+const POLL: Duration = Duration::from_millis(500);
+
+/// The latest decoded frame, waiting for the UI thread. Only one is ever queued: a slow
+/// screen drops frames instead of falling behind the sound.
+#[derive(Default)]
+pub struct FrameSlot {
+    frame: Mutex<Option<Frame>>,
+    scheduled: AtomicBool,
+}
+
+impl FrameSlot {
+    fn take(&self) -> Option<Frame> {
+        self.frame.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// A frame handler for [`Player::with_frames`] that shows the frames in `ui`.
+    pub fn handler(self: &Arc<Self>, ui: slint::Weak<AppWindow>) -> FrameHandler {
+        let slot = self.clone();
+        Arc::new(move |frame: Frame| {
+            *slot.frame.lock().unwrap_or_else(|e| e.into_inner()) = Some(frame);
+            if !slot.scheduled.swap(true, Ordering::AcqRel) {
+                let slot = slot.clone();
+                let _ = ui.upgrade_in_event_loop(move |ui| {
+                    slot.scheduled.store(false, Ordering::Release);
+                    if let Some(frame) = slot.take() {
+                        ui.set_video(to_image(&frame));
+                    }
+                });
+            }
+        })
+    }
+}
+
+/// RGBA rows (with the decoder's stride) into a Slint image.
+pub fn to_image(frame: &Frame) -> Image {
+    let mut buffer = SharedPixelBuffer::<Rgba8Pixel>::new(frame.width, frame.height);
+    let row = frame.width as usize * 4;
+    let out = buffer.make_mut_bytes();
+    for (dst, src) in out
+        .chunks_exact_mut(row)
+        .zip(frame.rgba.chunks(frame.stride.max(1)))
+    {
+        let n = row.min(src.len());
+        dst[..n].copy_from_slice(&src[..n]);
+    }
+    Image::from_rgba8(buffer)
+}
+
+/// Everything the UI thread holds.
+pub struct Controller {
+    model: Model,
+    ui: slint::Weak<AppWindow>,
+    config: BoxConfig,
+    rt: tokio::runtime::Handle,
+    player: Arc<Player>,
+    frames: Arc<FrameSlot>,
+    session: Option<Arc<Session>>,
+    feeder: Option<tokio::task::JoinHandle<()>>,
+    timers: HashMap<Timer, slint::Timer>,
+    poll: slint::Timer,
+    last_feed: FeedState,
+    me: std::rc::Weak<RefCell<Controller>>,
+}
+
+/// A shared handle to the controller (UI thread only).
+pub type Shared = Rc<RefCell<Controller>>;
+
+impl Controller {
+    /// Wires `ui` to a new controller: window keys, the frame path, the status poll.
+    pub fn attach(
+        ui: &AppWindow,
+        config: BoxConfig,
+        rt: tokio::runtime::Handle,
+        player: Arc<Player>,
+        frames: Arc<FrameSlot>,
+    ) -> Shared {
+        let inactivity = (config.inactivity_timeout_secs > 0)
+            .then(|| Duration::from_secs(config.inactivity_timeout_secs));
+        let this = Rc::new_cyclic(|me| {
+            RefCell::new(Self {
+                model: Model::new(inactivity),
+                ui: ui.as_weak(),
+                config,
+                rt,
+                player,
+                frames,
+                session: None,
+                feeder: None,
+                timers: HashMap::new(),
+                poll: slint::Timer::default(),
+                last_feed: FeedState::Starting,
+                me: me.clone(),
+            })
+        });
+        let weak = Rc::downgrade(&this);
+        ui.on_key(move |text| {
+            let Some(this) = weak.upgrade() else { return };
+            let wants_text = this.borrow().model.wants_text();
+            match window_key(&text, wants_text) {
+                Some(WindowKey::Action(a)) => dispatch(&this, |m| m.action(a)),
+                Some(WindowKey::Char(c)) => dispatch(&this, |m| m.typed(c)),
+                Some(WindowKey::Done) => dispatch(&this, Model::done),
+                None => {}
+            }
+        });
+        let weak = Rc::downgrade(&this);
+        this.borrow()
+            .poll
+            .start(slint::TimerMode::Repeated, POLL, move || {
+                if let Some(this) = weak.upgrade() {
+                    poll(&this);
+                }
+            });
+        render(&this.borrow().model, ui);
+        this
+    }
+
+    /// The model, for tests and screenshots.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn execute(&mut self, effect: Effect) {
+        match effect {
+            Effect::Login {
+                identifier,
+                password,
+            } => {
+                let config = self.config.clone();
+                let task = self
+                    .rt
+                    .spawn(async move { login(&config, &identifier, password).await });
+                let me = self.me.clone();
+                self.spawn_local(async move {
+                    let result = task.await;
+                    let Some(this) = me.upgrade() else { return };
+                    let result = match result {
+                        Ok(r) => r,
+                        Err(_) => Err(crate::keyserver::LoginError::Protocol("the box".into())),
+                    };
+                    let view = result.map(|session| {
+                        let session = Arc::new(session);
+                        let view = LoggedIn {
+                            account: session.channels.account.clone(),
+                            package: session.channels.package.clone(),
+                            channels: session.channels.channels.clone(),
+                        };
+                        this.borrow_mut().session = Some(session);
+                        view
+                    });
+                    dispatch(&this, |m| m.login_done(view));
+                });
+            }
+            Effect::Register {
+                code,
+                identifier,
+                password,
+                confirmation,
+            } => {
+                let config = self.config.clone();
+                let task = self.rt.spawn(async move {
+                    let data = crate::register::enroll(&config, &code).await?;
+                    let account = data.account.clone();
+                    crate::register::register(&config, data, &identifier, password, confirmation)
+                        .await?;
+                    anyhow::Ok(account)
+                });
+                let me = self.me.clone();
+                self.spawn_local(async move {
+                    let result = match task.await {
+                        Ok(Ok(account)) => Ok(account),
+                        Ok(Err(e)) => Err(format!("{e:#}")),
+                        Err(_) => Err("the registration stopped".into()),
+                    };
+                    if let Some(this) = me.upgrade() {
+                        dispatch(&this, |m| m.register_done(result));
+                    }
+                });
+            }
+            Effect::Play(number) => self.play(number),
+            Effect::Logout => {
+                self.stop_feeder();
+                self.clear_picture();
+                if let Err(e) = self.player.zap() {
+                    tracing::warn!(error = %e, "flushing the player at logout");
+                }
+                // The last reference: D, KS, KR and the channel keys are wiped as it drops.
+                if let Some(session) = self.session.take()
+                    && let Ok(session) = Arc::try_unwrap(session)
+                {
+                    session.logout();
+                }
+            }
+            Effect::Volume { level, muted } => {
+                self.player.set_volume(f64::from(level) / 100.0, muted);
+            }
+            Effect::Arm(timer, after) => {
+                let me = self.me.clone();
+                self.timers.entry(timer).or_default().start(
+                    slint::TimerMode::SingleShot,
+                    after,
+                    move || {
+                        if let Some(this) = me.upgrade() {
+                            dispatch(&this, |m| m.timer(timer));
+                        }
+                    },
+                );
+            }
+            Effect::Cancel(timer) => {
+                if let Some(t) = self.timers.get(&timer) {
+                    t.stop();
+                }
+            }
+        }
+    }
+
+    fn spawn_local(&self, fut: impl std::future::Future<Output = ()> + 'static) {
+        if let Err(e) = slint::spawn_local(fut) {
+            tracing::error!(error = %e, "no event loop for background work");
+        }
+    }
+
+    fn stop_feeder(&mut self) {
+        if let Some(feeder) = self.feeder.take() {
+            feeder.abort();
+            // Wait for it to stop so no segment of the old channel reaches the new one.
+            let _ = self.rt.block_on(feeder);
+        }
+    }
+
+    fn clear_picture(&self) {
+        self.frames.take();
+        if let Some(ui) = self.ui.upgrade() {
+            ui.set_video(Image::default());
+        }
+    }
+
+    fn play(&mut self, number: u16) {
+        self.stop_feeder();
+        if let Err(e) = self.player.zap() {
+            self.player.stats().error(format!("zap: {e}"));
+        }
+        // After the flush no frame of the old channel can arrive: black until the new one.
+        self.clear_picture();
+        self.last_feed = FeedState::Starting;
+        if let Some(session) = &self.session {
+            self.feeder = Some(self.rt.spawn(crate::feed::feed(
+                session.clone(),
+                self.player.clone(),
+                number,
+            )));
+        }
+    }
+}
+
+/// Runs `f` on the model, carries out its effects and redraws.
+pub fn dispatch(this: &Shared, f: impl FnOnce(&mut Model) -> Vec<Effect>) {
+    let mut c = this.borrow_mut();
+    let effects = f(&mut c.model);
+    for effect in effects {
+        c.execute(effect);
+    }
+    if let Some(ui) = c.ui.upgrade() {
+        render(&c.model, &ui);
+    }
+}
+
+/// A remote action from another thread.
+pub fn remote_action(this: &Shared, action: Action) {
+    dispatch(this, |m| m.action(action));
+}
+
+fn poll(this: &Shared) {
+    let state = {
+        let c = this.borrow();
+        if c.feeder.is_none() {
+            None
+        } else {
+            Some(c.player.stats().feed())
+        }
+    };
+    let Some(state) = state else {
+        if let Some(ui) = this.borrow().ui.upgrade() {
+            ui.set_clock(super::view::clock().into());
+        }
+        return;
+    };
+    if state == this.borrow().last_feed {
+        return;
+    }
+    this.borrow_mut().last_feed = state.clone();
+    let feed = match state {
+        FeedState::Starting => return,
+        FeedState::Playing => Feed::Playing,
+        FeedState::Reconnecting => Feed::Reconnecting,
+        FeedState::Refused(reason) => Feed::Refused(reason),
+    };
+    dispatch(this, |m| m.feed(feed));
+}
+
+/// The `ui` command: the window (winit on a desktop, linuxkms on the box, as `SLINT_BACKEND`
+/// says), the remote, and the player, until the window closes.
+pub fn run(
+    config: BoxConfig,
+    rt: &tokio::runtime::Runtime,
+    size: Option<(u32, u32)>,
+) -> anyhow::Result<()> {
+    let keymap = match &config.keymap {
+        Some(path) if path.exists() => crate::remote::Keymap::load(path)?,
+        _ => crate::remote::Keymap::default(),
+    };
+    let ui = AppWindow::new()?;
+    if let Some((w, h)) = size {
+        ui.window()
+            .set_size(slint::LogicalSize::new(w as f32, h as f32));
+    }
+    let frames = Arc::new(FrameSlot::default());
+    let player = Arc::new(Player::with_frames(
+        "appsink",
+        &config.audio_sink,
+        Some(frames.handler(ui.as_weak())),
+    )?);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    crate::remote::devices::spawn(
+        config.input_devices.clone(),
+        keymap,
+        Arc::new(move |a| {
+            let _ = tx.send(a);
+        }),
+    )?;
+    let this = Controller::attach(&ui, config, rt.handle().clone(), player, frames);
+    let weak = Rc::downgrade(&this);
+    slint::spawn_local(async move {
+        while let Some(action) = rx.recv().await {
+            match weak.upgrade() {
+                Some(this) => remote_action(&this, action),
+                None => break,
+            }
+        }
+    })?;
+    ui.run()?;
+    // Window closed: the same as Power.
+    dispatch(&this, |m| m.action(Action::Power));
+    Ok(())
+}

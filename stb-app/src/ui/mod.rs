@@ -1,0 +1,10 @@
+//! The on-screen UI: Slint screens (`ui/*.slint`) drawn from a sans-IO [`model::Model`],
+//! driven by the remote and the window's keyboard, with the player's frames as video.
+
+pub mod app;
+pub mod keyboard;
+pub mod model;
+pub mod screenshots;
+pub mod view;
+
+pub use stb_ui::{AppWindow, BannerInfo, ChannelRow, FieldItem, KeyCap};

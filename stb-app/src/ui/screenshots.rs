@@ -1,0 +1,368 @@
+//! `stb-app screenshots`: every screen rendered to PNG with Slint's software renderer, from
+//! the real model and view code driven by remote actions. The channel list is a sample shaped
+//! like the test channels; the picture is a frame decoded from a channel file when given.
+
+use super::AppWindow;
+use super::app::to_image;
+use super::model::{Feed, LoggedIn, Model};
+use super::view::render;
+use crate::keyserver::LoginError;
+use crate::player::{Frame, Player};
+use crate::remote::Action;
+use anyhow::{Context, Result};
+use slint::ComponentHandle;
+use slint::platform::software_renderer::{
+    MinimalSoftwareWindow, PremultipliedRgbaColor, RepaintBufferType,
+};
+use slint::platform::{Platform, WindowAdapter};
+use stb_protocol::api::{ChannelInfo, Programme};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+struct Offscreen {
+    window: Rc<MinimalSoftwareWindow>,
+}
+
+impl Platform for Offscreen {
+    fn create_window_adapter(&self) -> Result<Rc<dyn WindowAdapter>, slint::PlatformError> {
+        Ok(self.window.clone())
+    }
+}
+
+/// A sample channel list like the test channels' (programmes placed around `now_ms`).
+pub fn sample_channels(now_ms: i64) -> Vec<ChannelInfo> {
+    let hour = 3_600_000;
+    let at = |title: &str, from: i64, to: i64| Programme {
+        title: title.into(),
+        start_ms: now_ms + from * hour / 4,
+        end_ms: now_ms + to * hour / 4,
+    };
+    let ch = |number, name: &str, entitled, now: Programme, next: Programme| ChannelInfo {
+        number,
+        name: name.into(),
+        entitled,
+        now,
+        next,
+    };
+    vec![
+        ch(
+            1,
+            "News 24",
+            true,
+            at("World Headlines", -1, 3),
+            at("Business Today", 3, 5),
+        ),
+        ch(
+            2,
+            "Sport Live",
+            true,
+            at("Match of the Day", -3, 5),
+            at("Tennis: Semi-Finals", 5, 17),
+        ),
+        ch(
+            3,
+            "Cinema Classics",
+            false,
+            at("The Silent Harbour (1952)", -2, 5),
+            at("Night Train to Lisbon", 5, 14),
+        ),
+        ch(
+            4,
+            "Kids Cartoons",
+            true,
+            at("Cartoon Morning", -1, 1),
+            at("Science Explorers", 1, 3),
+        ),
+    ]
+}
+
+/// Decodes the first picture of an MPEG-TS file (unencrypted, like `media-fixtures/ch1.ts`).
+pub fn first_frame(ts: &Path) -> Result<Frame> {
+    let bytes = std::fs::read(ts).with_context(|| format!("reading {}", ts.display()))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let player = Player::with_frames(
+        "appsink",
+        "fakesink",
+        Some(std::sync::Arc::new(move |f| {
+            let _ = tx.try_send(f);
+        })),
+    )?;
+    // About 3 s of the channel: past the first key frame, with a settled picture.
+    for chunk in bytes.chunks(188 * 1024).take(8) {
+        player.push(chunk.to_vec())?;
+    }
+    let mut frame = rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("no picture decoded")?;
+    while let Ok(f) = rx.recv_timeout(Duration::from_millis(1500)) {
+        frame = f;
+    }
+    Ok(frame)
+}
+
+/// Renders every screen at `sizes` into `out` as `<name>-<w>x<h>.png`; returns the files.
+pub fn render_all(out: &Path, video: Option<&Path>, sizes: &[(u32, u32)]) -> Result<Vec<String>> {
+    std::fs::create_dir_all(out)?;
+    let window = MinimalSoftwareWindow::new(RepaintBufferType::NewBuffer);
+    slint::platform::set_platform(Box::new(Offscreen {
+        window: window.clone(),
+    }))
+    .map_err(|e| anyhow::anyhow!("Slint platform: {e}"))?;
+    let ui = AppWindow::new()?;
+    ui.show()?;
+    let picture = video.map(first_frame).transpose()?.map(|f| to_image(&f));
+    let mut written = vec![];
+    for &(w, h) in sizes {
+        window.set_size(slint::PhysicalSize::new(w, h));
+        for (name, model, with_video) in scenes() {
+            render(&model, &ui);
+            ui.set_video(if with_video {
+                picture.clone().unwrap_or_default()
+            } else {
+                slint::Image::default()
+            });
+            let file = format!("{name}-{w}x{h}.png");
+            save(&window, w, h, &out.join(&file))?;
+            written.push(file);
+        }
+    }
+    Ok(written)
+}
+
+fn save(window: &MinimalSoftwareWindow, w: u32, h: u32, path: &Path) -> Result<()> {
+    slint::platform::update_timers_and_animations();
+    window.request_redraw();
+    let mut pixels = vec![PremultipliedRgbaColor::default(); (w * h) as usize];
+    window.draw_if_needed(|renderer| {
+        renderer.render(&mut pixels, w as usize);
+    });
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut encoder = png::Encoder::new(file, w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let bytes: Vec<u8> = pixels
+        .iter()
+        .flat_map(|p| [p.red, p.green, p.blue])
+        .collect();
+    encoder.write_header()?.write_image_data(&bytes)?;
+    Ok(())
+}
+
+/// From a fresh keyboard (every new field starts there): down to the wide row, right to Done.
+const DONE: [Action; 9] = [
+    Action::Down,
+    Action::Down,
+    Action::Down,
+    Action::Down,
+    Action::Down,
+    Action::Right,
+    Action::Right,
+    Action::Right,
+    Action::Ok,
+];
+
+fn press(model: &mut Model, actions: &[Action]) {
+    for &a in actions {
+        model.action(a);
+    }
+}
+
+fn type_text(model: &mut Model, text: &str) {
+    for c in text.chars() {
+        model.typed(c);
+    }
+}
+
+fn logged_in(model: &mut Model) {
+    let now = chrono::Utc::now().timestamp_millis();
+    model.login_done(Ok(LoggedIn {
+        account: "Ada Lovelace".into(),
+        package: "basic".into(),
+        channels: sample_channels(now),
+    }));
+}
+
+/// Each screen: name, the model in that state, whether the picture shows.
+fn scenes() -> Vec<(&'static str, Model, bool)> {
+    use Action::{Back, Digit, Down, Menu, Right, Up, VolumeDown};
+    let login = || {
+        let mut m = Model::new(None);
+        type_text(&mut m, "ada.lovelace");
+        press(&mut m, &DONE);
+        m
+    };
+    let mut scenes = vec![];
+    scenes.push((
+        "login",
+        {
+            let mut m = login();
+            press(&mut m, &[Up, Up, Right]);
+            type_text(&mut m, "Sofa-Re");
+            m
+        },
+        false,
+    ));
+    scenes.push((
+        "login-busy",
+        {
+            let mut m = login();
+            type_text(&mut m, "Sofa-Remote#2026!");
+            press(&mut m, &DONE);
+            m
+        },
+        false,
+    ));
+    for (name, error) in [
+        ("login-wrong-password", LoginError::WrongCredentials),
+        ("login-retry", LoginError::RetryIn(27)),
+        ("login-locked", LoginError::Locked),
+        (
+            "login-unreachable",
+            LoginError::Unreachable("the key server".into()),
+        ),
+    ] {
+        let mut m = login();
+        type_text(&mut m, "guess");
+        press(&mut m, &DONE);
+        m.login_done(Err(error));
+        scenes.push((name, m, false));
+    }
+    let wizard = || {
+        let mut m = Model::new(None);
+        press(&mut m, &[Menu]);
+        m
+    };
+    scenes.push((
+        "register-code",
+        {
+            let mut m = wizard();
+            for d in [4, 1, 7, 2, 0, 9, 3] {
+                m.action(Digit(d));
+            }
+            m
+        },
+        false,
+    ));
+    scenes.push((
+        "register-password",
+        {
+            let mut m = wizard();
+            type_text(&mut m, "000000000000");
+            press(&mut m, &DONE);
+            type_text(&mut m, "ada.lovelace");
+            press(&mut m, &DONE);
+            type_text(&mut m, "sunshine1");
+            m
+        },
+        false,
+    ));
+    scenes.push((
+        "register-confirm",
+        {
+            let mut m = wizard();
+            type_text(&mut m, "000000000000");
+            press(&mut m, &DONE);
+            type_text(&mut m, "ada.lovelace");
+            press(&mut m, &DONE);
+            type_text(&mut m, "Sofa-Remote#2026!");
+            press(&mut m, &DONE);
+            type_text(&mut m, "Sofa-Remote#2026!");
+            m
+        },
+        false,
+    ));
+    scenes.push((
+        "register-done",
+        {
+            let mut m = wizard();
+            m.register_done(Ok("Ada Lovelace".into()));
+            m
+        },
+        false,
+    ));
+    scenes.push((
+        "register-failed",
+        {
+            let mut m = wizard();
+            m.register_done(Err("this enrollment code was already used".into()));
+            m
+        },
+        false,
+    ));
+    scenes.push((
+        "channels",
+        {
+            let mut m = Model::new(None);
+            logged_in(&mut m);
+            press(&mut m, &[Back, Down, Down]);
+            m
+        },
+        false,
+    ));
+    scenes.push((
+        "player-banner",
+        {
+            let mut m = Model::new(None);
+            logged_in(&mut m);
+            m
+        },
+        true,
+    ));
+    scenes.push((
+        "player-number",
+        {
+            let mut m = Model::new(None);
+            logged_in(&mut m);
+            m.timer(super::model::Timer::Banner);
+            press(&mut m, &[Digit(2)]);
+            m
+        },
+        true,
+    ));
+    scenes.push((
+        "player-volume",
+        {
+            let mut m = Model::new(None);
+            logged_in(&mut m);
+            m.timer(super::model::Timer::Banner);
+            press(&mut m, &[VolumeDown, VolumeDown]);
+            m
+        },
+        true,
+    ));
+    scenes.push((
+        "player-not-subscribed",
+        {
+            let mut m = Model::new(None);
+            logged_in(&mut m);
+            m.timer(super::model::Timer::Banner);
+            press(&mut m, &[Digit(3), Action::Ok]);
+            m
+        },
+        true,
+    ));
+    scenes.push((
+        "player-reconnecting",
+        {
+            let mut m = Model::new(None);
+            logged_in(&mut m);
+            m.timer(super::model::Timer::Banner);
+            m.feed(Feed::Reconnecting);
+            m
+        },
+        true,
+    ));
+    scenes.push((
+        "menu",
+        {
+            let mut m = Model::new(None);
+            logged_in(&mut m);
+            m.timer(super::model::Timer::Banner);
+            press(&mut m, &[Menu, Down]);
+            m
+        },
+        true,
+    ));
+    scenes
+}

@@ -1,0 +1,225 @@
+//! Model to Slint properties, and window keys to actions. Nothing secret crosses here: the
+//! password fields reach the screen as dots.
+
+use super::model::{MENU, Model, Screen};
+use super::{AppWindow, BannerInfo, ChannelRow, FieldItem, KeyCap};
+use crate::remote::Action;
+use chrono::{Local, TimeZone};
+use slint::platform::Key;
+use slint::{ModelRc, SharedString, VecModel};
+use stb_protocol::api::Programme;
+
+/// What a key from the window means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKey {
+    /// A remote action.
+    Action(Action),
+    /// A character for a text field.
+    Char(char),
+    /// Enter in a form: the keyboard's Done key, wherever the highlight is.
+    Done,
+}
+
+/// Maps Slint's key text. In a form, printable characters are typed; elsewhere the desktop
+/// keyboard stands in for the remote: digits, PageUp/PageDown for CH+/CH-, `+`/`-` volume,
+/// `m` mute, `i` or F1 info, F2 menu, F3 last channel, F12 power.
+pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
+    let mut chars = text.chars();
+    let c = chars.next()?;
+    if chars.next().is_some() {
+        return None;
+    }
+    let special = |k: Key| char::from(k) == c;
+    let action = if special(Key::UpArrow) {
+        Action::Up
+    } else if special(Key::DownArrow) {
+        Action::Down
+    } else if special(Key::LeftArrow) {
+        Action::Left
+    } else if special(Key::RightArrow) {
+        Action::Right
+    } else if special(Key::Return) {
+        if wants_text {
+            return Some(WindowKey::Done);
+        }
+        Action::Ok
+    } else if special(Key::Escape) {
+        Action::Back
+    } else if special(Key::Backspace) || special(Key::Delete) {
+        Action::Delete
+    } else if special(Key::PageUp) {
+        Action::ChannelUp
+    } else if special(Key::PageDown) {
+        Action::ChannelDown
+    } else if special(Key::F1) {
+        Action::Info
+    } else if special(Key::F2) {
+        Action::Menu
+    } else if special(Key::F3) {
+        Action::LastChannel
+    } else if special(Key::F12) {
+        Action::Power
+    } else if wants_text {
+        return (!c.is_control()).then_some(WindowKey::Char(c));
+    } else {
+        match c {
+            '0'..='9' => Action::Digit(c as u8 - b'0'),
+            '+' => Action::VolumeUp,
+            '-' => Action::VolumeDown,
+            'm' => Action::Mute,
+            'i' => Action::Info,
+            _ => return None,
+        }
+    };
+    Some(WindowKey::Action(action))
+}
+
+fn list<T: Clone + 'static>(items: Vec<T>) -> ModelRc<T> {
+    ModelRc::new(VecModel::from(items))
+}
+
+fn hh_mm(ms: i64) -> String {
+    Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn programme(p: &Programme) -> String {
+    if p.title.is_empty() {
+        return String::new();
+    }
+    format!("{}  {}", hh_mm(p.start_ms), p.title)
+}
+
+/// The wall clock as the banner shows it.
+pub fn clock() -> String {
+    Local::now().format("%H:%M").to_string()
+}
+
+/// Copies everything the model shows into the window's properties.
+pub fn render(model: &Model, ui: &AppWindow) {
+    ui.set_screen(match model.screen() {
+        Screen::Login | Screen::Register(_) => 0,
+        Screen::Channels => 1,
+        Screen::Player => 2,
+    });
+    if let Some(form) = model.form() {
+        ui.set_form_title(form.title.into());
+        ui.set_form_subtitle(form.subtitle.into());
+        ui.set_fields(model_of_fields(form.fields));
+        ui.set_strength(form.strength.map_or(-1, i32::from));
+        ui.set_form_message(form.message.into());
+        ui.set_hint(form.hint.into());
+        ui.set_caps(list(
+            model
+                .keyboard()
+                .caps(&form.done_label)
+                .into_iter()
+                .map(|c| KeyCap {
+                    label: c.label.into(),
+                    x: c.x,
+                    y: c.y,
+                    w: c.width,
+                    selected: c.selected,
+                })
+                .collect(),
+        ));
+    }
+    let playing = model.current().map(|c| c.number);
+    ui.set_channels(list(
+        model
+            .channels()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ChannelRow {
+                number: c.number.to_string().into(),
+                name: c.name.clone().into(),
+                now: programme(&c.now).into(),
+                locked: !c.entitled,
+                selected: i == model.selected(),
+                playing: playing == Some(c.number),
+            })
+            .collect(),
+    ));
+    ui.set_selected(model.selected() as i32);
+    if let Some(account) = model.account() {
+        ui.set_account(account.account.clone().into());
+        ui.set_package(account.package.clone().into());
+    }
+    ui.set_clock(clock().into());
+    ui.set_banner_visible(model.banner() && model.current().is_some());
+    if let Some(c) = model.current() {
+        ui.set_banner(BannerInfo {
+            number: c.number.to_string().into(),
+            name: c.name.clone().into(),
+            now: programme(&c.now).into(),
+            next: programme(&c.next).into(),
+            clock: clock().into(),
+        });
+    }
+    ui.set_entry(model.entry().into());
+    let (volume, muted, bar) = model.volume();
+    ui.set_volume(i32::from(volume));
+    ui.set_muted(muted);
+    ui.set_volume_visible(bar);
+    ui.set_status(model.status().unwrap_or_default().into());
+    ui.set_menu_items(list(MENU.iter().map(|&m| SharedString::from(m)).collect()));
+    ui.set_menu_index(model.menu().map_or(-1, |i| i as i32));
+    let alert = model.alert();
+    ui.set_alert_title(alert.map(|a| a.title.clone()).unwrap_or_default().into());
+    ui.set_alert_detail(alert.map(|a| a.detail.clone()).unwrap_or_default().into());
+    ui.set_busy(model.busy().unwrap_or_default().into());
+}
+
+fn model_of_fields(fields: Vec<super::model::FieldView>) -> ModelRc<FieldItem> {
+    list(
+        fields
+            .into_iter()
+            .map(|f| FieldItem {
+                label: f.label.into(),
+                text: f.text.into(),
+                active: f.active,
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: Key) -> String {
+        char::from(k).to_string()
+    }
+
+    #[test]
+    fn window_keys_stand_in_for_the_remote() {
+        let a = |t: &str, text| window_key(t, text);
+        assert_eq!(
+            a(&key(Key::UpArrow), true),
+            Some(WindowKey::Action(Action::Up))
+        );
+        assert_eq!(
+            a(&key(Key::Return), false),
+            Some(WindowKey::Action(Action::Ok))
+        );
+        assert_eq!(a(&key(Key::Return), true), Some(WindowKey::Done));
+        assert_eq!(
+            a(&key(Key::Escape), false),
+            Some(WindowKey::Action(Action::Back))
+        );
+        assert_eq!(
+            a(&key(Key::PageUp), false),
+            Some(WindowKey::Action(Action::ChannelUp))
+        );
+        assert_eq!(a("7", false), Some(WindowKey::Action(Action::Digit(7))));
+        assert_eq!(a("7", true), Some(WindowKey::Char('7')));
+        assert_eq!(a("m", false), Some(WindowKey::Action(Action::Mute)));
+        assert_eq!(a("m", true), Some(WindowKey::Char('m')));
+        assert_eq!(a("#", true), Some(WindowKey::Char('#')));
+        assert_eq!(a("x", false), None);
+        assert_eq!(a("", false), None);
+    }
+}

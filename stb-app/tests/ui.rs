@@ -1,0 +1,245 @@
+//! The UI end to end under Slint's testing backend with mock time: the real key server and
+//! content server on loopback, the real player decoding into the window, and a person's
+//! keys. Register through the wizard, a wrong password, log in, watch, zap by number,
+//! CH+, last channel, a channel outside the package, log out. One test: the backend can be
+//! set up once per process.
+#![allow(missing_docs)]
+
+mod common;
+
+use common::{PASSWORD, stack};
+use i_slint_backend_testing::{ElementHandle, ElementQuery, mock_elapsed_time};
+use slint::ComponentHandle;
+use slint::platform::{Key, WindowEvent};
+use stb_app::player::Player;
+use stb_app::ui::AppWindow;
+use stb_app::ui::app::{Controller, FrameSlot, Shared};
+use stb_app::ui::model::Screen;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn send(ui: &AppWindow, text: &str) {
+    for c in text.chars() {
+        let text: slint::SharedString = c.into();
+        ui.window()
+            .dispatch_event(WindowEvent::KeyPressed { text: text.clone() });
+        ui.window()
+            .dispatch_event(WindowEvent::KeyReleased { text });
+    }
+}
+
+fn key(ui: &AppWindow, k: Key) {
+    send(ui, &char::from(k).to_string());
+}
+
+/// Whether a text with exactly this content is on screen.
+fn shows(ui: &AppWindow, text: &str) -> bool {
+    ElementHandle::find_by_accessible_label(ui, text)
+        .next()
+        .is_some()
+}
+
+fn shows_containing(ui: &AppWindow, part: &str) -> bool {
+    ElementQuery::from_root(ui)
+        .match_predicate({
+            let part = part.to_owned();
+            move |e| e.accessible_label().is_some_and(|l| l.contains(&part))
+        })
+        .find_first()
+        .is_some()
+}
+
+/// Lets background work (login, registration, frames) reach the UI thread until `done`,
+/// without moving the mock clock.
+fn pump_until(ui: &AppWindow, what: &str, done: impl Fn(&AppWindow) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(ui) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; screen {} alert {:?} {:?} busy {:?} status {:?}",
+            ui.get_screen(),
+            ui.get_alert_title(),
+            ui.get_alert_detail(),
+            ui.get_busy(),
+            ui.get_status()
+        );
+        slint::run_event_loop().expect("event loop");
+    }
+}
+
+fn video_width(ui: &AppWindow) -> u32 {
+    ui.get_video().size().width
+}
+
+fn screen(c: &Shared) -> Screen {
+    c.borrow().model().screen()
+}
+
+#[test]
+fn register_login_watch_zap_logout_with_the_remote() {
+    i_slint_backend_testing::init_integration_test_with_mock_time();
+    // The event loop returns every 20 ms so the test can look at the screen.
+    let ticking = Arc::new(AtomicBool::new(true));
+    std::thread::spawn({
+        let ticking = ticking.clone();
+        move || {
+            while ticking.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+                let _ = slint::invoke_from_event_loop(|| {
+                    let _ = slint::quit_event_loop();
+                });
+            }
+        }
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stack, code) = rt.block_on(stack());
+    let ui = AppWindow::new().expect("window");
+    ui.show().expect("show");
+    let frames = Arc::new(FrameSlot::default());
+    let player = Arc::new(
+        Player::with_frames("appsink", "fakesink", Some(frames.handler(ui.as_weak())))
+            .expect("player"),
+    );
+    let c = Controller::attach(
+        &ui,
+        stack.box_config.clone(),
+        rt.handle().clone(),
+        player,
+        frames,
+    );
+    assert!(shows(&ui, "Welcome"));
+
+    // First run: the registration wizard, from MENU on the login screen.
+    key(&ui, Key::F2);
+    assert!(shows(&ui, "Register this box"));
+    send(&ui, &code[..11]);
+    send(&ui, if code.ends_with('0') { "1" } else { "0" }); // a typo in the check digit
+    key(&ui, Key::Return);
+    assert!(
+        shows_containing(&ui, "mistyped"),
+        "the check digit catches a typo"
+    );
+    key(&ui, Key::Backspace);
+    send(&ui, &code[11..]);
+    key(&ui, Key::Return);
+    assert!(shows(&ui, "Step 2 of 4: choose your identifier"));
+    send(&ui, "alice");
+    key(&ui, Key::Return);
+    send(&ui, "password");
+    assert!(shows_containing(&ui, "Use at least"), "live policy advice");
+    for _ in 0.."password".len() {
+        key(&ui, Key::Backspace);
+    }
+    send(&ui, PASSWORD);
+    assert!(shows(&ui, "Good password"));
+    key(&ui, Key::Return);
+    send(&ui, "Sofa");
+    key(&ui, Key::Return);
+    assert!(shows(&ui, "The two passwords differ"));
+    send(&ui, &PASSWORD[4..]);
+    assert!(shows(&ui, "The two passwords match"));
+    key(&ui, Key::Return);
+    assert!(shows_containing(&ui, "Registering"));
+    pump_until(&ui, "the registration", |ui| shows(ui, "Box registered"));
+    key(&ui, Key::Return);
+
+    // A wrong password: the box says so and keeps nothing.
+    assert_eq!(screen(&c), Screen::Login);
+    send(&ui, "Wrong-password#1");
+    key(&ui, Key::Return);
+    assert!(
+        shows_containing(&ui, "Checking your password"),
+        "busy while Argon2id and the EKE run"
+    );
+    pump_until(&ui, "the refusal", |ui| {
+        shows(ui, "Wrong identifier or password")
+    });
+    key(&ui, Key::Return);
+
+    // The right one at once: the key server wants guesses spaced; the box counts down.
+    send(&ui, PASSWORD);
+    key(&ui, Key::Return);
+    pump_until(&ui, "the retry time", |ui| shows(ui, "Too many attempts"));
+    let seconds: u64 = ui
+        .get_alert_detail()
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("seconds in the message");
+    assert!((1..=10).contains(&seconds), "{seconds} s");
+    mock_elapsed_time(Duration::from_millis(1000));
+    assert!(shows(
+        &ui,
+        &format!("You can try again in {} s.", seconds - 1)
+    ));
+    key(&ui, Key::Return);
+    std::thread::sleep(Duration::from_secs(seconds));
+    for _ in 1..seconds {
+        mock_elapsed_time(Duration::from_millis(1000));
+    }
+
+    // Then: the first channel plays, banner up, then decoded pictures in the window.
+    send(&ui, PASSWORD);
+    key(&ui, Key::Return);
+    pump_until(&ui, "the login", |ui| ui.get_screen() == 2);
+    assert!(shows(&ui, "News 24"), "banner on the first channel");
+    pump_until(&ui, "pictures of channel 1", |ui| video_width(ui) > 0);
+    assert_eq!(video_width(&ui), 640);
+    mock_elapsed_time(Duration::from_millis(5100));
+    assert!(!shows(&ui, "News 24"), "the banner hides after 5 s");
+
+    // Number zap: "2" waits for a second digit, then tunes; black until the new pictures.
+    send(&ui, "2");
+    assert!(shows(&ui, "2-"));
+    mock_elapsed_time(Duration::from_millis(1900));
+    assert!(shows(&ui, "2-") && !shows(&ui, "Sport Live"));
+    mock_elapsed_time(Duration::from_millis(200));
+    assert!(shows(&ui, "Sport Live") && !shows(&ui, "2-"));
+    assert_eq!(
+        video_width(&ui),
+        0,
+        "black, not the old channel, while the zap is in flight"
+    );
+    pump_until(&ui, "pictures of channel 2", |ui| video_width(ui) > 0);
+
+    // CH+ skips channel 3 (not in the basic package); last channel goes back.
+    key(&ui, Key::PageUp);
+    assert!(shows(&ui, "Kids Cartoons"));
+    key(&ui, Key::F3);
+    assert!(shows(&ui, "Sport Live"));
+    pump_until(&ui, "pictures after last-channel", |ui| video_width(ui) > 0);
+
+    // Channel 3 by number: refused with the reason, channel 2 keeps playing.
+    send(&ui, "3");
+    key(&ui, Key::Return);
+    assert!(shows(&ui, "Not in your subscription"));
+    key(&ui, Key::Return);
+    assert_eq!(c.borrow().model().current().map(|ch| ch.number), Some(2));
+
+    // Volume and mute.
+    send(&ui, "-");
+    assert!(shows(&ui, "VOL") && shows(&ui, "65"));
+    send(&ui, "m");
+    assert!(shows(&ui, "MUTE"));
+    mock_elapsed_time(Duration::from_millis(3100));
+    assert!(shows(&ui, "MUTE"), "mute stays shown while muted");
+
+    // The channel list, then log out from the menu: every secret goes with the session.
+    key(&ui, Key::Escape);
+    assert!(shows(&ui, "Channels") && shows(&ui, "not subscribed"));
+    key(&ui, Key::F2);
+    key(&ui, Key::DownArrow);
+    key(&ui, Key::Return);
+    assert!(shows(&ui, "Logged out"));
+    assert_eq!(screen(&c), Screen::Login);
+    assert_eq!(video_width(&ui), 0);
+    assert!(c.borrow().model().account().is_none());
+
+    ticking.store(false, Ordering::Relaxed);
+    drop(c);
+    drop(stack);
+}
