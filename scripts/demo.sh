@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demo: installs what it needs, builds, starts the content server and the key server on
 # loopback with embedded SQLite, enrolls and registers a demo subscriber, then runs the box:
-# with a display, channels 1, 2 and 4 play in a window (and with sound); without one, the box
-# plays them headless and prints its JSON report. Ctrl-C stops everything.
+# with a display, the box's screen opens in a window (log in with the keyboard, which stands
+# in for the remote); without one, the box plays channels 1, 2, 4 and 3 headless, prints its
+# JSON report and saves the login screen and a decoded picture as PNG. Ctrl-C (or closing the
+# window) stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -23,21 +25,25 @@ The stack is up (work directory target/demo):
 
 TXT
 
-snapshot=()
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
-  echo "Playing channels 1, 2, 4 and 3 (refused) in a window, 10 s each..."
-  video=autovideosink audio=autoaudiosink dwell=10
-else
-  echo "No display: playing channels 1, 2, 4 and 3 (refused) headless, 4 s each..."
-  video=fakesink audio=fakesink dwell=4
-  snapshot=(--snapshot target/demo/snapshot.png)
+  cat <<TXT
+The box's screen opens in a window. The keyboard stands in for the remote:
+  arrows + Enter    on-screen keyboard / lists (or just type)   Esc   back
+  digits            tune a channel        PageUp/PageDown   CH+ / CH-
+  + / -  m          volume, mute          F1 info   F2 menu   F3 last channel   F12 power
+TXT
+  SLINT_BACKEND=${SLINT_BACKEND:-winit} target/release/stb-app --config "$STB_BOX_CONFIG" ui
+  exit 0
 fi
+
+echo "No display: playing channels 1, 2, 4 and 3 (refused) headless, 4 s each..."
 printf '%s\n' "$DEMO_PASSWORD" |
   target/release/stb-app --config "$STB_BOX_CONFIG" headless --identifier "$DEMO_IDENTIFIER" \
-    --channels 1,2,4,3 --dwell-secs "$dwell" --video-sink "$video" --audio-sink "$audio" \
-    "${snapshot[@]}" |
+    --channels 1,2,4,3 --dwell-secs 4 --snapshot target/demo/snapshot.png |
   tee target/demo/report.json
+target/release/stb-app screenshots --out target/demo --only login --sizes 1280x720 >/dev/null
 echo
-echo "Report saved to target/demo/report.json${snapshot:+, picture of channel 1 in target/demo/snapshot.png}."
+echo "Report saved to target/demo/report.json; picture of channel 1 in target/demo/snapshot.png;"
+echo "the box's login screen in target/demo/login-1280x720.png (docs/screenshots has every screen)."
 echo "The servers keep running: Ctrl-C to stop."
 while true; do sleep 3600; done

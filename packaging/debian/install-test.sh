@@ -39,6 +39,11 @@ for bin in keyserver keyserver-load content-server content-load stb-app; do
   in_root "$bin" --help >/dev/null
 done
 in_root id keyserver && in_root id content-server && in_root id stb
+# The packaged box draws its login screen (Slint software renderer, packaged fonts, keymap).
+in_root runuser -u stb -- stb-app screenshots --out /tmp/shots --only login --sizes 1280x720
+in_root test -s /tmp/shots/login-1280x720.png
+in_root test -f /etc/stb-app/keymap.toml
+in_root test -L /etc/systemd/system/multi-user.target.wants/stb-app.service
 
 # Start both servers once, as their system users, with their packaged configuration.
 in_root runuser -u content-server -- sh -c '
@@ -58,4 +63,4 @@ done
 in_root pkill -f 'content-server -c' || true
 in_root pkill -f 'keyserver -c' || true
 [ "$ok" = 1 ] || { echo "servers did not answer in the install root" >&2; cat "$root/tmp/cs.log" "$root/tmp/ks.log" >&2; exit 1; }
-echo "install test passed: packages install on bookworm, binaries run, servers answer"
+echo "install test passed: packages install on bookworm, binaries run, the box draws its screen, servers answer"

@@ -61,6 +61,9 @@ enum Command {
         /// Sizes to render.
         #[arg(long, value_parser = parse_size, value_delimiter = ',', default_value = "1280x720,1920x1080")]
         sizes: Vec<(u32, u32)>,
+        /// Only these screens (comma-separated names; default all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Log in (password on stdin), play channels, log out, print a JSON report.
     Headless {
@@ -159,8 +162,15 @@ fn main() -> Result<()> {
             }
             stb_app::ui::app::run(config, &rt, size)?;
         }
-        Command::Screenshots { out, video, sizes } => {
-            for file in stb_app::ui::screenshots::render_all(&out, video.as_deref(), &sizes)? {
+        Command::Screenshots {
+            out,
+            video,
+            sizes,
+            only,
+        } => {
+            let files =
+                stb_app::ui::screenshots::render_all(&out, video.as_deref(), &sizes, &only)?;
+            for file in files {
                 println!("{}", out.join(file).display());
             }
         }

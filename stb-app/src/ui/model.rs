@@ -962,3 +962,284 @@ fn capitalise(s: &str) -> String {
         .map(|f| f.to_uppercase().chain(c).collect())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels() -> Vec<ChannelInfo> {
+        let p = |t: &str| stb_protocol::api::Programme {
+            title: t.into(),
+            start_ms: 0,
+            end_ms: 1,
+        };
+        [(1, true), (2, true), (3, false), (4, true)]
+            .into_iter()
+            .map(|(number, entitled)| ChannelInfo {
+                number,
+                name: format!("Channel {number}"),
+                entitled,
+                now: p("now"),
+                next: p("next"),
+            })
+            .collect()
+    }
+
+    fn logged_in() -> (Model, Vec<Effect>) {
+        let mut m = Model::new(Some(Duration::from_secs(3600)));
+        let fx = m.login_done(Ok(LoggedIn {
+            account: "Alice".into(),
+            package: "basic".into(),
+            channels: channels(),
+        }));
+        (m, fx)
+    }
+
+    fn plays(fx: &[Effect]) -> Vec<u16> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Play(n) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn armed(fx: &[Effect], timer: Timer) -> bool {
+        fx.iter()
+            .any(|e| matches!(e, Effect::Arm(t, _) if *t == timer))
+    }
+
+    #[test]
+    fn login_moves_the_password_out_and_keeps_no_copy() {
+        let mut m = Model::new(None);
+        for c in "alice".chars() {
+            m.typed(c);
+        }
+        m.done();
+        for c in "Secret#1".chars() {
+            m.typed(c);
+        }
+        let form = m.form().expect("form");
+        assert_eq!(form.fields[1].text, "\u{2022}".repeat(8), "masked");
+        let fx = m.done();
+        match &fx[..] {
+            [
+                Effect::Login {
+                    identifier,
+                    password,
+                },
+            ] => {
+                assert_eq!(identifier, "alice");
+                assert_eq!(password.expose(), "Secret#1");
+            }
+            other => panic!("expected a login, got {other:?}"),
+        }
+        assert!(m.form.password.is_empty());
+        assert!(m.busy().is_some());
+        // Keys do nothing while busy.
+        assert!(m.action(Action::Ok).is_empty());
+    }
+
+    #[test]
+    fn first_channel_plays_after_login_with_the_banner() {
+        let (m, fx) = logged_in();
+        assert_eq!(plays(&fx), vec![1]);
+        assert!(armed(&fx, Timer::Banner) && armed(&fx, Timer::Inactivity));
+        assert_eq!(m.screen(), Screen::Player);
+        assert!(m.banner());
+    }
+
+    #[test]
+    fn number_entry_tunes_on_timeout_or_ok() {
+        let (mut m, _) = logged_in();
+        let fx = m.action(Action::Digit(4));
+        assert!(armed(&fx, Timer::NumberEntry));
+        assert_eq!(m.entry(), "4");
+        assert_eq!(plays(&m.timer(Timer::NumberEntry)), vec![4]);
+        assert_eq!(m.entry(), "");
+        m.action(Action::Digit(0));
+        m.action(Action::Digit(2));
+        assert_eq!(plays(&m.action(Action::Ok)), vec![2]);
+        // A number with no channel: said so, nothing tuned.
+        m.action(Action::Digit(9));
+        assert!(plays(&m.timer(Timer::NumberEntry)).is_empty());
+        assert_eq!(m.alert().map(|a| a.title.as_str()), Some("No such channel"));
+    }
+
+    #[test]
+    fn channel_up_down_skip_locked_channels_and_wrap() {
+        let (mut m, _) = logged_in();
+        assert_eq!(plays(&m.action(Action::ChannelUp)), vec![2]);
+        assert_eq!(
+            plays(&m.action(Action::ChannelUp)),
+            vec![4],
+            "3 is not subscribed"
+        );
+        assert_eq!(plays(&m.action(Action::ChannelUp)), vec![1], "wraps");
+        assert_eq!(plays(&m.action(Action::ChannelDown)), vec![4]);
+        assert_eq!(plays(&m.action(Action::LastChannel)), vec![1]);
+        assert_eq!(plays(&m.action(Action::LastChannel)), vec![4]);
+    }
+
+    #[test]
+    fn locked_channel_is_refused_and_playback_continues() {
+        let (mut m, _) = logged_in();
+        m.action(Action::Back); // channel list
+        assert_eq!(m.screen(), Screen::Channels);
+        m.action(Action::Down);
+        m.action(Action::Down);
+        assert!(plays(&m.action(Action::Ok)).is_empty());
+        assert_eq!(
+            m.alert().map(|a| a.title.as_str()),
+            Some("Not in your subscription")
+        );
+        assert_eq!(m.current().map(|c| c.number), Some(1));
+        m.action(Action::Ok);
+        assert!(m.alert().is_none());
+    }
+
+    #[test]
+    fn volume_and_mute() {
+        let (mut m, _) = logged_in();
+        let fx = m.action(Action::VolumeDown);
+        assert!(matches!(
+            fx[1],
+            Effect::Volume {
+                level: 65,
+                muted: false
+            }
+        ));
+        m.action(Action::Mute);
+        assert_eq!(m.volume(), (65, true, true));
+        m.timer(Timer::VolumeBar);
+        assert_eq!(m.volume(), (65, true, false));
+        m.action(Action::VolumeUp);
+        assert_eq!(m.volume(), (70, false, true), "Vol+ unmutes");
+    }
+
+    #[test]
+    fn retry_countdown_blocks_the_next_attempt_until_it_ends() {
+        let mut m = Model::new(None);
+        for c in "alice".chars() {
+            m.typed(c);
+        }
+        m.done();
+        m.typed('x');
+        m.done();
+        let fx = m.login_done(Err(LoginError::RetryIn(2)));
+        assert!(armed(&fx, Timer::Countdown));
+        assert_eq!(m.alert().and_then(|a| a.countdown), Some(2));
+        m.action(Action::Back);
+        m.typed('y');
+        assert!(m.done().is_empty(), "no attempt while the countdown runs");
+        assert_eq!(m.alert().and_then(|a| a.countdown), Some(2));
+        assert!(armed(&m.timer(Timer::Countdown), Timer::Countdown));
+        assert!(!armed(&m.timer(Timer::Countdown), Timer::Countdown));
+        assert_eq!(
+            m.alert().map(|a| a.detail.as_str()),
+            Some("You can try again now.")
+        );
+        m.action(Action::Ok);
+        m.typed('z');
+        assert!(matches!(m.done()[..], [Effect::Login { .. }]));
+    }
+
+    #[test]
+    fn power_menu_and_inactivity_log_out() {
+        for how in 0..3 {
+            let (mut m, _) = logged_in();
+            let fx = match how {
+                0 => m.action(Action::Power),
+                1 => {
+                    m.action(Action::Menu);
+                    m.action(Action::Down);
+                    m.action(Action::Ok)
+                }
+                _ => m.timer(Timer::Inactivity),
+            };
+            assert!(fx.iter().any(|e| matches!(e, Effect::Logout)), "case {how}");
+            assert_eq!(m.screen(), Screen::Login);
+            assert!(m.account().is_none() && m.channels().is_empty());
+            assert_eq!(m.alert().map(|a| a.title.as_str()), Some("Logged out"));
+        }
+    }
+
+    #[test]
+    fn feed_states_show_and_clear() {
+        let (mut m, _) = logged_in();
+        m.feed(Feed::Reconnecting);
+        assert!(m.status().is_some_and(|s| s.contains("reconnecting")));
+        m.feed(Feed::Playing);
+        assert!(m.status().is_none());
+        m.feed(Feed::Refused("not entitled to channel 1".into()));
+        assert_eq!(
+            m.alert().map(|a| a.detail.as_str()),
+            Some("Not entitled to channel 1")
+        );
+    }
+
+    #[test]
+    fn wizard_checks_each_step_before_the_next() {
+        let mut m = Model::new(None);
+        m.action(Action::Menu);
+        assert_eq!(m.screen(), Screen::Register(Step::Code));
+        for d in [1, 2, 3] {
+            m.action(Action::Digit(d));
+        }
+        m.done();
+        assert_eq!(
+            m.form().map(|f| f.message),
+            Some("An enrollment code has 12 digits".into())
+        );
+        for _ in 0..3 {
+            m.action(Action::Back);
+        }
+        for _ in 0..12 {
+            m.action(Action::Digit(0));
+        }
+        m.done();
+        assert_eq!(m.screen(), Screen::Register(Step::Identifier));
+        m.done();
+        assert_eq!(
+            m.screen(),
+            Screen::Register(Step::Identifier),
+            "empty identifier"
+        );
+        for c in "bob".chars() {
+            m.typed(c);
+        }
+        m.done();
+        for c in "bob-bob-bob!!".chars() {
+            m.typed(c);
+        }
+        m.done();
+        assert_eq!(m.screen(), Screen::Register(Step::Password));
+        assert!(m.form().is_some_and(|f| f.message.contains("identifier")));
+        for _ in 0.."bob-bob-bob!!".len() {
+            m.action(Action::Delete);
+        }
+        for c in "Sofa-Remote#2026!".chars() {
+            m.typed(c);
+        }
+        assert!(m.form().is_some_and(|f| f.strength >= Some(3)));
+        m.done();
+        for c in "Sofa-Remote#2026!".chars() {
+            m.typed(c);
+        }
+        let fx = m.done();
+        match &fx[..] {
+            [
+                Effect::Register {
+                    code, identifier, ..
+                },
+            ] => {
+                assert_eq!(code, "000000000000");
+                assert_eq!(identifier, "bob");
+            }
+            other => panic!("expected a registration, got {other:?}"),
+        }
+        m.register_done(Err("this enrollment code was already used".into()));
+        assert_eq!(m.screen(), Screen::Register(Step::Code));
+        assert!(m.form.password.is_empty() && m.form.confirmation.is_empty());
+    }
+}

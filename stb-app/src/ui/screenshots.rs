@@ -88,7 +88,6 @@ pub fn first_frame(ts: &Path) -> Result<Frame> {
             let _ = tx.try_send(f);
         })),
     )?;
-    // About 3 s of the channel: past the first key frame, with a settled picture.
     for chunk in bytes.chunks(188 * 1024).take(8) {
         player.push(chunk.to_vec())?;
     }
@@ -102,7 +101,13 @@ pub fn first_frame(ts: &Path) -> Result<Frame> {
 }
 
 /// Renders every screen at `sizes` into `out` as `<name>-<w>x<h>.png`; returns the files.
-pub fn render_all(out: &Path, video: Option<&Path>, sizes: &[(u32, u32)]) -> Result<Vec<String>> {
+/// `only` limits the screens by name (empty: all).
+pub fn render_all(
+    out: &Path,
+    video: Option<&Path>,
+    sizes: &[(u32, u32)],
+    only: &[String],
+) -> Result<Vec<String>> {
     std::fs::create_dir_all(out)?;
     let window = MinimalSoftwareWindow::new(RepaintBufferType::NewBuffer);
     slint::platform::set_platform(Box::new(Offscreen {
@@ -116,6 +121,9 @@ pub fn render_all(out: &Path, video: Option<&Path>, sizes: &[(u32, u32)]) -> Res
     for &(w, h) in sizes {
         window.set_size(slint::PhysicalSize::new(w, h));
         for (name, model, with_video) in scenes() {
+            if !only.is_empty() && !only.iter().any(|o| o == name) {
+                continue;
+            }
             render(&model, &ui);
             ui.set_video(if with_video {
                 picture.clone().unwrap_or_default()

@@ -6,7 +6,7 @@ CVE_PRODUCT = "stb-stb-app"
 
 require stb-common.inc
 
-DEPENDS += "glib-2.0 gstreamer1.0 gstreamer1.0-plugins-base pkgconfig-native"
+DEPENDS += "glib-2.0 gstreamer1.0 gstreamer1.0-plugins-base fontconfig libxkbcommon libinput udev pkgconfig-native"
 
 CARGO_SRC_DIR = "stb-app"
 
@@ -16,12 +16,12 @@ USERADD_PACKAGES = "${PN}"
 USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /bin/false --user-group --groups video,input,audio stb"
 
 SYSTEMD_SERVICE:${PN} = "stb-app.service"
-# Enabled once the on-screen UI exists (issue 6).
-SYSTEMD_AUTO_ENABLE:${PN} = "disable"
+SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
-CONFFILES:${PN} = "${sysconfdir}/stb-app/config.toml"
+CONFFILES:${PN} = "${sysconfdir}/stb-app/config.toml ${sysconfdir}/stb-app/keymap.toml"
 
-RDEPENDS:${PN} += "gstreamer1.0-libav \
+RDEPENDS:${PN} += "ttf-dejavu-sans \
+                   gstreamer1.0-libav \
                    gstreamer1.0-plugins-bad-kms \
                    gstreamer1.0-plugins-bad-mpegtsdemux \
                    gstreamer1.0-plugins-bad-videoparsersbad \
@@ -37,4 +37,5 @@ do_install:append() {
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/stb-app
     install -m 0644 ${S}/packaging/debian/stb-app/stb-app.service ${D}${systemd_system_unitdir}/
     install -m 0644 ${S}/packaging/debian/stb-app/config.toml ${D}${sysconfdir}/stb-app/
+    install -m 0644 ${S}/stb-app/keymap.toml ${D}${sysconfdir}/stb-app/
 }
