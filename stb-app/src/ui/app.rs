@@ -26,11 +26,33 @@ const POLL: Duration = Duration::from_millis(500);
 pub struct FrameSlot {
     frame: Mutex<Option<Frame>>,
     scheduled: AtomicBool,
+    zapped_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl FrameSlot {
     fn take(&self) -> Option<Frame> {
         self.frame.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// After a flush: drops the waiting frame; the next picture is timed from `since`.
+    fn flushed(&self, since: Option<std::time::Instant>) {
+        self.take();
+        *self.zapped_at.lock().unwrap_or_else(|e| e.into_inner()) = since;
+    }
+
+    /// The picture is on screen: logs how long it took since the zap, once per zap.
+    fn shown(&self) {
+        if let Some(at) = self
+            .zapped_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            tracing::info!(
+                ms = at.elapsed().as_millis() as u64,
+                "zap: first picture on screen"
+            );
+        }
     }
 
     /// A frame handler for [`Player::with_frames`] that shows the frames in `ui`.
@@ -44,6 +66,7 @@ impl FrameSlot {
                     slot.scheduled.store(false, Ordering::Release);
                     if let Some(frame) = slot.take() {
                         ui.set_video(to_image(&frame));
+                        slot.shown();
                     }
                 });
             }
@@ -200,10 +223,10 @@ impl Controller {
             Effect::Play(number) => self.play(number),
             Effect::Logout => {
                 self.stop_feeder();
-                self.clear_picture();
                 if let Err(e) = self.player.zap() {
                     tracing::warn!(error = %e, "flushing the player at logout");
                 }
+                self.clear_picture(None);
                 // The last reference: D, KS, KR and the channel keys are wiped as it drops.
                 if let Some(session) = self.session.take()
                     && let Ok(session) = Arc::try_unwrap(session)
@@ -248,20 +271,21 @@ impl Controller {
         }
     }
 
-    fn clear_picture(&self) {
-        self.frames.take();
+    fn clear_picture(&self, zap_started: Option<std::time::Instant>) {
+        self.frames.flushed(zap_started);
         if let Some(ui) = self.ui.upgrade() {
             ui.set_video(Image::default());
         }
     }
 
     fn play(&mut self, number: u16) {
+        let started = std::time::Instant::now();
         self.stop_feeder();
         if let Err(e) = self.player.zap() {
             self.player.stats().error(format!("zap: {e}"));
         }
         // After the flush no frame of the old channel can arrive: black until the new one.
-        self.clear_picture();
+        self.clear_picture(Some(started));
         self.last_feed = FeedState::Starting;
         if let Some(session) = &self.session {
             self.feeder = Some(self.rt.spawn(crate::feed::feed(
@@ -329,7 +353,13 @@ pub fn run(
         Some(path) if path.exists() => crate::remote::Keymap::load(path)?,
         _ => crate::remote::Keymap::default(),
     };
-    let ui = AppWindow::new()?;
+    let ui = AppWindow::new().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the screen ({e}; SLINT_BACKEND={}): the box needs a KMS device \
+             (/dev/dri/card*) readable by its user; on a desktop use SLINT_BACKEND=winit",
+            std::env::var("SLINT_BACKEND").unwrap_or_else(|_| "auto".into())
+        )
+    })?;
     if let Some((w, h)) = size {
         ui.window()
             .set_size(slint::LogicalSize::new(w as f32, h as f32));

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Cross-builds the three programs for the box's CPU (aarch64), packages arm64 .debs and
+# smoke-runs every binary's --version under qemu-aarch64-static. One command, as root (or
+# with sudo), from a Debian bookworm amd64 machine:
+#
+#   packaging/cross/build-arm64.sh        -> target/debian-arm64/*.deb
+#
+# The arm64 system libraries (GStreamer for the player; fontconfig, xkbcommon, libinput and
+# udev for Slint's linuxkms backend) come from a bookworm arm64 sysroot in target/arm64-sysroot
+# made by `debootstrap --foreign` (unpacked, never run). Installing the `:arm64` -dev packages
+# into the host instead (Debian multiarch) removes the host's own GStreamer -dev packages,
+# which are not co-installable, and breaks the native build. Measured time: packaging/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TARGET=aarch64-unknown-linux-gnu
+SYSROOT=$PWD/target/arm64-sysroot
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+started=$(date +%s)
+
+need=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static debootstrap file)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+rustup target add "$TARGET" >/dev/null
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+
+dev=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+     libfontconfig-dev libxkbcommon-dev libinput-dev libudev-dev)
+if [ ! -f "$SYSROOT/.complete" ]; then
+  $SUDO rm -rf "$SYSROOT"
+  $SUDO debootstrap --foreign --variant=minbase --arch=arm64 --include="$(IFS=,; echo "${dev[*]}")" \
+    bookworm "$SYSROOT" http://deb.debian.org/debian >target/arm64-sysroot.log 2>&1 ||
+    { tail -20 target/arm64-sysroot.log >&2; exit 1; }
+  # Absolute symlinks (libfoo.so -> /lib/...) must resolve inside the sysroot.
+  $SUDO find "$SYSROOT/usr/lib/aarch64-linux-gnu" -maxdepth 1 -type l -lname '/*' | while read -r l; do
+    $SUDO ln -sfn "$SYSROOT$(readlink "$l")" "$l"
+  done
+  $SUDO touch "$SYSROOT/.complete"
+fi
+sysroot_ready=$(date +%s)
+
+# The cross linker and C compiler (aws-lc-sys, SQLite), with the sysroot's libraries and
+# their own dependencies (rpath-link); pkg-config answers for the sysroot only.
+libs="$SYSROOT/usr/lib/aarch64-linux-gnu"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-rpath-link,$libs -C link-arg=-Wl,-rpath-link,$SYSROOT/lib/aarch64-linux-gnu"
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+export PKG_CONFIG_ALLOW_CROSS=1
+export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
+export PKG_CONFIG_LIBDIR=$libs/pkgconfig:$SYSROOT/usr/share/pkgconfig
+
+cargo build --release --locked --target "$TARGET" -p stb-app -p keyserver -p content-server
+built=$(date +%s)
+
+out=target/debian-arm64
+rm -rf "$out"
+mkdir -p "$out"
+for pkg in keyserver content-server stb-app; do
+  # dpkg-shlibdeps cannot see the sysroot; the arm64 packages name the same dependencies
+  # as the amd64 ones (the libraries are the same Debian packages).
+  cargo deb --no-build --no-strip --target "$TARGET" -p "$pkg" -o "$out/" >/dev/null
+done
+ls -1 "$out"
+
+# Smoke runs: each arm64 binary with the sysroot's loader and libraries, under qemu.
+for bin in keyserver keyserver-load content-server content-load stb-app; do
+  file "target/$TARGET/release/$bin" | grep -q 'ARM aarch64' ||
+    { echo "$bin is not an aarch64 binary" >&2; exit 1; }
+  qemu-aarch64-static -L "$SYSROOT" "target/$TARGET/release/$bin" --version
+done
+echo "arm64: sysroot $((sysroot_ready - started)) s, build $((built - sysroot_ready)) s, $(($(date +%s) - started)) s in all"

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Builds the box's Debian bookworm system: a root filesystem with the stb-app package and its
+# dependencies, the box unit enabled on tty1, DHCP networking, no login prompt; for arm64 also
+# a bootable Raspberry Pi 4 (64-bit) SD-card image.
+#
+#   packaging/image/build-image.sh --arch arm64 [--deb target/debian-arm64/stb-app_*.deb]
+#       -> target/image-arm64/stb-rpi4-arm64.img   (write it with: dd if=... of=/dev/sdX bs=4M)
+#   packaging/image/build-image.sh --arch amd64 --rootfs-only
+#       -> target/image-amd64/root/ and rootfs.ext4  (what CI exercises on this machine)
+#
+# Options: --config FILE installs that box configuration as /etc/stb-app/config.toml (the
+# operator's key server URL and CA); --mirror URL; --out DIR; --size-mb N (image size).
+# Root is needed (debootstrap, chroot). The SD image is assembled without loop devices:
+# `mkfs.ext4 -d` fills the root partition from the directory, mtools fills the FAT boot
+# partition, sfdisk writes the table. Building arm64 on an amd64 host needs qemu-user-static
+# with binfmt_misc registered (the default on a Debian host once qemu-user-static is
+# installed; not available on the CI machine, which exercises the amd64 root only).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+arch=amd64
+deb=""
+config=""
+out=""
+mirror=http://deb.debian.org/debian
+rootfs_only=0
+size_mb=3072
+while (($#)); do
+  case "$1" in
+    --arch) arch=$2; shift 2 ;;
+    --deb) deb=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --mirror) mirror=$2; shift 2 ;;
+    --size-mb) size_mb=$2; shift 2 ;;
+    --rootfs-only) rootfs_only=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$arch" in amd64|arm64) ;; *) echo "--arch is amd64 or arm64" >&2; exit 2 ;; esac
+[ "$(id -u)" -eq 0 ] || { echo "run as root (debootstrap and chroot need it)" >&2; exit 1; }
+out=${out:-target/image-$arch}
+if [ -z "$deb" ]; then
+  dir=target/debian
+  [ "$arch" = arm64 ] && dir=target/debian-arm64
+  deb=$(ls -1 "$dir"/stb-app_*_"$arch".deb 2>/dev/null | tail -1 || true)
+  [ -n "$deb" ] || { echo "no stb-app .deb for $arch in $dir: build it first (packaging/debian/build-debs.sh or packaging/cross/build-arm64.sh)" >&2; exit 1; }
+fi
+started=$(date +%s)
+
+tools=(debootstrap e2fsprogs)
+[ "$rootfs_only" = 1 ] || tools+=(mtools dosfstools fdisk)
+[ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ] && tools+=(qemu-user-static)
+missing=()
+for p in "${tools[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ] &&
+   [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  echo "arm64 binaries cannot run here: binfmt_misc has no qemu-aarch64 entry" >&2
+  echo "(on a Debian host: apt-get install qemu-user-static binfmt-support)" >&2
+  exit 1
+fi
+
+root=$out/root
+# A run killed midway may have left /proc mounted in the old root: never delete through it.
+umount -l "$root/proc" 2>/dev/null || true
+rm -rf --one-file-system "$root"
+mkdir -p "$out"
+components=main
+[ "$arch" = arm64 ] && components=main,non-free-firmware
+debootstrap --variant=minbase --arch="$arch" --components="$components" \
+  --include=systemd,systemd-sysv,udev,dbus,systemd-resolved,iproute2,ca-certificates,kmod \
+  bookworm "$root" "$mirror" >"$out/debootstrap.log" 2>&1 ||
+  { tail -20 "$out/debootstrap.log" >&2; exit 1; }
+
+# systemd-resolved made resolv.conf a link into /run; the build needs the host's resolver.
+rm -f "$root/etc/resolv.conf"
+cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
+# Nothing starts inside the build root.
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 755 "$root/usr/sbin/policy-rc.d"
+mount -t proc proc "$root/proc"
+cleanup() { umount -l "$root/proc" 2>/dev/null || true; }
+trap cleanup EXIT
+
+cp "$deb" "$root/tmp/"
+packages=("/tmp/$(basename "$deb")")
+if [ "$arch" = arm64 ]; then
+  # Kernel and the Pi's boot firmware from Debian (raspi-firmware copies the kernel, the
+  # initramfs and the device trees into /boot/firmware on every kernel update).
+  packages+=(linux-image-arm64 raspi-firmware firmware-brcm80211 initramfs-tools)
+fi
+in_root apt-get update -qq
+in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  "${packages[@]}" >"$out/apt.log" 2>&1 || { tail -30 "$out/apt.log" >&2; exit 1; }
+in_root apt-get clean
+rm -f "$root/tmp/"*.deb
+
+# The box: its own name, DHCP on every wired port, the UI on tty1 instead of a login prompt,
+# no root password (locked), journald in memory only (nothing about the subscriber on disk).
+echo stb >"$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tstb\n' >"$root/etc/hosts"
+cat >"$root/etc/systemd/network/20-wired.network" <<'NET'
+[Match]
+Type=ether
+
+[Network]
+DHCP=yes
+NET
+in_root systemctl enable systemd-networkd systemd-resolved >/dev/null 2>&1
+in_root systemctl mask getty@tty1.service >/dev/null 2>&1
+in_root systemctl enable stb-app.service >/dev/null 2>&1
+in_root passwd -l root >/dev/null
+mkdir -p "$root/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/volatile.conf"
+[ -n "$config" ] && install -m 0644 "$config" "$root/etc/stb-app/config.toml"
+rm -f "$root/usr/sbin/policy-rc.d"
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+
+# What the image must hold, checked inside it.
+check() { in_root "$@" || { echo "image check failed: $*" >&2; exit 1; }; }
+check test -L /etc/systemd/system/multi-user.target.wants/stb-app.service
+check test -L /etc/systemd/system/getty@tty1.service
+check test -f /etc/stb-app/keymap.toml
+check stb-app --version
+
+cleanup
+trap - EXIT
+rootfs_mb=$(( $(du -sm "$root" | cut -f1) * 13 / 10 + 256 ))
+if [ "$rootfs_only" = 1 ]; then
+  mkfs.ext4 -q -F -L stb-root -d "$root" "$out/rootfs.ext4" "${rootfs_mb}M"
+  echo "root filesystem: $root and $out/rootfs.ext4 ($(du -sh "$root" | cut -f1)), $(($(date +%s) - started)) s"
+  exit 0
+fi
+
+# --- Raspberry Pi 4 SD image: FAT boot partition (firmware, kernel, DTBs), ext4 root. ---
+boot_mb=256
+root_mb=$((size_mb - boot_mb - 4))
+((root_mb >= rootfs_mb)) || { echo "--size-mb too small: the root needs ${rootfs_mb} MB" >&2; exit 1; }
+cat >"$root/etc/fstab" <<'FSTAB'
+LABEL=stb-root  /               ext4  defaults,noatime  0 1
+LABEL=STB-BOOT  /boot/firmware  vfat  defaults          0 2
+FSTAB
+cat >"$root/boot/firmware/config.txt" <<'CFG'
+# Raspberry Pi 4, 64-bit kernel from Debian; KMS display driver for Slint's linuxkms backend.
+arm_64bit=1
+enable_uart=1
+upstream_kernel=1
+kernel=vmlinuz
+initramfs initrd.img
+dtoverlay=vc4-kms-v3d
+disable_overscan=1
+CFG
+echo "console=tty3 root=LABEL=stb-root rootfstype=ext4 rootwait quiet fsck.repair=yes" \
+  >"$root/boot/firmware/cmdline.txt"
+
+img=$out/stb-rpi4-arm64.img
+bootimg=$out/boot.vfat
+rootimg=$out/root.ext4
+rm -f "$img" "$bootimg" "$rootimg"
+mkfs.vfat -C -F 32 -n STB-BOOT "$bootimg" $((boot_mb * 1024)) >/dev/null
+MTOOLS_SKIP_CHECK=1 mcopy -s -i "$bootimg" "$root/boot/firmware/"* ::/
+# The boot files live on the FAT partition only.
+find "$root/boot/firmware" -mindepth 1 -delete
+mkfs.ext4 -q -F -L stb-root -d "$root" "$rootimg" "${root_mb}M"
+truncate -s "${size_mb}M" "$img"
+sfdisk -q "$img" <<SFDISK
+label: dos
+start=8192, size=$((boot_mb * 2048)), type=c, bootable
+start=$((8192 + boot_mb * 2048)), size=$((root_mb * 2048)), type=83
+SFDISK
+dd if="$bootimg" of="$img" bs=1M seek=4 conv=notrunc status=none
+dd if="$rootimg" of="$img" bs=1M seek=$((4 + boot_mb)) conv=notrunc status=none
+rm -f "$bootimg" "$rootimg"
+echo "SD image: $img (${size_mb} MB), $(($(date +%s) - started)) s"
