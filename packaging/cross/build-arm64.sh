@@ -7,7 +7,7 @@
 #
 # The arm64 system libraries (GStreamer for the player; fontconfig, xkbcommon, libinput and
 # udev for Slint's linuxkms backend) come from a bookworm arm64 sysroot in target/arm64-sysroot
-# made by `debootstrap --foreign` (unpacked, never run). Installing the `:arm64` -dev packages
+# made by `debootstrap --foreign` and dpkg-deb -x (unpacked, never run). Installing the `:arm64` -dev packages
 # into the host instead (Debian multiarch) removes the host's own GStreamer -dev packages,
 # which are not co-installable, and breaks the native build. Measured time: packaging/README.md.
 set -euo pipefail
@@ -38,6 +38,19 @@ if [ ! -f "$SYSROOT/.complete" ]; then
   $SUDO debootstrap --foreign --variant=minbase --arch=arm64 --include="$(IFS=,; echo "${dev[*]}")" \
     bookworm "$SYSROOT" http://deb.debian.org/debian >target/arm64-sysroot.log 2>&1 ||
     { tail -20 target/arm64-sysroot.log >&2; exit 1; }
+  # The first stage unpacked only the base system; the -dev packages and their dependencies
+  # are downloaded next to it: unpack them too (no maintainer script ever runs).
+  for deb in "$SYSROOT"/var/cache/apt/archives/*.deb; do
+    $SUDO dpkg-deb -x "$deb" "$SYSROOT"
+  done
+  # The C library's development files come from the cross toolchain (libc6-dev-arm64-cross,
+  # the same glibc); the sysroot's copies (linker scripts naming host paths, static libc.a)
+  # would shadow them on the -L path pkg-config adds, so they go.
+  for deb in "$SYSROOT"/var/cache/apt/archives/libc6-dev_*.deb; do
+    dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -v '/$' | while read -r f; do
+      $SUDO rm -f "$SYSROOT/${f#./}"
+    done
+  done
   # Absolute symlinks (libfoo.so -> /lib/...) must resolve inside the sysroot.
   $SUDO find "$SYSROOT/usr/lib/aarch64-linux-gnu" -maxdepth 1 -type l -lname '/*' | while read -r l; do
     $SUDO ln -sfn "$SYSROOT$(readlink "$l")" "$l"
@@ -61,15 +74,52 @@ export PKG_CONFIG_LIBDIR=$libs/pkgconfig:$SYSROOT/usr/share/pkgconfig
 cargo build --release --locked --target "$TARGET" -p stb-app -p keyserver -p content-server
 built=$(date +%s)
 
+# cargo-deb's $auto (dpkg-shlibdeps) cannot see into the sysroot: the shared-library
+# dependencies are worked out here instead, from each binary's DT_NEEDED entries and the
+# sysroot package that ships each library.
+index=$SYSROOT/.soname-index
+if [ ! -s "$index" ]; then
+  for deb in "$SYSROOT"/var/cache/apt/archives/*.deb; do
+    pkg=$(dpkg-deb -f "$deb" Package)
+    case "$pkg" in *-dev) continue ;; esac
+    ver=$(dpkg-deb -f "$deb" Version | sed 's/^[0-9]*://; s/-[^-]*$//')
+    dpkg-deb -c "$deb" | sed 's/ -> .*//' | awk '{print $NF}' | { grep -E '/lib[^/]*\.so\.[0-9.]+$' || true; } |
+      sed "s|.*/||; s|\$| $pkg $ver|"
+  done | sort -u >"$index.tmp"
+  mv "$index.tmp" "$index"
+fi
+shlib_depends() {
+  readelf -d "$@" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | sort -u | while read -r so; do
+    hit=$(grep -m1 "^$so " "$index" || true)
+    [ -n "$hit" ] || { echo "no package ships $so in the sysroot" >&2; exit 1; }
+    set -- $hit
+    echo "$2 (>= $3)"
+  done | sort -u | paste -sd, | sed 's/,/, /g'
+}
+
 out=target/debian-arm64
-rm -rf "$out"
+rm -rf "$out" target/debian-arm64.work
 mkdir -p "$out"
 for pkg in keyserver content-server stb-app; do
-  # dpkg-shlibdeps cannot see the sysroot; the arm64 packages name the same dependencies
-  # as the amd64 ones (the libraries are the same Debian packages).
-  cargo deb --no-build --no-strip --target "$TARGET" -p "$pkg" -o "$out/" >/dev/null
+  cargo deb --no-build --target "$TARGET" -p "$pkg" -o "$out/" 2>/dev/null >/dev/null
+  deb=$(ls -1 "$out"/"${pkg}"_*_arm64.deb)
+  work=target/debian-arm64.work/$pkg
+  mkdir -p "$work"
+  dpkg-deb -R "$deb" "$work"
+  bins=$(find "$work/usr/bin" -type f)
+  libs=$(shlib_depends $bins)
+  # The computed libraries first, then cargo-deb's list without the packages named again.
+  rest=$(sed -n 's/^Depends: //p' "$work/DEBIAN/control" | tr ',' '\n' | sed 's/^ *//' |
+    while read -r d; do
+      case ", $libs," in *", ${d%% *} ("*) ;; *) echo "$d" ;; esac
+    done | paste -sd, | sed 's/,/, /g')
+  sed -i "s|^Depends: .*|Depends: $libs${rest:+, $rest}|" "$work/DEBIAN/control"
+  dpkg-deb --root-owner-group -b "$work" "$deb" >/dev/null
+  echo "$(basename "$deb"): $(dpkg-deb -f "$deb" Depends)"
 done
-ls -1 "$out"
+rm -rf target/debian-arm64.work
+lintian --fail-on error --suppress-tags no-manual-page,no-changelog,initial-upload-closes-no-bugs \
+  "$out"/*.deb
 
 # Smoke runs: each arm64 binary with the sysroot's loader and libraries, under qemu.
 for bin in keyserver keyserver-load content-server content-load stb-app; do
