@@ -29,6 +29,9 @@ printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
 in_root apt-get update -qq
+# A reused root gets a fresh install, not an upgrade (an upgrade keeps the old enable state).
+in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq stb-app keyserver content-server \
+  >/dev/null 2>&1 || true
 inside_debs=()
 for d in "${debs[@]}"; do inside_debs+=("/tmp/debs/$(basename "$d")"); done
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
