@@ -134,6 +134,9 @@ fn make(factory: &str) -> Result<gst::Element> {
     })
 }
 
+/// tsdemux's added latency, ms.
+const DEMUX_LATENCY_MS: i32 = 100;
+
 /// A hardware H.264 decoder when the platform has one, else libav's.
 fn video_decoder() -> Result<gst::Element> {
     for hw in ["v4l2slh264dec", "v4l2h264dec"] {
@@ -173,6 +176,10 @@ impl Player {
             .max_bytes(8 << 20)
             .build();
         let demux = make("tsdemux")?;
+        // tsdemux holds live data back 700 ms by default to smooth packet-by-packet arrival.
+        // Segments reach the box whole, so that only delayed every zap's first picture on a
+        // synchronised sink (the UI: 762 ms -> 162 ms, still 25 pictures/s; BENCHMARKS.md).
+        demux.set_property("latency", DEMUX_LATENCY_MS);
         let vparse = make("h264parse")?;
         let vdec = video_decoder()?;
         let vconv = make("videoconvert")?;

@@ -27,6 +27,9 @@ pub struct FrameSlot {
     frame: Mutex<Option<Frame>>,
     scheduled: AtomicBool,
     zapped_at: Mutex<Option<std::time::Instant>>,
+    /// Pictures put on screen, and when the current count of 125 began (debug log of the
+    /// rate: a smooth channel shows 25/s).
+    shown: Mutex<(u64, Option<std::time::Instant>)>,
 }
 
 impl FrameSlot {
@@ -48,10 +51,16 @@ impl FrameSlot {
             .unwrap_or_else(|e| e.into_inner())
             .take()
         {
-            tracing::info!(
-                ms = at.elapsed().as_millis() as u64,
-                "zap: first picture on screen"
-            );
+            let ms = at.elapsed().as_millis() as u64;
+            tracing::info!(ms, "zap: first picture on screen");
+        }
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        shown.0 += 1;
+        let since = *shown.1.get_or_insert_with(std::time::Instant::now);
+        if shown.0.is_multiple_of(125) {
+            let fps = 125.0 / since.elapsed().as_secs_f64();
+            tracing::debug!(fps, total = shown.0, "pictures on screen");
+            shown.1 = Some(std::time::Instant::now());
         }
     }
 
@@ -62,6 +71,7 @@ impl FrameSlot {
             *slot.frame.lock().unwrap_or_else(|e| e.into_inner()) = Some(frame);
             if !slot.scheduled.swap(true, Ordering::AcqRel) {
                 let slot = slot.clone();
+                // Without an event loop (the window closed) the frame is simply not shown.
                 let _ = ui.upgrade_in_event_loop(move |ui| {
                     slot.scheduled.store(false, Ordering::Release);
                     if let Some(frame) = slot.take() {
