@@ -43,6 +43,10 @@ printf '%s\n' "$DEMO_PASSWORD" | target/release/stb-app --config "$STB_BOX_CONFI
   --identifier "$DEMO_IDENTIFIER" --channels "$zaps" --dwell-secs 1.5 > target/zap-report.json
 stack_down
 
+echo "Zap in the UI: Xvfb, 24 CH+ from a remote (raw input events), picture on screen" >&2
+command -v xdotool >/dev/null || sudo_apt xdotool
+scripts/bench-ui.sh > target/ui-zap.json
+
 python3 - "$ossl_ctr" "$ossl_ecdh" "$load_sqlite" "$load_pg" <<'PY'
 import json, os, platform, subprocess, sys
 ossl_ctr, ossl_ecdh = float(sys.argv[1]), float(sys.argv[2])
@@ -105,4 +109,14 @@ print(f"| key press to first decoded frame, p95 | {pct(0.95)} ms |")
 print(f"| key press to first decoded frame, max | {ff[-1]} ms |")
 print(f"| login without Argon2id (EKE + content session + first frame) | {l['recover_ms'] + l['content_ms'] + z['login_to_first_frame_ms']} ms |")
 print(f"| Argon2id on the box | {l['kdf_ms']} ms |")
+print()
+u = json.load(open("target/ui-zap.json"))
+uz = sorted(u["zaps_ms"])
+upct = lambda p: uz[min(len(uz) - 1, int(round(p * (len(uz) - 1))))]
+print("| box UI (Xvfb, winit, software renderer, appsink -> slint::Image) | figure |")
+print("|---|---|")
+print(f"| CH+ zaps measured | {len(uz)} |")
+print(f"| zap to first picture on screen, p50 | {upct(0.5)} ms |")
+print(f"| zap to first picture on screen, p95 | {upct(0.95)} ms |")
+print(f"| pictures on screen while watching (last 5 s) | {u['fps'][-1]:.1f}/s |")
 PY

@@ -27,8 +27,8 @@ pub struct FrameSlot {
     frame: Mutex<Option<Frame>>,
     scheduled: AtomicBool,
     zapped_at: Mutex<Option<std::time::Instant>>,
-    /// Pictures put on screen, and when the current count of 125 began (debug log of the
-    /// rate: a smooth channel shows 25/s).
+    /// Pictures put on screen since the zap, and when the current window of 125 began
+    /// (debug log of the rate: a smooth channel shows 25/s).
     shown: Mutex<(u64, Option<std::time::Instant>)>,
 }
 
@@ -40,6 +40,8 @@ impl FrameSlot {
     /// After a flush: drops the waiting frame; the next picture is timed from `since`.
     fn flushed(&self, since: Option<std::time::Instant>) {
         self.take();
+        // The picture rate is counted per channel: a window never spans a zap.
+        *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
         *self.zapped_at.lock().unwrap_or_else(|e| e.into_inner()) = since;
     }
 
