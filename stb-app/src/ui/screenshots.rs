@@ -4,7 +4,7 @@
 
 use super::AppWindow;
 use super::app::to_image;
-use super::model::{Feed, LoggedIn, Model};
+use super::model::{Feed, LoggedIn, Model, Timer};
 use super::view::render;
 use crate::keyserver::LoginError;
 use crate::player::{Frame, Player};
@@ -182,45 +182,56 @@ fn type_text(model: &mut Model, text: &str) {
     }
 }
 
-fn logged_in(model: &mut Model) {
-    let now = chrono::Utc::now().timestamp_millis();
-    model.login_done(Ok(LoggedIn {
+/// Types `text` into the field and presses the keyboard's Done key.
+fn fill(model: &mut Model, text: &str) {
+    type_text(model, text);
+    press(model, &DONE);
+}
+
+/// Logged in, the first channel playing, the banner gone.
+fn watching() -> Model {
+    let mut m = Model::new(None);
+    m.login_done(Ok(LoggedIn {
         account: "Ada Lovelace".into(),
         package: "basic".into(),
-        channels: sample_channels(now),
+        channels: sample_channels(chrono::Utc::now().timestamp_millis()),
     }));
+    m
 }
 
 /// Each screen: name, the model in that state, whether the picture shows.
 fn scenes() -> Vec<(&'static str, Model, bool)> {
     use Action::{Back, Digit, Down, Menu, Right, Up, VolumeDown};
-    let login = || {
-        let mut m = Model::new(None);
-        type_text(&mut m, "ada.lovelace");
-        press(&mut m, &DONE);
+    let then = |mut m: Model, f: &dyn Fn(&mut Model)| {
+        f(&mut m);
         m
     };
-    let mut scenes = vec![];
-    scenes.push((
-        "login",
-        {
-            let mut m = login();
-            press(&mut m, &[Up, Up, Right]);
-            type_text(&mut m, "Sofa-Re");
-            m
-        },
-        false,
-    ));
-    scenes.push((
-        "login-busy",
-        {
-            let mut m = login();
-            type_text(&mut m, "Sofa-Remote#2026!");
-            press(&mut m, &DONE);
-            m
-        },
-        false,
-    ));
+    let login = || then(Model::new(None), &|m| fill(m, "ada.lovelace"));
+    let wizard = || then(Model::new(None), &|m| press(m, &[Menu]));
+    let to_password = |m: &mut Model| {
+        fill(m, "000000000000");
+        fill(m, "ada.lovelace");
+    };
+    let quiet = || {
+        then(watching(), &|m| {
+            m.timer(Timer::Banner);
+        })
+    };
+    let mut scenes = vec![
+        (
+            "login",
+            then(login(), &|m| {
+                press(m, &[Up, Up, Right]);
+                type_text(m, "Sofa-Re");
+            }),
+            false,
+        ),
+        (
+            "login-busy",
+            then(login(), &|m| fill(m, "Sofa-Remote#2026!")),
+            false,
+        ),
+    ];
     for (name, error) in [
         ("login-wrong-password", LoginError::WrongCredentials),
         ("login-retry", LoginError::RetryIn(27)),
@@ -231,146 +242,80 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         ),
     ] {
         let mut m = login();
-        type_text(&mut m, "guess");
-        press(&mut m, &DONE);
+        fill(&mut m, "guess");
         m.login_done(Err(error));
         scenes.push((name, m, false));
     }
-    let wizard = || {
-        let mut m = Model::new(None);
-        press(&mut m, &[Menu]);
-        m
-    };
-    scenes.push((
-        "register-code",
-        {
-            let mut m = wizard();
-            for d in [4, 1, 7, 2, 0, 9, 3] {
-                m.action(Digit(d));
-            }
-            m
-        },
-        false,
-    ));
-    scenes.push((
-        "register-password",
-        {
-            let mut m = wizard();
-            type_text(&mut m, "000000000000");
-            press(&mut m, &DONE);
-            type_text(&mut m, "ada.lovelace");
-            press(&mut m, &DONE);
-            type_text(&mut m, "sunshine1");
-            m
-        },
-        false,
-    ));
-    scenes.push((
-        "register-confirm",
-        {
-            let mut m = wizard();
-            type_text(&mut m, "000000000000");
-            press(&mut m, &DONE);
-            type_text(&mut m, "ada.lovelace");
-            press(&mut m, &DONE);
-            type_text(&mut m, "Sofa-Remote#2026!");
-            press(&mut m, &DONE);
-            type_text(&mut m, "Sofa-Remote#2026!");
-            m
-        },
-        false,
-    ));
-    scenes.push((
-        "register-done",
-        {
-            let mut m = wizard();
-            m.register_done(Ok("Ada Lovelace".into()));
-            m
-        },
-        false,
-    ));
-    scenes.push((
-        "register-failed",
-        {
-            let mut m = wizard();
-            m.register_done(Err("this enrollment code was already used".into()));
-            m
-        },
-        false,
-    ));
-    scenes.push((
-        "channels",
-        {
-            let mut m = Model::new(None);
-            logged_in(&mut m);
-            press(&mut m, &[Back, Down, Down]);
-            m
-        },
-        false,
-    ));
-    scenes.push((
-        "player-banner",
-        {
-            let mut m = Model::new(None);
-            logged_in(&mut m);
-            m
-        },
-        true,
-    ));
-    scenes.push((
-        "player-number",
-        {
-            let mut m = Model::new(None);
-            logged_in(&mut m);
-            m.timer(super::model::Timer::Banner);
-            press(&mut m, &[Digit(2)]);
-            m
-        },
-        true,
-    ));
-    scenes.push((
-        "player-volume",
-        {
-            let mut m = Model::new(None);
-            logged_in(&mut m);
-            m.timer(super::model::Timer::Banner);
-            press(&mut m, &[VolumeDown, VolumeDown]);
-            m
-        },
-        true,
-    ));
-    scenes.push((
-        "player-not-subscribed",
-        {
-            let mut m = Model::new(None);
-            logged_in(&mut m);
-            m.timer(super::model::Timer::Banner);
-            press(&mut m, &[Digit(3), Action::Ok]);
-            m
-        },
-        true,
-    ));
-    scenes.push((
-        "player-reconnecting",
-        {
-            let mut m = Model::new(None);
-            logged_in(&mut m);
-            m.timer(super::model::Timer::Banner);
-            m.feed(Feed::Reconnecting);
-            m
-        },
-        true,
-    ));
-    scenes.push((
-        "menu",
-        {
-            let mut m = Model::new(None);
-            logged_in(&mut m);
-            m.timer(super::model::Timer::Banner);
-            press(&mut m, &[Menu, Down]);
-            m
-        },
-        true,
-    ));
+    scenes.extend([
+        (
+            "register-code",
+            then(wizard(), &|m| {
+                for d in [4, 1, 7, 2, 0, 9, 3] {
+                    m.action(Digit(d));
+                }
+            }),
+            false,
+        ),
+        (
+            "register-password",
+            then(wizard(), &|m| {
+                to_password(m);
+                type_text(m, "sunshine1");
+            }),
+            false,
+        ),
+        (
+            "register-confirm",
+            then(wizard(), &|m| {
+                to_password(m);
+                fill(m, "Sofa-Remote#2026!");
+                type_text(m, "Sofa-Remote#2026!");
+            }),
+            false,
+        ),
+        (
+            "register-done",
+            then(wizard(), &|m| {
+                m.register_done(Ok("Ada Lovelace".into()));
+            }),
+            false,
+        ),
+        (
+            "register-failed",
+            then(wizard(), &|m| {
+                m.register_done(Err("this enrollment code was already used".into()));
+            }),
+            false,
+        ),
+        (
+            "channels",
+            then(watching(), &|m| press(m, &[Back, Down, Down])),
+            false,
+        ),
+        ("player-banner", watching(), true),
+        (
+            "player-number",
+            then(quiet(), &|m| press(m, &[Digit(2)])),
+            true,
+        ),
+        (
+            "player-volume",
+            then(quiet(), &|m| press(m, &[VolumeDown, VolumeDown])),
+            true,
+        ),
+        (
+            "player-not-subscribed",
+            then(quiet(), &|m| press(m, &[Digit(3), Action::Ok])),
+            true,
+        ),
+        (
+            "player-reconnecting",
+            then(quiet(), &|m| {
+                m.feed(Feed::Reconnecting);
+            }),
+            true,
+        ),
+        ("menu", then(quiet(), &|m| press(m, &[Menu, Down])), true),
+    ]);
     scenes
 }
