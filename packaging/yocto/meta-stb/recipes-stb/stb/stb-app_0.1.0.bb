@@ -6,7 +6,7 @@ CVE_PRODUCT = "stb-stb-app"
 
 require stb-common.inc
 
-DEPENDS += "glib-2.0 gstreamer1.0 gstreamer1.0-plugins-base fontconfig libxkbcommon libinput udev pkgconfig-native"
+DEPENDS += "fontconfig glib-2.0 gstreamer1.0 gstreamer1.0-plugins-base libinput libxkbcommon pkgconfig-native udev"
 
 CARGO_SRC_DIR = "stb-app"
 
@@ -20,8 +20,7 @@ SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 CONFFILES:${PN} = "${sysconfdir}/stb-app/config.toml ${sysconfdir}/stb-app/keymap.toml"
 
-RDEPENDS:${PN} += "ttf-dejavu-sans \
-                   gstreamer1.0-libav \
+RDEPENDS:${PN} += "gstreamer1.0-libav \
                    gstreamer1.0-plugins-bad-kms \
                    gstreamer1.0-plugins-bad-mpegtsdemux \
                    gstreamer1.0-plugins-bad-videoparsersbad \
@@ -31,7 +30,8 @@ RDEPENDS:${PN} += "ttf-dejavu-sans \
                    gstreamer1.0-plugins-base-audioresample \
                    gstreamer1.0-plugins-base-videoconvertscale \
                    gstreamer1.0-plugins-good-audioparsers \
-                   gstreamer1.0-plugins-good-video4linux2"
+                   gstreamer1.0-plugins-good-video4linux2 \
+                   ttf-dejavu-sans"
 
 do_install:append() {
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/stb-app
