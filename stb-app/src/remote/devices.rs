@@ -5,6 +5,7 @@
 //! test can drive the box that way.
 
 use super::keymap::{Action, Keymap, RAW_EVENT_SIZE, decode_raw};
+use crate::player::lock;
 use evdev::KeyCode;
 use std::collections::HashSet;
 use std::io::Read;
@@ -69,10 +70,6 @@ pub fn spawn(configured: Vec<PathBuf>, keymap: Keymap, sink: ActionSink) -> std:
             }
         })?;
     Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn candidates(configured: &[PathBuf]) -> Vec<PathBuf> {

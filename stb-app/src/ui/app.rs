@@ -6,7 +6,7 @@ use super::AppWindow;
 use super::model::{Effect, Feed, LoggedIn, Model, Timer};
 use super::view::{WindowKey, render, window_key};
 use crate::config::BoxConfig;
-use crate::player::{FeedState, Frame, FrameHandler, Player};
+use crate::player::{FeedState, Frame, FrameHandler, Player, lock};
 use crate::remote::Action;
 use crate::session::{Session, login};
 use slint::{ComponentHandle, Image, Rgba8Pixel, SharedPixelBuffer};
@@ -34,29 +34,24 @@ pub struct FrameSlot {
 
 impl FrameSlot {
     fn take(&self) -> Option<Frame> {
-        self.frame.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.frame).take()
     }
 
     /// After a flush: drops the waiting frame; the next picture is timed from `since`.
     fn flushed(&self, since: Option<std::time::Instant>) {
         self.take();
         // The picture rate is counted per channel: a window never spans a zap.
-        *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
-        *self.zapped_at.lock().unwrap_or_else(|e| e.into_inner()) = since;
+        *lock(&self.shown) = (0, None);
+        *lock(&self.zapped_at) = since;
     }
 
     /// The picture is on screen: logs how long it took since the zap, once per zap.
     fn shown(&self) {
-        if let Some(at) = self
-            .zapped_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(at) = lock(&self.zapped_at).take() {
             let ms = at.elapsed().as_millis() as u64;
             tracing::info!(ms, "zap: first picture on screen");
         }
-        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shown = lock(&self.shown);
         shown.0 += 1;
         let since = *shown.1.get_or_insert_with(std::time::Instant::now);
         if shown.0.is_multiple_of(125) {
@@ -70,7 +65,7 @@ impl FrameSlot {
     pub fn handler(self: &Arc<Self>, ui: slint::Weak<AppWindow>) -> FrameHandler {
         let slot = self.clone();
         Arc::new(move |frame: Frame| {
-            *slot.frame.lock().unwrap_or_else(|e| e.into_inner()) = Some(frame);
+            *lock(&slot.frame) = Some(frame);
             if !slot.scheduled.swap(true, Ordering::AcqRel) {
                 let slot = slot.clone();
                 // Without an event loop (the window closed) the frame is simply not shown.
