@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the workspace, its tests and its demo need (Debian/Ubuntu).
-# Idempotent and quick when everything is already there.
+# Idempotent and quick when everything is already there. With arguments, installs those
+# packages instead (the packaging scripts' tools).
 set -euo pipefail
 
 PACKAGES=(
@@ -19,6 +20,7 @@ PACKAGES=(
   lintian debootstrap
 )
 
+(($#)) && PACKAGES=("$@")
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,4 +32,4 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+(($#)) || rustup component add rustfmt clippy >/dev/null 2>&1 || true

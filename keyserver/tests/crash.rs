@@ -10,14 +10,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn spawn(dir: &Path, database: &str, port: u16) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyserver"));
     cmd.arg("--data-dir").arg(dir);
@@ -55,7 +47,7 @@ async fn kill_mid_flight(db: Db) {
     let pki = Pki::new("Crash Test CA");
     let database = database_for(db).await;
     let (config, server_cert) = config_in(dir.path(), &pki, database.clone());
-    let port = free_port();
+    let port = stb_service::serve::free_loopback_port().expect("port");
     let base = format!("https://127.0.0.1:{port}");
     let client = client_for(&server_cert, None);
     let mut child = spawn(dir.path(), &database, port);

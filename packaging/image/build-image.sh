@@ -52,14 +52,7 @@ started=$(date +%s)
 tools=(debootstrap e2fsprogs)
 [ "$rootfs_only" = 1 ] || tools+=(mtools dosfstools fdisk)
 [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ] && tools+=(qemu-user-static)
-missing=()
-for p in "${tools[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+scripts/install-deps.sh "${tools[@]}"
 if [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ] &&
    [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
   echo "arm64 binaries cannot run here: binfmt_misc has no qemu-aarch64 entry" >&2

@@ -152,3 +152,10 @@ impl Listeners {
         }
     }
 }
+
+/// A TCP port free on 127.0.0.1 right now (for tools and tests that start servers).
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -20,14 +20,6 @@ fn bin(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// A running server process, killed when dropped.
 #[derive(Debug)]
 pub struct Server(Child);
@@ -65,7 +57,8 @@ pub struct Stack {
     pub keyserver: Option<Server>,
 }
 
-fn run(cmd: &mut Command) -> Result<Output> {
+/// Runs an operator command; its stderr is the error when it fails.
+pub fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -73,16 +66,35 @@ fn run(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
+/// The `1234-5678-9012` code an operator command printed.
+fn enrollment_code(out: &Output) -> Result<String> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split_whitespace()
+        .find(|w| w.len() == 14 && w.matches('-').count() == 2)
+        .context("enrollment code in the output")?
+        .to_owned())
+}
+
 impl Stack {
+    /// A new enrollment code for `subscriber` from the registration desk.
+    pub fn new_code(&self, subscriber: &str) -> Result<String> {
+        enrollment_code(&run(self.content_cmd().args([
+            "subscriber",
+            "code",
+            subscriber,
+        ]))?)
+    }
+
     /// Initialises the operator, adds `subscriber` with `package` and starts both servers.
     /// Returns the stack and the subscriber's enrollment code.
     pub fn start(subscriber: &str, package: &str, key_flags: &[&str]) -> Result<(Self, String)> {
         let dir = tempfile::tempdir()?;
         let mut stack = Self {
             dir,
-            content_port: free_port(),
-            enroll_port: free_port(),
-            key_port: free_port(),
+            content_port: stb_service::serve::free_loopback_port()?,
+            enroll_port: stb_service::serve::free_loopback_port()?,
+            key_port: stb_service::serve::free_loopback_port()?,
             key_flags: key_flags.iter().map(|s| s.to_string()).collect(),
             content: None,
             keyserver: None,
@@ -92,12 +104,7 @@ impl Stack {
             run(stack
                 .content_cmd()
                 .args(["subscriber", "add", subscriber, "--package", package]))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let code = text
-            .split_whitespace()
-            .find(|w| w.len() == 14 && w.matches('-').count() == 2)
-            .context("enrollment code in the output")?
-            .to_owned();
+        let code = enrollment_code(&out)?;
         run(stack.key_cmd().arg("init"))?;
         stack.start_keyserver()?;
         stack.start_content()?;

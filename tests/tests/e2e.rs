@@ -2,7 +2,7 @@
 #![allow(missing_docs)]
 
 use serde_json::Value;
-use stb_e2e::{PASSWORD, Stack};
+use stb_e2e::{PASSWORD, Stack, run};
 use std::time::Duration;
 
 fn frames(report: &Value, i: usize) -> u64 {
@@ -82,16 +82,7 @@ fn wrong_password_retry_time_lock_and_operator_unlock() {
         r["login_error"],
         "this account is locked: call the operator"
     );
-    let out = stack
-        .key_cmd()
-        .args(["accounts", "unlock", "bob"])
-        .output()
-        .expect("unlock");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(stack.key_cmd().args(["accounts", "unlock", "bob"])).expect("unlock");
     let r = stack.headless("bob", PASSWORD, "1", 1.5).expect("headless");
     assert_eq!(r["login_error"], Value::Null, "{r}");
     assert!(frames(&r, 0) > 0);
@@ -111,12 +102,7 @@ fn revoked_subscriber_is_refused() {
         .headless("carol", PASSWORD, "3", 1.5)
         .expect("headless");
     assert!(frames(&r, 0) > 0, "{r}");
-    let out = stack
-        .content_cmd()
-        .args(["subscriber", "revoke", "Carol"])
-        .output()
-        .expect("revoke");
-    assert!(out.status.success());
+    run(stack.content_cmd().args(["subscriber", "revoke", "Carol"])).expect("revoke");
     std::thread::sleep(Duration::from_millis(10_100)); // key-server spacing
     let r = stack
         .headless("carol", PASSWORD, "3", 1.0)
@@ -193,17 +179,8 @@ fn keyserver_killed_during_registration_then_retry() {
         );
     }
     // The box retries with a new code from the desk.
-    let out = stack
-        .content_cmd()
-        .args(["subscriber", "code", "Erin"])
-        .output()
-        .expect("code");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let code = text
-        .split_whitespace()
-        .find(|w| w.len() == 14 && w.matches('-').count() == 2)
-        .expect("code");
-    let retry = stack.register(code, "erin").expect("register");
+    let code = stack.new_code("Erin").expect("code");
+    let retry = stack.register(&code, "erin").expect("register");
     assert!(
         retry.status.success(),
         "{}",

@@ -54,12 +54,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Poll,
@@ -86,7 +80,10 @@ async fn run(args: Args) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("content-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let channels = std::fs::canonicalize(&args.channels).context("channel manifest")?;
-    let (port, enroll_port) = (free_port()?, free_port()?);
+    let (port, enroll_port) = (
+        stb_service::serve::free_loopback_port()?,
+        stb_service::serve::free_loopback_port()?,
+    );
     let config = Config {
         listen: format!("127.0.0.1:{port}").parse()?,
         enroll_listen: format!("127.0.0.1:{enroll_port}").parse()?,
@@ -137,7 +134,7 @@ async fn run(args: Args) -> Result<()> {
     // nginx gets the same encrypted bytes as files, for every segment the run can ask for.
     let steps = args.viewers.len() as u64;
     let mut nginx = None;
-    let nginx_port = free_port()?;
+    let nginx_port = stb_service::serve::free_loopback_port()?;
     if args.nginx != "none" {
         // Every step runs three targets, each with a join phase before its measured seconds.
         let until = now_ms() + ((steps * 3 * (args.seconds + 15) + 60) * 1000) as i64;

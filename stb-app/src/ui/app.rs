@@ -316,29 +316,18 @@ pub fn dispatch(this: &Shared, f: impl FnOnce(&mut Model) -> Vec<Effect>) {
     }
 }
 
-/// A remote action from another thread.
-pub fn remote_action(this: &Shared, action: Action) {
-    dispatch(this, |m| m.action(action));
-}
-
 fn poll(this: &Shared) {
     let state = {
         let c = this.borrow();
-        if c.feeder.is_none() {
-            None
-        } else {
-            Some(c.player.stats().feed())
-        }
-    };
-    let Some(state) = state else {
-        if let Some(ui) = this.borrow().ui.upgrade() {
+        if let Some(ui) = c.ui.upgrade() {
             ui.set_clock(super::view::clock().into());
         }
-        return;
+        let state = c.player.stats().feed();
+        if c.feeder.is_none() || state == c.last_feed {
+            return;
+        }
+        state
     };
-    if state == this.borrow().last_feed {
-        return;
-    }
     this.borrow_mut().last_feed = state.clone();
     let feed = match state {
         FeedState::Starting => return,
@@ -390,7 +379,7 @@ pub fn run(
     slint::spawn_local(async move {
         while let Some(action) = rx.recv().await {
             match weak.upgrade() {
-                Some(this) => remote_action(&this, action),
+                Some(this) => dispatch(&this, |m| m.action(action)),
                 None => break,
             }
         }

@@ -145,16 +145,18 @@ fn save(window: &MinimalSoftwareWindow, w: u32, h: u32, path: &Path) -> Result<(
     window.draw_if_needed(|renderer| {
         renderer.render(&mut pixels, w as usize);
     });
-    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut encoder = png::Encoder::new(file, w, h);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let bytes: Vec<u8> = pixels
+    // The screens are opaque: premultiplied and straight RGBA are the same bytes.
+    let rgba = pixels
         .iter()
-        .flat_map(|p| [p.red, p.green, p.blue])
+        .flat_map(|p| [p.red, p.green, p.blue, p.alpha])
         .collect();
-    encoder.write_header()?.write_image_data(&bytes)?;
-    Ok(())
+    let frame = Frame {
+        width: w,
+        height: h,
+        stride: w as usize * 4,
+        rgba,
+    };
+    crate::headless::save_png(&frame, path)
 }
 
 /// From a fresh keyboard (every new field starts there): down to the wide row, right to Done.

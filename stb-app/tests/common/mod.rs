@@ -14,20 +14,12 @@ pub struct Stack {
     pub data_dir: PathBuf,
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 pub const PASSWORD: &str = "Sofa-remote#2026!";
 
 pub async fn stack() -> (Stack, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_owned();
-    let port = free_port();
+    let port = stb_service::serve::free_loopback_port().expect("port");
     let content_config = content_server::config::Config {
         listen: format!("127.0.0.1:{port}").parse().expect("addr"),
         enroll_listen: "127.0.0.1:0".parse().expect("addr"),
