@@ -2,10 +2,12 @@
 //! certificate, and what `init` writes to disk.
 
 use anyhow::{Context, Result};
+use crate::store::CrlEntry;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, RevocationReason,
+    RevokedCertParams, SerialNumber,
 };
 use std::path::Path;
 use time::{Duration, OffsetDateTime};
@@ -130,5 +132,41 @@ impl OperatorCa {
             serial_hex,
             not_after_ms: (now + Duration::days(days)).unix_timestamp() * 1000,
         })
+    }
+
+    /// A CRL (DER) listing `entries`, valid from `now_ms` for `validity_secs`. Its number is
+    /// the issue time in milliseconds, so it increases with every list.
+    pub fn crl(&self, entries: &[CrlEntry], now_ms: i64, validity_secs: i64) -> Result<Vec<u8>> {
+        let at = |ms: i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .context("time out of range")
+        };
+        let now = at(now_ms)?;
+        let revoked_certs = entries
+            .iter()
+            .map(|e| {
+                Ok(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(
+                        &hex::decode(&e.serial_hex).context("certificate serial in database")?,
+                    ),
+                    revocation_time: at(e.since_ms)?,
+                    reason_code: Some(if e.on_hold {
+                        RevocationReason::CertificateHold
+                    } else {
+                        RevocationReason::CessationOfOperation
+                    }),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let params = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::seconds(validity_secs.max(60)),
+            crl_number: SerialNumber::from_slice(&now_ms.max(1).to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.der().to_vec())
     }
 }

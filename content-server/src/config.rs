@@ -29,10 +29,24 @@ pub struct Config {
     pub certificate_days: i64,
     /// Enrollment code validity, hours.
     pub code_ttl_hours: i64,
-    /// Failed enrollments per address before a pause.
+    /// Failed enrollments per address within the window before a pause.
     pub enroll_max_failures: i64,
-    /// Length of that pause window, seconds.
+    /// Failed enrollments per network (IPv4 /24, IPv6 /48) within the window.
+    pub enroll_max_failures_per_network: i64,
+    /// Failed attempts on one code (used, expired) within the window.
+    pub enroll_max_failures_per_code: i64,
+    /// Failed enrollments from everywhere within the window, before enrollment pauses for
+    /// all (a distributed code guess; the operator is alerted by the log).
+    pub enroll_max_failures_global: i64,
+    /// Length of that window, seconds.
     pub enroll_window_secs: i64,
+    /// Validity of the revocation list served at `/v1/crl`, seconds: a key server that
+    /// cannot fetch a newer one stops accepting registrations after this.
+    pub crl_validity_secs: i64,
+    /// Whole-request timeout (time to the response head; streams then run on), seconds.
+    pub request_timeout_secs: u64,
+    /// Connection time limits and caps, per listener.
+    pub connections: stb_service::gate::ConnectionLimits,
 }
 
 impl Default for Config {
@@ -49,7 +63,13 @@ impl Default for Config {
             certificate_days: 365,
             code_ttl_hours: 72,
             enroll_max_failures: 10,
+            enroll_max_failures_per_network: 30,
+            enroll_max_failures_per_code: 5,
+            enroll_max_failures_global: 500,
             enroll_window_secs: 900,
+            crl_validity_secs: 3600,
+            request_timeout_secs: 10,
+            connections: stb_service::gate::ConnectionLimits::default(),
         }
     }
 }

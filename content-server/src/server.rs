@@ -7,11 +7,14 @@ use crate::keys::OperatorKeys;
 use crate::service::{AppState, content_router, enroll_router};
 use crate::store::Store;
 use anyhow::{Context, Result};
+use stb_service::gate::Gate;
+use stb_service::serve::TlsService;
 use stb_service::tls::{self, ClientAuth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
+use tower_http::timeout::TimeoutLayer;
 
 /// A started server.
 #[derive(Debug)]
@@ -64,23 +67,29 @@ pub async fn start(config: &Config) -> Result<Running> {
     let enroll = stb_service::serve::bind(config.enroll_listen)
         .with_context(|| format!("binding {}", config.enroll_listen))?;
     let (addr, enroll_addr) = (content.local_addr()?, enroll.local_addr()?);
-    let timeout = Duration::from_secs(10);
-    let quiet: stb_service::serve::OnTlsFailure = Arc::new(|| {});
+    // Each listener has its own caps: a flood of the open enrollment port must not take
+    // the places of boxes on the mutual-TLS port.
+    let limits = config.connections;
+    let request_timeout = TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(config.request_timeout_secs.max(1)),
+    );
+    let service = |config: rustls::ServerConfig, app: axum::Router| TlsService {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        app: app.layer(request_timeout.clone()),
+        limits,
+        gate: Gate::within_open_files(&limits, 2),
+        observer: Arc::new(()),
+    };
     listeners.spawn(stb_service::serve::accept_tls(
         content,
-        TlsAcceptor::from(Arc::new(mtls)),
-        content_router(state.clone()),
-        timeout,
+        service(mtls, content_router(state.clone())),
         stop_rx.clone(),
-        quiet.clone(),
     ));
     listeners.spawn(stb_service::serve::accept_tls(
         enroll,
-        TlsAcceptor::from(Arc::new(server_only)),
-        enroll_router(state.clone()),
-        timeout,
+        service(server_only, enroll_router(state.clone())),
         stop_rx,
-        quiet,
     ));
     tracing::info!(%addr, %enroll_addr, channels = state.catalogue.channels.len(), "content server listening");
     Ok(Running {

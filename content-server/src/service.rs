@@ -19,6 +19,7 @@ use stb_protocol::{License, LicenseKey, SegmentCipher};
 use stb_service::now_ms;
 use stb_service::serve::ConnInfo;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 /// How many past segments a channel keeps encrypted in memory.
@@ -164,6 +165,7 @@ pub fn content_router(state: Arc<AppState>) -> Router {
 pub fn enroll_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/enroll", post(enroll))
+        .route("/v1/crl", get(crl))
         .route("/healthz", get(health))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(state)
@@ -368,53 +370,153 @@ async fn stream(
         .into_response())
 }
 
+/// The budgets one enrollment attempt is counted against, widest first.
+fn enroll_budgets(config: &Config, peer: IpAddr) -> Vec<(&'static str, String, i64)> {
+    let network = match stb_service::gate::source_key(peer) {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+    };
+    vec![
+        ("enroll_global", "all".into(), config.enroll_max_failures_global),
+        ("enroll_network", network, config.enroll_max_failures_per_network),
+        (
+            "enroll_peer",
+            stb_service::gate::source_key(peer).to_string(),
+            config.enroll_max_failures,
+        ),
+    ]
+}
+
+/// Enrollment attempts are counted before they are evaluated, each against every budget in
+/// one atomic statement, and given back when they succeed: parallel wrong codes cannot
+/// overrun a budget, and new addresses do not add to a network's or the global one.
+struct EnrollAttempt<'a> {
+    state: &'a AppState,
+    taken: Vec<(&'static str, String)>,
+}
+
+impl<'a> EnrollAttempt<'a> {
+    async fn take(
+        state: &'a AppState,
+        budgets: Vec<(&'static str, String, i64)>,
+        now: i64,
+    ) -> Result<EnrollAttempt<'a>, AppError> {
+        let mut attempt = EnrollAttempt {
+            state,
+            taken: Vec::new(),
+        };
+        attempt.add(budgets, now).await?;
+        Ok(attempt)
+    }
+
+    async fn add(
+        &mut self,
+        budgets: Vec<(&'static str, String, i64)>,
+        now: i64,
+    ) -> Result<(), AppError> {
+        let window = self.state.config.enroll_window_secs * 1000;
+        for (scope, item, max) in budgets {
+            let ok = self
+                .state
+                .store
+                .reserve_attempt(scope, &item, now, window, max)
+                .await?;
+            if !ok {
+                tracing::warn!(scope, item = %item, "enrollment attempts over budget");
+                self.give_back().await?;
+                return Err(AppError::TooManyAttempts);
+            }
+            self.taken.push((scope, item));
+        }
+        Ok(())
+    }
+
+    /// The attempt does not count (it worked, or the request was malformed).
+    async fn give_back(&mut self) -> Result<(), AppError> {
+        for (scope, item) in self.taken.drain(..) {
+            self.state.store.refund_attempt(scope, &item).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The CRL of the operator CA: certificates revoked, and those of suspended subscribers on
+/// hold. Public (it names only serial numbers), fetched by the key server.
+async fn crl(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
+    let now = now_ms();
+    let listed = state.store.crl_entries(now).await?;
+    let der = state
+        .ca
+        .crl(&listed, now, state.config.crl_validity_secs)
+        .map_err(AppError::Internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pkix-crl"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        der,
+    )
+        .into_response())
+}
+
 async fn enroll(
     State(state): State<Arc<AppState>>,
     Extension(conn): Extension<ConnInfo>,
     Json(request): Json<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, AppError> {
     use base64::Engine;
-    let peer = conn.peer.ip().to_string();
     let now = now_ms();
-    let window = state.config.enroll_window_secs * 1000;
-    if state.store.enroll_failures(&peer, now, window).await? >= state.config.enroll_max_failures {
-        return Err(AppError::TooManyAttempts);
-    }
-    let fail = |e: AppError| async {
-        state.store.count_enroll_failure(&peer, now, window).await?;
-        Err::<Json<EnrollResponse>, AppError>(e)
-    };
+    let mut attempt =
+        EnrollAttempt::take(&state, enroll_budgets(&state.config, conn.peer.ip()), now).await?;
     let code = match codes::normalise(&request.code) {
         Ok(code) => code,
         Err(e) => {
-            return fail(AppError::Code(match e {
+            return Err(AppError::Code(match e {
                 codes::CodeError::Length => "an enrollment code has 12 digits",
                 codes::CodeError::Checksum => "this enrollment code is mistyped",
-            }))
-            .await;
+            }));
         }
     };
-    // Refuse a bad CSR before the code is spent.
+    let code_hash = state.keys.code_hash(&code);
+    attempt
+        .add(
+            vec![(
+                "enroll_code",
+                hex::encode(&code_hash),
+                state.config.enroll_max_failures_per_code,
+            )],
+            now,
+        )
+        .await?;
+    // Refuse a bad CSR before the code is spent; a malformed request is no guess.
     if rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).is_err() {
+        attempt.give_back().await?;
         return Err(AppError::BadRequest("the CSR does not parse".into()));
     }
     let days = state.config.certificate_days;
     let outcome = state
         .store
-        .enroll(&state.keys.code_hash(&code), now, |sub| {
+        .enroll(&code_hash, now, |sub| {
             state.ca.sign_csr(&request.csr_pem, &sub.name, days)
         })
         .await?;
     let (sub, issued) = match outcome {
         Ok(done) => done,
-        Err(CodeRefusal::Unknown) => return fail(AppError::Code("unknown enrollment code")).await,
+        Err(CodeRefusal::Unknown) => return Err(AppError::Code("unknown enrollment code")),
         Err(CodeRefusal::Used) => {
-            return fail(AppError::Code("this enrollment code was already used")).await;
+            return Err(AppError::Code("this enrollment code was already used"));
         }
         Err(CodeRefusal::Expired) => {
-            return fail(AppError::Code("this enrollment code has expired")).await;
+            return Err(AppError::Code("this enrollment code has expired"));
         }
     };
+    attempt.give_back().await?;
     let ks = state.keys.open_ks(&sub.name, &sub.ks_sealed)?;
     tracing::info!(subscriber = %sub.name, serial = %issued.serial_hex, "enrolled");
     Ok(Json(EnrollResponse {

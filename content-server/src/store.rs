@@ -273,39 +273,59 @@ impl Store {
         }))
     }
 
-    /// Failed enrollments from `peer` in the current window (resets after `window_ms`).
-    pub async fn enroll_failures(&self, peer: &str, now_ms: i64, window_ms: i64) -> Result<i64> {
-        let row =
-            sqlx::query("SELECT failures, window_start_ms FROM enroll_failures WHERE peer = $1")
-                .bind(peer)
-                .fetch_optional(&self.db.pool)
-                .await?;
-        Ok(match row {
-            Some(r) if r.try_get::<i64, _>(1)? + window_ms > now_ms => r.try_get(0)?,
-            _ => 0,
-        })
-    }
-
-    /// Counts a failed enrollment from `peer`.
-    pub async fn count_enroll_failure(
+    /// Takes one attempt from a fixed-window budget (see `stb_service::db`).
+    pub async fn reserve_attempt(
         &self,
-        peer: &str,
+        scope: &str,
+        item: &str,
         now_ms: i64,
         window_ms: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO enroll_failures (peer, failures, window_start_ms) VALUES ($1, 1, $2) \
-             ON CONFLICT (peer) DO UPDATE SET \
-               failures = CASE WHEN enroll_failures.window_start_ms + $3 > $2 \
-                               THEN enroll_failures.failures + 1 ELSE 1 END, \
-               window_start_ms = CASE WHEN enroll_failures.window_start_ms + $3 > $2 \
-                               THEN enroll_failures.window_start_ms ELSE $2 END",
-        )
-        .bind(peer)
-        .bind(now_ms)
-        .bind(window_ms)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(())
+        max: i64,
+    ) -> Result<bool> {
+        self.db
+            .reserve_attempt(scope, item, now_ms, window_ms, max)
+            .await
     }
+
+    /// Gives an attempt back.
+    pub async fn refund_attempt(&self, scope: &str, item: &str) -> Result<()> {
+        self.db.refund_attempt(scope, item).await
+    }
+
+    /// What the CRL lists at `now_ms`: unexpired certificates that are revoked or whose
+    /// subscriber is revoked or suspended, with their issue time.
+    pub async fn crl_entries(&self, now_ms: i64) -> Result<Vec<CrlEntry>> {
+        let rows = sqlx::query(
+            "SELECT c.serial, c.issued_ms, c.revoked, s.status \
+             FROM certificates c JOIN subscribers s ON s.name = c.subscriber \
+             WHERE c.not_after_ms > $1 AND (c.revoked = 1 OR s.status <> 'active') \
+             ORDER BY c.serial",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let revoked = r.try_get::<i64, _>(2)? != 0;
+                let status = Status::parse(&r.try_get::<String, _>(3)?)?;
+                Ok(CrlEntry {
+                    serial_hex: r.try_get(0)?,
+                    since_ms: r.try_get(1)?,
+                    on_hold: !revoked && status == Status::Suspended,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A certificate the CRL lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlEntry {
+    /// Serial number, lowercase hex.
+    pub serial_hex: String,
+    /// When it stopped counting as good (the CRL's revocation date; the issue time is the
+    /// earliest the database knows).
+    pub since_ms: i64,
+    /// Suspended, not revoked: listed as `certificateHold`, dropped again on resume.
+    pub on_hold: bool,
 }

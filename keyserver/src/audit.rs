@@ -25,6 +25,9 @@ pub struct Event {
     /// Peer address (absent for operator commands).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<IpAddr>,
+    /// Keyed hash of the client certificate's subject (registrations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// What happened, e.g. `answered`, `too_soon`, `locked`, `confirmed`, `rejected`.
     pub outcome: String,
 }
@@ -55,19 +58,32 @@ impl AuditLog {
 
     /// The keyed hash of an identifier as it appears in the log.
     pub fn id_hash(&self, id: &Identifier) -> String {
+        self.keyed_hash(id.as_bytes())
+    }
+
+    fn keyed_hash(&self, bytes: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
-        mac.update(id.as_bytes());
+        mac.update(bytes);
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
     /// Writes one event as one `write` of one line (atomic for O_APPEND files). A failure to
     /// write is logged, not fatal: refusing service would help an attacker fill the disk.
-    pub fn record(&self, event: &str, id: &Identifier, peer: Option<IpAddr>, outcome: &str) {
+    /// `subject` is the DER subject of the client certificate, logged as a keyed hash.
+    pub fn record(
+        &self,
+        event: &str,
+        id: &Identifier,
+        peer: Option<IpAddr>,
+        subject: Option<&[u8]>,
+        outcome: &str,
+    ) {
         let ev = Event {
             ts_ms: crate::now_ms(),
             event: event.to_owned(),
             id: self.id_hash(id),
             peer,
+            subject: subject.map(|s| self.keyed_hash(s)),
             outcome: outcome.to_owned(),
         };
         let mut line = serde_json::to_string(&ev).unwrap_or_default();

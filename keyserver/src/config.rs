@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use serde::Deserialize;
+use stb_service::gate::ConnectionLimits;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,10 +27,16 @@ pub struct Config {
     /// Operator CA (PEM) that subscriber certificates chain to. Without it, registration is
     /// refused.
     pub operator_ca: Option<PathBuf>,
+    /// The operator's certificate revocation list: an `https://` URL (the content server's
+    /// `/v1/crl`, fetched trusting `operator_ca`) or a file. With it, registrations from
+    /// revoked or suspended subscribers are refused; without it, standing is not checked.
+    pub operator_crl: Option<String>,
     /// Audit log (JSON lines); default `DATA_DIR/audit.jsonl`.
     pub audit_log: Option<PathBuf>,
     /// Guess limits.
     pub limits: Limits,
+    /// Connection time limits and caps.
+    pub connections: ConnectionLimits,
 }
 
 /// Guess limits and request bounds.
@@ -42,10 +49,29 @@ pub struct Limits {
     pub max_failures: u32,
     /// Seconds a confirmation is accepted after its response.
     pub confirm_ttl_secs: u64,
+    /// Unconfirmed recoveries within `long_window_secs` that lock an identifier. Unlike
+    /// `max_failures`, a successful login does not reset this count, so guesses interleaved
+    /// with the owner's logins are bounded too.
+    pub max_failures_long: u32,
+    /// The long window, seconds; also how long an idle counter row is kept.
+    pub long_window_secs: u64,
+    /// How often counter rows idle for longer than the long window are deleted, seconds.
+    pub prune_interval_secs: u64,
+    /// Recoveries per second one source (IPv4 address or IPv6 /64) may start, sustained.
+    pub recover_rate_per_source: f64,
+    /// Recoveries one source may start in a burst.
+    pub recover_burst_per_source: u32,
+    /// Identifiers one subscriber (certificate subject) may hold.
+    pub max_identifiers_per_subscriber: u32,
+    /// Registrations of identifiers held by someone else that one subscriber may attempt
+    /// within `probe_window_secs`, before registration is refused to it for the window.
+    pub max_taken_per_subscriber: u32,
+    /// That window, seconds.
+    pub probe_window_secs: u64,
+    /// How often the operator CRL is fetched again, seconds.
+    pub crl_refresh_secs: u64,
     /// Whole-request timeout in seconds.
     pub request_timeout_secs: u64,
-    /// TLS handshake timeout in seconds.
-    pub handshake_timeout_secs: u64,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
 }
@@ -56,8 +82,16 @@ impl Default for Limits {
             min_spacing_secs: 10,
             max_failures: 10,
             confirm_ttl_secs: 120,
+            max_failures_long: 20,
+            long_window_secs: 86_400,
+            prune_interval_secs: 600,
+            recover_rate_per_source: 2.0,
+            recover_burst_per_source: 30,
+            max_identifiers_per_subscriber: 5,
+            max_taken_per_subscriber: 5,
+            probe_window_secs: 86_400,
+            crl_refresh_secs: 60,
             request_timeout_secs: 10,
-            handshake_timeout_secs: 10,
             max_body_bytes: 16 * 1024,
         }
     }
@@ -73,8 +107,10 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             operator_ca: None,
+            operator_crl: None,
             audit_log: None,
             limits: Limits::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }

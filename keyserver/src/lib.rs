@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod metrics;
 pub mod monitor;
+pub mod revocation;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -63,6 +63,12 @@ struct ServeArgs {
     /// Operator CA certificate (PEM) that subscriber certificates chain to.
     #[arg(long, env = "KEYSERVER_OPERATOR_CA")]
     operator_ca: Option<PathBuf>,
+    /// Operator CRL: the content server's `https://HOST:PORT/v1/crl`, or a file.
+    #[arg(long, env = "KEYSERVER_OPERATOR_CRL")]
+    operator_crl: Option<String>,
+    /// How often the operator CRL is fetched again, seconds.
+    #[arg(long)]
+    crl_refresh_secs: Option<u64>,
     /// Minimum seconds between two evaluated recoveries of one identifier.
     #[arg(long)]
     min_spacing_secs: Option<u64>,
@@ -109,6 +115,15 @@ struct MonitorArgs {
     /// Refused requests from one address that raise an alert.
     #[arg(long, default_value_t = Thresholds::default().refusals_per_peer)]
     refusals: usize,
+    /// Long window in seconds (unconfirmed recoveries a success does not reset).
+    #[arg(long, default_value_t = Thresholds::default().long_window_secs)]
+    long_window_secs: i64,
+    /// Unconfirmed recoveries of one identifier in the long window that raise an alert.
+    #[arg(long, default_value_t = Thresholds::default().slow_failures_per_id)]
+    slow_failures: usize,
+    /// Registrations of taken identifiers by one subscriber that raise an alert.
+    #[arg(long, default_value_t = Thresholds::default().taken_per_subject)]
+    taken: usize,
 }
 
 fn main() -> Result<()> {
@@ -149,6 +164,12 @@ fn apply_serve_args(config: &mut Config, args: ServeArgs) -> Result<()> {
     }
     if let Some(ca) = args.operator_ca {
         config.operator_ca = Some(ca);
+    }
+    if let Some(crl) = args.operator_crl {
+        config.operator_crl = Some(crl);
+    }
+    if let Some(s) = args.crl_refresh_secs {
+        config.limits.crl_refresh_secs = s;
     }
     if let Some(s) = args.min_spacing_secs {
         config.limits.min_spacing_secs = s;
@@ -269,7 +290,7 @@ async fn audit(config: &Config, store: &Store, event: &str, id: &Identifier) -> 
         .secret("audit_id_key", &stb_protocol::random_array())
         .await?;
     keyserver::audit::AuditLog::open(&config.audit_log_path(), key)?
-        .record(event, id, None, "operator");
+        .record(event, id, None, None, "operator");
     Ok(())
 }
 
@@ -280,6 +301,9 @@ fn monitor(config: &Config, args: MonitorArgs) -> Result<()> {
         failures_per_id: args.failures,
         ids_per_peer: args.identifiers,
         refusals_per_peer: args.refusals,
+        long_window_secs: args.long_window_secs,
+        slow_failures_per_id: args.slow_failures,
+        taken_per_subject: args.taken,
     });
     let open = || std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()));
     let mut reader = BufReader::new(open()?);

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -22,6 +23,13 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+/// Labels of a refused connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `global` or `per_source`.
+    pub reason: &'static str,
+}
+
 /// The metrics of one instance.
 #[derive(Debug)]
 pub struct Metrics {
@@ -30,6 +38,8 @@ pub struct Metrics {
     latency: Family<EndpointLabels, Histogram>,
     locks: Counter,
     tls_failures: Counter,
+    connections_open: Gauge,
+    connections_refused: Family<RefusalLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -61,12 +71,26 @@ impl Default for Metrics {
             "Failed or timed-out TLS handshakes",
             tls_failures.clone(),
         );
+        let connections_open = Gauge::default();
+        let connections_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "connections_open",
+            "TLS connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections turned away by a connection cap",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             locks,
             tls_failures,
+            connections_open,
+            connections_refused,
         }
     }
 }
@@ -87,11 +111,27 @@ impl Metrics {
         self.locks.inc();
     }
 
-    /// Counts a failed TLS handshake.
-    pub fn tls_failure(&self) {
+}
+
+impl stb_service::serve::ConnObserver for Metrics {
+    fn tls_failure(&self) {
         self.tls_failures.inc();
     }
 
+    fn refused(&self, why: stb_service::gate::Refusal) {
+        self.connections_refused
+            .get_or_create(&RefusalLabels {
+                reason: why.as_str(),
+            })
+            .inc();
+    }
+
+    fn open_connections(&self, open: usize) {
+        self.connections_open.set(open as i64);
+    }
+}
+
+impl Metrics {
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

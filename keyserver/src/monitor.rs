@@ -17,6 +17,13 @@ pub struct Thresholds {
     pub ids_per_peer: usize,
     /// Rate-limited requests from one address within the window.
     pub refusals_per_peer: usize,
+    /// The long window, seconds: unconfirmed recoveries per identifier counted over it are
+    /// not reset by a success (guesses interleaved with the owner's logins).
+    pub long_window_secs: i64,
+    /// Unconfirmed recoveries of one identifier within the long window.
+    pub slow_failures_per_id: usize,
+    /// Registrations of identifiers held by others, by one subscriber, within the window.
+    pub taken_per_subject: usize,
 }
 
 impl Default for Thresholds {
@@ -26,6 +33,9 @@ impl Default for Thresholds {
             failures_per_id: 5,
             ids_per_peer: 20,
             refusals_per_peer: 30,
+            long_window_secs: 86_400,
+            slow_failures_per_id: 10,
+            taken_per_subject: 3,
         }
     }
 }
@@ -54,6 +64,21 @@ pub enum Alert {
         /// Refused requests in the window.
         count: usize,
     },
+    /// Unconfirmed recoveries of one identifier keep coming, spaced out, between its owner's
+    /// logins: someone is guessing slowly.
+    SlowGuessing {
+        /// Identifier hash.
+        id: String,
+        /// Unconfirmed attempts in the long window.
+        count: usize,
+    },
+    /// One subscriber asks to register identifiers that others hold: enumeration.
+    RegistrationProbing {
+        /// Certificate subject hash.
+        subject: String,
+        /// Such registrations in the window.
+        count: usize,
+    },
     /// An identifier was locked by the guess limit.
     Locked {
         /// Identifier hash.
@@ -73,6 +98,12 @@ impl fmt::Display for Alert {
                 write!(f, "many-identifiers peer={peer} identifiers={count}")
             }
             Alert::Refusals { peer, count } => write!(f, "refusals peer={peer} refused={count}"),
+            Alert::SlowGuessing { id, count } => {
+                write!(f, "slow-guessing id={id} unconfirmed={count}")
+            }
+            Alert::RegistrationProbing { subject, count } => {
+                write!(f, "registration-probing subject={subject} taken={count}")
+            }
             Alert::Locked { id, peer } => match peer {
                 Some(p) => write!(f, "locked id={id} peer={p}"),
                 None => write!(f, "locked id={id}"),
@@ -81,13 +112,50 @@ impl fmt::Display for Alert {
     }
 }
 
+/// Timestamps in a sliding window, and whether the current incident was reported: an alert
+/// fires when the count reaches its threshold and not again until the window has emptied.
+#[derive(Debug, Default)]
+struct Window {
+    times: VecDeque<i64>,
+    alerted: bool,
+}
+
+impl Window {
+    /// Adds an event at `ts`, forgets those before `horizon`; true when this event makes
+    /// the count reach `threshold` for the first time in this incident.
+    fn push(&mut self, ts: i64, horizon: i64, threshold: usize) -> bool {
+        self.prune(horizon);
+        self.times.push_back(ts);
+        if self.times.len() >= threshold && !self.alerted {
+            self.alerted = true;
+            return true;
+        }
+        false
+    }
+
+    fn prune(&mut self, horizon: i64) {
+        while self.times.front().is_some_and(|&t| t < horizon) {
+            self.times.pop_front();
+        }
+        if self.times.is_empty() {
+            self.alerted = false;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.times.len()
+    }
+}
+
 /// Sliding-window state over the audit events.
 #[derive(Debug, Default)]
 pub struct Monitor {
     thresholds: Thresholds,
-    unconfirmed: HashMap<String, VecDeque<i64>>,
+    unconfirmed: HashMap<String, Window>,
+    long_unconfirmed: HashMap<String, Window>,
     ids_by_peer: HashMap<IpAddr, HashMap<String, i64>>,
-    refusals: HashMap<IpAddr, VecDeque<i64>>,
+    refusals: HashMap<IpAddr, Window>,
+    taken: HashMap<String, Window>,
 }
 
 impl Monitor {
@@ -99,40 +167,60 @@ impl Monitor {
         }
     }
 
-    /// Feeds one event (in log order) and returns the alerts it raises. An alert fires when a
-    /// count reaches its threshold, not again for every event above it.
+    /// Feeds one event (in log order) and returns the alerts it raises. An alert fires once
+    /// per incident: when a count reaches its threshold, not again while it stays above.
     pub fn feed(&mut self, ev: &Event) -> Vec<Alert> {
         let t = self.thresholds;
         let horizon = ev.ts_ms - t.window_secs * 1000;
+        let long_horizon = ev.ts_ms - t.long_window_secs * 1000;
         let mut alerts = Vec::new();
         match (ev.event.as_str(), ev.outcome.as_str()) {
             ("recover", "answered") => {
-                let q = self.unconfirmed.entry(ev.id.clone()).or_default();
-                q.push_back(ev.ts_ms);
-                prune(q, horizon);
-                if q.len() == t.failures_per_id {
+                let w = self.unconfirmed.entry(ev.id.clone()).or_default();
+                if w.push(ev.ts_ms, horizon, t.failures_per_id) {
                     alerts.push(Alert::FailureBurst {
                         id: ev.id.clone(),
-                        count: q.len(),
+                        count: w.len(),
+                    });
+                }
+                let w = self.long_unconfirmed.entry(ev.id.clone()).or_default();
+                if w.push(ev.ts_ms, long_horizon, t.slow_failures_per_id) {
+                    alerts.push(Alert::SlowGuessing {
+                        id: ev.id.clone(),
+                        count: w.len(),
                     });
                 }
             }
             ("confirm", "confirmed") => {
                 self.unconfirmed.remove(&ev.id);
+                // The owner's own attempt was counted as unconfirmed: take it back, keep the
+                // others (a success must not hide the guesses around it).
+                if let Some(w) = self.long_unconfirmed.get_mut(&ev.id) {
+                    w.times.pop_back();
+                }
             }
             ("lock", _) => alerts.push(Alert::Locked {
                 id: ev.id.clone(),
                 peer: ev.peer,
             }),
-            ("recover", "too_soon" | "locked") => {
+            ("recover", "too_soon" | "locked" | "rate_limited") => {
                 if let Some(peer) = ev.peer {
-                    let q = self.refusals.entry(peer).or_default();
-                    q.push_back(ev.ts_ms);
-                    prune(q, horizon);
-                    if q.len() == t.refusals_per_peer {
+                    let w = self.refusals.entry(peer).or_default();
+                    if w.push(ev.ts_ms, horizon, t.refusals_per_peer) {
                         alerts.push(Alert::Refusals {
                             peer,
-                            count: q.len(),
+                            count: w.len(),
+                        });
+                    }
+                }
+            }
+            ("register", "other_subject" | "probing_limited") => {
+                if let Some(subject) = &ev.subject {
+                    let w = self.taken.entry(subject.clone()).or_default();
+                    if w.push(ev.ts_ms, horizon, t.taken_per_subject) {
+                        alerts.push(Alert::RegistrationProbing {
+                            subject: subject.clone(),
+                            count: w.len(),
                         });
                     }
                 }
@@ -154,12 +242,6 @@ impl Monitor {
     }
 }
 
-fn prune(q: &mut VecDeque<i64>, horizon: i64) {
-    while q.front().is_some_and(|&t| t < horizon) {
-        q.pop_front();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +252,7 @@ mod tests {
             event: event.into(),
             id: id.into(),
             peer: peer.parse().ok(),
+            subject: None,
             outcome: outcome.into(),
         }
     }
@@ -244,6 +327,83 @@ mod tests {
                     peer: "192.0.2.7".parse().ok()
                 },
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod incident_tests {
+    use super::*;
+
+    fn ev(ts: i64, event: &str, id: &str, outcome: &str) -> Event {
+        Event {
+            ts_ms: ts,
+            event: event.into(),
+            id: id.into(),
+            peer: "10.0.0.1".parse().ok(),
+            subject: Some("s1".into()),
+            outcome: outcome.into(),
+        }
+    }
+
+    /// Guesses every 130 s kept the burst window at its threshold: the same alert fired on
+    /// every attempt. One incident, one alert.
+    #[test]
+    fn spaced_burst_alerts_once() {
+        let mut m = Monitor::default();
+        let fired: Vec<Alert> = (0..20)
+            .flat_map(|i| m.feed(&ev(i * 130_000, "recover", "aa", "answered")))
+            .filter(|a| matches!(a, Alert::FailureBurst { .. }))
+            .collect();
+        assert_eq!(fired.len(), 1, "{fired:?}");
+    }
+
+    /// Guesses spaced more than the burst window, interleaved with the owner's logins,
+    /// raise the slow-guessing alert once.
+    #[test]
+    fn slow_guesses_between_genuine_logins_alert_once() {
+        let mut m = Monitor::default();
+        let mut fired = vec![];
+        let mut ts = 0;
+        for round in 0..4 {
+            for _ in 0..9 {
+                ts += 200_000;
+                fired.extend(m.feed(&ev(ts, "recover", "aa", "answered")));
+            }
+            ts += 1_000;
+            fired.extend(m.feed(&ev(ts, "recover", "aa", "answered")));
+            fired.extend(m.feed(&ev(ts + 100, "confirm", "aa", "confirmed")));
+            let _ = round;
+        }
+        let slow: Vec<_> = fired
+            .iter()
+            .filter(|a| matches!(a, Alert::SlowGuessing { .. }))
+            .collect();
+        assert_eq!(
+            slow,
+            vec![&Alert::SlowGuessing {
+                id: "aa".into(),
+                count: 10
+            }]
+        );
+        assert!(
+            !fired.iter().any(|a| matches!(a, Alert::FailureBurst { .. })),
+            "spaced guesses never make a burst: {fired:?}"
+        );
+    }
+
+    #[test]
+    fn registration_probing_by_one_subject() {
+        let mut m = Monitor::default();
+        let fired: Vec<Alert> = (0..5)
+            .flat_map(|i| m.feed(&ev(i * 1_000, "register", &format!("n{i}"), "other_subject")))
+            .collect();
+        assert_eq!(
+            fired,
+            vec![Alert::RegistrationProbing {
+                subject: "s1".into(),
+                count: 3
+            }]
         );
     }
 }

@@ -4,10 +4,13 @@
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::service::{AppState, admin_router, router};
+use crate::revocation::Revocation;
+use crate::service::{AppState, SourceRate, admin_router, router};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use stb_protocol::ServerSecret;
+use stb_service::gate::Gate;
+use stb_service::serve::TlsService;
 use stb_service::tls::{self, ClientAuth};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,13 +53,31 @@ pub async fn start(config: &Config) -> Result<Running> {
         Some(path) => Some(tls::load_certs(path).context("operator CA")?),
         None => None,
     };
+    let revocation = match (&config.operator_crl, &operator_roots) {
+        (Some(source), Some(roots)) => Some(Arc::new(Revocation::new(source, roots)?)),
+        (Some(_), None) => anyhow::bail!("operator_crl needs operator_ca"),
+        (None, Some(_)) => {
+            tracing::warn!(
+                "operator_ca without operator_crl: registrations of revoked or suspended \
+                 subscribers are not refused"
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let limits = &config.limits;
     let state = Arc::new(AppState {
         store,
         secret: ServerSecret::from_bytes(secret),
         audit: AuditLog::open(&config.audit_log_path(), audit_key)?,
-        metrics: Metrics::default(),
-        limits: config.limits.clone(),
+        metrics: Arc::new(Metrics::default()),
+        limits: limits.clone(),
         registration_enabled: operator_roots.is_some(),
+        revocation: revocation.clone(),
+        recover_rate: SourceRate::new(
+            limits.recover_rate_per_source,
+            limits.recover_burst_per_source,
+        ),
     });
     let client_auth = operator_roots.map_or(ClientAuth::None, ClientAuth::Optional);
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(chain, key, client_auth)?));
@@ -69,15 +90,23 @@ pub async fn start(config: &Config) -> Result<Running> {
         axum::http::StatusCode::REQUEST_TIMEOUT,
         config.request_timeout(),
     ));
-    let handshake_timeout = Duration::from_secs(config.limits.handshake_timeout_secs);
-    let metrics_state = state.clone();
-    listeners.spawn(stb_service::serve::accept_tls(
-        listener,
+    let service = TlsService {
         acceptor,
         app,
-        handshake_timeout,
+        limits: config.connections,
+        gate: Gate::within_open_files(&config.connections, 1),
+        observer: state.metrics.clone(),
+    };
+    listeners.spawn(stb_service::serve::accept_tls(
+        listener,
+        service,
         stop_rx.clone(),
-        Arc::new(move || metrics_state.metrics.tls_failure()),
+    ));
+    listeners.spawn(housekeeping(
+        state.clone(),
+        revocation,
+        Duration::from_secs(limits.crl_refresh_secs.max(1)),
+        stop_rx.clone(),
     ));
 
     let mut admin_addr = None;
@@ -106,4 +135,61 @@ pub async fn start(config: &Config) -> Result<Running> {
         state,
         listeners,
     })
+}
+
+/// Background work of one instance: fetching the operator CRL (every `crl_every`, every
+/// second while none is in force), pruning idle counter rows and the per-source rate table.
+async fn housekeeping(
+    state: Arc<AppState>,
+    revocation: Option<Arc<Revocation>>,
+    crl_every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let limits = state.limits.clone();
+    let prune_every = Duration::from_secs(limits.prune_interval_secs.max(1));
+    let mut next_prune = tokio::time::Instant::now();
+    let mut next_crl = tokio::time::Instant::now();
+    let mut crl_failing = false;
+    loop {
+        let now = tokio::time::Instant::now();
+        if let Some(revocation) = &revocation
+            && now >= next_crl
+        {
+            match revocation.refresh(crate::now_ms()).await {
+                Ok(()) => {
+                    if crl_failing {
+                        tracing::info!("operator CRL fetched again");
+                    }
+                    crl_failing = false;
+                    next_crl = now + crl_every;
+                }
+                Err(e) => {
+                    if !crl_failing {
+                        tracing::warn!(error = %format!("{e:#}"), "operator CRL refresh failed");
+                    }
+                    crl_failing = true;
+                    next_crl = now + crl_every.min(Duration::from_secs(1));
+                }
+            }
+        }
+        if now >= next_prune {
+            let idle_since = crate::now_ms() - (limits.long_window_secs * 1000) as i64;
+            match state.store.prune(crate::now_ms(), idle_since).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned idle guess counters"),
+                Err(e) => tracing::warn!(error = %e, "pruning guess counters failed"),
+            }
+            state.recover_rate.forget_idle();
+            next_prune = now + prune_every;
+        }
+        let wake = if revocation.is_some() {
+            next_crl.min(next_prune)
+        } else {
+            next_prune
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }

@@ -23,6 +23,8 @@ pub struct GuessState {
     pub last_attempt_ms: i64,
     /// Locked until an operator unlocks it.
     pub locked: bool,
+    /// Unconfirmed recoveries in the current long window (a success does not reset it).
+    pub window_failures: u32,
 }
 
 /// A confirmation the server waits for.
@@ -47,6 +49,21 @@ pub enum Upsert {
     Replaced,
     /// The identifier belongs to another certificate subject: nothing written.
     OtherSubject,
+    /// A new identifier, but the subject holds as many as it may: nothing written.
+    TooMany,
+}
+
+/// The guess limits `record_attempt` enforces, in milliseconds and counts.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptRules {
+    /// Minimum time between two evaluated attempts.
+    pub spacing_ms: i64,
+    /// Consecutive unconfirmed attempts that lock.
+    pub max_failures: u32,
+    /// The long window.
+    pub long_window_ms: i64,
+    /// Unconfirmed attempts within the long window that lock.
+    pub max_failures_long: u32,
 }
 
 /// One row of `accounts list`.
@@ -129,7 +146,10 @@ impl Store {
         Ok(Some(record))
     }
 
-    /// Stores a registration if the identifier is new or belongs to the same subject.
+    /// Stores a registration if the identifier is new or belongs to the same subject, and a
+    /// new identifier only while the subject holds fewer than `max_identifiers`. One
+    /// statement; under concurrent registrations of one subject on several instances the
+    /// count may overrun by the number of registrations in flight.
     pub async fn upsert_account(
         &self,
         id: &Identifier,
@@ -137,11 +157,14 @@ impl Store {
         subject_der: &[u8],
         subject_name: &str,
         now_ms: i64,
+        max_identifiers: u32,
     ) -> Result<Upsert> {
         let row = sqlx::query(
             "INSERT INTO accounts \
                (identifier, suite, verifier, sealed, subject_der, subject_name, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $7 \
+             WHERE (SELECT COUNT(*) FROM accounts WHERE subject_der = $5) < $8 \
+                OR EXISTS (SELECT 1 FROM accounts WHERE identifier = $1) \
              ON CONFLICT (identifier) DO UPDATE SET \
                suite = excluded.suite, verifier = excluded.verifier, sealed = excluded.sealed, \
                subject_name = excluded.subject_name, updated_ms = excluded.updated_ms \
@@ -155,19 +178,75 @@ impl Store {
         .bind(subject_der.to_vec())
         .bind(subject_name)
         .bind(now_ms)
+        .bind(i64::from(max_identifiers))
         .fetch_optional(&self.db.pool)
         .await?;
         Ok(match row {
-            None => Upsert::OtherSubject,
             Some(row) if row.try_get::<i64, _>(0)? == now_ms => Upsert::Created,
             Some(_) => Upsert::Replaced,
+            None if self.owner(id).await?.is_some() => Upsert::OtherSubject,
+            None => Upsert::TooMany,
         })
+    }
+
+    /// The certificate subject (DER) that holds an identifier.
+    async fn owner(&self, id: &Identifier) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT subject_der FROM accounts WHERE identifier = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
+    }
+
+    /// Takes one attempt from a fixed-window budget (see `stb_service::db`).
+    pub async fn reserve_attempt(
+        &self,
+        scope: &str,
+        item: &str,
+        now_ms: i64,
+        window_ms: i64,
+        max: u32,
+    ) -> Result<bool> {
+        self.db
+            .reserve_attempt(scope, item, now_ms, window_ms, i64::from(max))
+            .await
+    }
+
+    /// Gives an attempt back.
+    pub async fn refund_attempt(&self, scope: &str, item: &str) -> Result<()> {
+        self.db.refund_attempt(scope, item).await
+    }
+
+    /// Deletes what no rule needs any more: counter rows of identifiers (known or not, the
+    /// same rule for both, so pruning reveals nothing) neither locked, nor waiting for a
+    /// confirmation, nor tried since `idle_since_ms`; and attempt windows started before it.
+    /// Returns the number of counter rows deleted.
+    pub async fn prune(&self, now_ms: i64, idle_since_ms: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM guesses WHERE locked = 0 AND last_attempt_ms < $1 \
+               AND (pending_expires_ms IS NULL OR pending_expires_ms < $2)",
+        )
+        .bind(idle_since_ms)
+        .bind(now_ms)
+        .execute(&self.db.pool)
+        .await?;
+        self.db.prune_attempts(idle_since_ms).await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Rows in the counter table (metrics and tests).
+    pub async fn count_guess_rows(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM guesses")
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Current guess state (read only).
     pub async fn guess_state(&self, id: &Identifier) -> Result<Option<GuessState>> {
         let row = sqlx::query(
-            "SELECT failures, last_attempt_ms, locked FROM guesses WHERE identifier = $1",
+            "SELECT failures, last_attempt_ms, locked, window_failures \
+             FROM guesses WHERE identifier = $1",
         )
         .bind(id.as_str())
         .fetch_optional(&self.db.pool)
@@ -182,33 +261,42 @@ impl Store {
         &self,
         id: &Identifier,
         now_ms: i64,
-        spacing_ms: i64,
-        max_failures: u32,
+        rules: AttemptRules,
         pending: &PendingRow,
     ) -> Result<Option<GuessState>> {
         let row = sqlx::query(
             "INSERT INTO guesses (identifier, failures, last_attempt_ms, locked, \
-               pending_suite, pending_session, pending_tag, pending_expires_ms) \
-             VALUES ($1, 1, $2, CASE WHEN 1 >= $4 THEN 1 ELSE 0 END, $5, $6, $7, $8) \
+               pending_suite, pending_session, pending_tag, pending_expires_ms, \
+               window_failures, window_start_ms) \
+             VALUES ($1, 1, $2, CASE WHEN 1 >= $4 OR 1 >= $10 THEN 1 ELSE 0 END, \
+               $5, $6, $7, $8, 1, $2) \
              ON CONFLICT (identifier) DO UPDATE SET \
                failures = guesses.failures + 1, \
                last_attempt_ms = excluded.last_attempt_ms, \
-               locked = CASE WHEN guesses.failures + 1 >= $4 THEN 1 ELSE 0 END, \
+               window_failures = CASE WHEN guesses.window_start_ms + $9 > $2 \
+                 THEN guesses.window_failures + 1 ELSE 1 END, \
+               window_start_ms = CASE WHEN guesses.window_start_ms + $9 > $2 \
+                 THEN guesses.window_start_ms ELSE $2 END, \
+               locked = CASE WHEN guesses.failures + 1 >= $4 \
+                 OR (guesses.window_start_ms + $9 > $2 AND guesses.window_failures + 1 >= $10) \
+                 THEN 1 ELSE 0 END, \
                pending_suite = excluded.pending_suite, \
                pending_session = excluded.pending_session, \
                pending_tag = excluded.pending_tag, \
                pending_expires_ms = excluded.pending_expires_ms \
              WHERE guesses.locked = 0 AND guesses.last_attempt_ms <= $2 - $3 \
-             RETURNING failures, last_attempt_ms, locked",
+             RETURNING failures, last_attempt_ms, locked, window_failures",
         )
         .bind(id.as_str())
         .bind(now_ms)
-        .bind(spacing_ms)
-        .bind(i64::from(max_failures))
+        .bind(rules.spacing_ms)
+        .bind(i64::from(rules.max_failures))
         .bind(i64::from(pending.suite))
         .bind(pending.session_id.to_vec())
         .bind(pending.tag.to_vec())
         .bind(pending.expires_ms)
+        .bind(rules.long_window_ms)
+        .bind(i64::from(rules.max_failures_long))
         .fetch_optional(&self.db.pool)
         .await?;
         row.map(|r| guess_from_row(&r)).transpose()
@@ -236,12 +324,16 @@ impl Store {
         }))
     }
 
-    /// Consumes the pending confirmation `session_id` (once) and resets the counter and the
-    /// lock. Returns whether it was still there.
+    /// Consumes the pending confirmation `session_id` (once): resets the consecutive count and
+    /// the lock, and takes this attempt back from the long-window count, which otherwise
+    /// stays (so once it is full, each later unconfirmed attempt locks again). Returns
+    /// whether it was still there.
     pub async fn confirm(&self, id: &Identifier, session_id: &[u8; 32]) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE guesses SET failures = 0, locked = 0, pending_suite = NULL, \
-               pending_session = NULL, pending_tag = NULL, pending_expires_ms = NULL \
+            "UPDATE guesses SET failures = 0, locked = 0, \
+               window_failures = CASE WHEN window_failures > 0 THEN window_failures - 1 ELSE 0 END, \
+               pending_suite = NULL, pending_session = NULL, pending_tag = NULL, \
+               pending_expires_ms = NULL \
              WHERE identifier = $1 AND pending_session = $2",
         )
         .bind(id.as_str())
@@ -253,7 +345,10 @@ impl Store {
 
     /// Operator unlock: clears the lock and the counter.
     pub async fn unlock(&self, id: &Identifier) -> Result<bool> {
-        let done = sqlx::query("UPDATE guesses SET failures = 0, locked = 0 WHERE identifier = $1")
+        let done = sqlx::query(
+            "UPDATE guesses SET failures = 0, window_failures = 0, locked = 0 \
+             WHERE identifier = $1",
+        )
             .bind(id.as_str())
             .execute(&self.db.pool)
             .await?;
@@ -314,5 +409,6 @@ fn guess_from_row(row: &sqlx::any::AnyRow) -> Result<GuessState> {
         failures: u32::try_from(row.try_get::<i64, _>(0)?)?,
         last_attempt_ms: row.try_get(1)?,
         locked: row.try_get::<i64, _>(2)? != 0,
+        window_failures: u32::try_from(row.try_get::<i64, _>(3)?)?,
     })
 }

@@ -11,7 +11,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn spawn(dir: &Path, database: &str, port: u16) -> Child {
+    // One owner registers many identifiers from one address.
+    let config = dir.join("crash.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_identifiers_per_subscriber = 1000\n\
+         recover_rate_per_source = 1000.0\nrecover_burst_per_source = 1000\n",
+    )
+    .expect("config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyserver"));
+    cmd.arg("--config").arg(config);
     cmd.arg("--data-dir").arg(dir);
     if !database.is_empty() {
         cmd.arg("--database").arg(database);

@@ -182,8 +182,13 @@ pub(crate) fn password_elements(verifier: &Verifier) -> Result<(ProjectivePoint,
     Ok((h(DST_A)?, h(DST_B)?))
 }
 
-/// Decodes a compressed point; refuses anything off the curve and the identity.
+/// Decodes a compressed point; refuses any prefix but `02`/`03` (SEC1's hybrid and other
+/// encodings would give one point several encodings, hence several transcripts), anything
+/// off the curve and the identity.
 fn decode_point(bytes: &[u8; POINT_LEN]) -> Result<ProjectivePoint> {
+    if !matches!(bytes[0], 0x02 | 0x03) {
+        return Err(Error::InvalidPoint);
+    }
     let repr = p256::CompressedPoint::from(*bytes);
     let point: Option<AffinePoint> = AffinePoint::from_bytes(&repr).into();
     match point {

@@ -97,4 +97,64 @@ impl Database {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    /// Takes one attempt from the fixed-window budget `max` of (`scope`, `item`), in one
+    /// atomic statement, before the attempt is evaluated: parallel attempts cannot overrun
+    /// the budget, as a check followed by a separate count could. `false`: budget spent, not
+    /// counted. Works on the table `attempt_windows (scope, item, attempts, window_start_ms)`
+    /// that the server's migrations create.
+    pub async fn reserve_attempt(
+        &self,
+        scope: &str,
+        item: &str,
+        now_ms: i64,
+        window_ms: i64,
+        max: i64,
+    ) -> Result<bool> {
+        if max < 1 {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "INSERT INTO attempt_windows (scope, item, attempts, window_start_ms) \
+             VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (scope, item) DO UPDATE SET \
+               attempts = CASE WHEN attempt_windows.window_start_ms + $4 > $3 \
+                            THEN attempt_windows.attempts + 1 ELSE 1 END, \
+               window_start_ms = CASE WHEN attempt_windows.window_start_ms + $4 > $3 \
+                            THEN attempt_windows.window_start_ms ELSE $3 END \
+             WHERE attempt_windows.window_start_ms + $4 <= $3 OR attempt_windows.attempts < $5 \
+             RETURNING attempts",
+        )
+        .bind(scope)
+        .bind(item)
+        .bind(now_ms)
+        .bind(window_ms)
+        .bind(max)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Gives back an attempt taken by [`Database::reserve_attempt`] (it turned out not to
+    /// count, e.g. a success).
+    pub async fn refund_attempt(&self, scope: &str, item: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE attempt_windows SET attempts = attempts - 1 \
+             WHERE scope = $1 AND item = $2 AND attempts > 0",
+        )
+        .bind(scope)
+        .bind(item)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes attempt windows that started before `before_ms` (they no longer count).
+    pub async fn prune_attempts(&self, before_ms: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM attempt_windows WHERE window_start_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }

@@ -3,7 +3,9 @@
 //! SQLite-or-PostgreSQL pool with the right migrations, and the wall clock.
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod db;
+pub mod gate;
 pub mod serve;
 pub mod tls;
 

@@ -1,18 +1,21 @@
-//! The TLS accept loop: rustls handshake with a timeout, then hyper (HTTP/1.1 and HTTP/2)
-//! serving an axum router, each request carrying a [`ConnInfo`] extension with the peer's
-//! address and verified certificate. Stops accepting on the stop signal and lets requests in
-//! flight finish (at most 30 s).
+//! The TLS accept loop: admission within the connection caps, the rustls handshake with a
+//! timeout, then hyper (HTTP/1.1 and HTTP/2) serving an axum router, each request carrying a
+//! [`ConnInfo`] extension with the peer's address and verified certificate. Connections that
+//! send no request head in time, or move no byte for the idle time, are closed. On the stop
+//! signal it stops accepting and lets requests in flight finish (at most 30 s).
 
+use crate::activity::{Activity, Tracked};
+use crate::gate::{ConnectionLimits, Gate, Refusal};
 use crate::tls::PeerCert;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -27,81 +30,233 @@ pub struct ConnInfo {
     pub client: Option<Arc<PeerCert>>,
 }
 
-/// Called when a handshake fails or times out (metrics).
-pub type OnTlsFailure = Arc<dyn Fn() + Send + Sync>;
+/// What a server wants to count about its connections (metrics). Every method does nothing
+/// unless overridden.
+pub trait ConnObserver: Send + Sync + 'static {
+    /// A handshake failed or timed out.
+    fn tls_failure(&self) {}
+    /// A connection was turned away by a cap.
+    fn refused(&self, _why: Refusal) {}
+    /// The number of open connections changed.
+    fn open_connections(&self, _open: usize) {}
+}
 
-/// Serves `app` on `listener` until `stop` turns true.
-pub async fn accept_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    app: axum::Router,
-    handshake_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-    on_tls_failure: OnTlsFailure,
-) {
-    let graceful = GracefulShutdown::new();
+/// No metrics.
+impl ConnObserver for () {}
+
+/// Everything one TLS listener serves with.
+#[derive(Clone)]
+pub struct TlsService {
+    /// TLS configuration.
+    pub acceptor: TlsAcceptor,
+    /// The routes.
+    pub app: axum::Router,
+    /// Time limits (caps are in `gate`).
+    pub limits: ConnectionLimits,
+    /// Admission.
+    pub gate: Arc<Gate>,
+    /// Metrics hooks.
+    pub observer: Arc<dyn ConnObserver>,
+}
+
+/// How long a connection may take to finish once asked to close (idle or stopping).
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long the server waits for requests in flight when it stops.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves on `listener` until `stop` turns true.
+pub async fn accept_tls(listener: TcpListener, service: TlsService, mut stop: watch::Receiver<bool>) {
+    let mut accept_errors = AcceptBackoff::default();
+    let mut refusals = RefusalLog::default();
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(accept_errors.failed(&e)).await;
                     continue;
                 }
             },
             _ = stop.changed() => break,
         };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
-        let on_tls_failure = on_tls_failure.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    on_tls_failure();
-                    return;
-                }
-                Err(_) => {
-                    on_tls_failure();
-                    return;
-                }
-            };
-            let leaf = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first());
-            let client = match leaf.map(crate::tls::peer_cert).transpose() {
-                Ok(client) => client.map(Arc::new),
-                Err(e) => {
-                    // Verified by rustls but not parsed by x509-parser: refuse the connection.
-                    tracing::warn!(%peer, error = %e, "client certificate does not parse");
-                    return;
-                }
-            };
-            let info = ConnInfo { peer, client };
-            let service = app.map_request(move |mut req: axum::http::Request<Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                req
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        accept_errors.succeeded();
+        let admission = match service.gate.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(why) => {
+                // Closed before the handshake: it costs the server nothing more.
+                service.observer.refused(why);
+                refusals.note(why, service.gate.max());
+                continue;
             }
+        };
+        service.observer.open_connections(service.gate.open());
+        let (service, stop) = (service.clone(), stop.clone());
+        tokio::spawn(async move {
+            serve_connection(tcp, peer, &service, stop).await;
+            drop(admission);
+            service.observer.open_connections(service.gate.open());
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+    if tokio::time::timeout(STOP_GRACE, service.gate.drained())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after 30 s; closing them");
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    service: &TlsService,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let limits = service.limits;
+    let started = Instant::now();
+    let activity = Activity::new();
+    let tcp = Tracked::new(tcp, activity.clone());
+    let tls = match tokio::time::timeout(limits.handshake_timeout(), service.acceptor.accept(tcp))
+        .await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            service.observer.tls_failure();
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            service.observer.tls_failure();
+            return;
+        }
+    };
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first());
+    let client = match leaf.map(crate::tls::peer_cert).transpose() {
+        Ok(client) => client.map(Arc::new),
+        Err(e) => {
+            // Verified by rustls but not parsed by x509-parser: refuse the connection.
+            tracing::warn!(%peer, error = %e, "client certificate does not parse");
+            return;
+        }
+    };
+    let info = ConnInfo { peer, client };
+    let requested = Arc::new(AtomicBool::new(false));
+    let seen = requested.clone();
+    let app = service
+        .app
+        .clone()
+        .map_request(move |mut req: axum::http::Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
+            req.extensions_mut().insert(info.clone());
+            req
+        });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(16 * 1024);
+    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let mut closing: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + STOP_GRACE);
+            }
+            _ = tick.tick() => {
+                if let Some(deadline) = closing {
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    continue;
+                }
+                // HTTP/1.1 heads after the first are hyper's header_read_timeout; the first
+                // one is checked here for both protocols (HTTP/2 has no head timeout).
+                let why = if !requested.load(Ordering::Relaxed)
+                    && started.elapsed() >= limits.handshake_timeout() + limits.header_timeout()
+                {
+                    "no request in time"
+                } else if activity.idle_for() >= limits.idle_timeout() {
+                    "idle"
+                } else {
+                    continue;
+                };
+                tracing::debug!(%peer, why, "closing connection");
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + CLOSE_GRACE);
+            }
+        }
+    }
+}
+
+/// Accept failures: exponential back-off (10 ms to 1 s), one log line when they start and
+/// one when they end, instead of a line every few milliseconds.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    failures: u64,
+    since: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::warn!(error = %e, "accept failed; backing off until it works again");
+            self.since = Some(Instant::now());
+        }
+        self.failures += 1;
+        let exp = self.failures.min(8) as u32 - 1;
+        Duration::from_millis(10 * 2u64.pow(exp)).min(Duration::from_secs(1))
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            let secs = self.since.map_or(0.0, |s| s.elapsed().as_secs_f64());
+            tracing::warn!(failures = self.failures, secs, "accepting again");
+            *self = Self::default();
+        }
+    }
+}
+
+/// Refused connections are logged at most every 10 s, with how many there were.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    count: u64,
+    last: Option<Instant>,
+}
+
+impl RefusalLog {
+    fn note(&mut self, why: Refusal, cap: usize) {
+        self.count += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::warn!(
+                refused = self.count,
+                reason = why.as_str(),
+                cap,
+                "connection cap reached; refusing connections"
+            );
+            self.count = 0;
+            self.last = Some(Instant::now());
+        }
     }
 }
 

@@ -59,7 +59,11 @@ impl KeyServer {
         let url = format!("{}{path}", self.base);
         let mut delay = Duration::from_millis(250);
         for attempt in 0..5 {
-            match http.post(&url).body(body.clone()).send().await {
+            let request = http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body.clone());
+            match request.send().await {
                 Ok(r) => return Ok(r),
                 Err(e) if attempt < 4 && (e.is_connect() || e.is_timeout()) => {
                     tracing::warn!(error = %e, "key server unreachable, retrying");

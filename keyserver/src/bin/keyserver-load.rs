@@ -108,7 +108,16 @@ async fn run(args: Args) -> Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("keyserver"),
     };
+    // A load test from one address with one certificate: every limit that would refuse it
+    // (guess spacing and locks, per-source rate, identifiers per subscriber) is lifted.
+    std::fs::write(
+        dir.join("config.toml"),
+        "[limits]\nmin_spacing_secs = 0\nmax_failures = 1000000000\n\
+         max_failures_long = 1000000000\nrecover_rate_per_source = 1e9\n\
+         recover_burst_per_source = 1000000000\nmax_identifiers_per_subscriber = 1000000000\n",
+    )?;
     let mut cmd = Command::new(&exe);
+    cmd.arg("--config").arg(dir.join("config.toml"));
     cmd.arg("--data-dir").arg(&dir);
     if let Some(db) = &args.database {
         cmd.arg("--database").arg(db);
@@ -122,7 +131,6 @@ async fn run(args: Args) -> Result<()> {
     ])
     .arg("--operator-ca")
     .arg(dir.join("ca.pem"))
-    .args(["--min-spacing-secs", "0", "--max-failures", "1000000000"])
     .env("RUST_LOG", "warn")
     .stdout(Stdio::null());
     let child = ServerChild(
@@ -161,6 +169,7 @@ async fn run(args: Args) -> Result<()> {
         let req = RegisterRequest::new(&keys, &data, random_array())?;
         let r = registrar
             .post(format!("{base}/v1/register"))
+            .header(reqwest::header::CONTENT_TYPE, keyserver::service::MEDIA_TYPE)
             .body(req.encode())
             .send()
             .await?;
@@ -268,6 +277,7 @@ async fn one_recovery(server_cert: &str, base: &str, i: usize) -> Result<()> {
     let (state, request) = ClientRecovery::start(keys, &mut os_rng())?;
     let r = http
         .post(format!("{base}/v1/recover"))
+        .header(reqwest::header::CONTENT_TYPE, keyserver::service::MEDIA_TYPE)
         .body(request.encode())
         .send()
         .await?;
@@ -278,6 +288,7 @@ async fn one_recovery(server_cert: &str, base: &str, i: usize) -> Result<()> {
     let (_, confirm) = state.finish(&response)?;
     let r = http
         .post(format!("{base}/v1/confirm"))
+        .header(reqwest::header::CONTENT_TYPE, keyserver::service::MEDIA_TYPE)
         .body(confirm.encode())
         .send()
         .await?;

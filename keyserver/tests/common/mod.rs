@@ -126,6 +126,10 @@ pub fn config_in(dir: &Path, pki: &Pki, database: String) -> (Config, String) {
         operator_ca: Some(dir.join("operator-ca.pem")),
         ..Config::default()
     };
+    // Tests recover many times from one address; the rate test sets its own.
+    let mut config = config;
+    config.limits.recover_rate_per_source = 1000.0;
+    config.limits.recover_burst_per_source = 1000;
     (config, cert)
 }
 
@@ -188,7 +192,12 @@ pub async fn post(
     url: &str,
     body: Vec<u8>,
 ) -> Result<Reply, reqwest::Error> {
-    let r = client.post(url).body(body).send().await?;
+    let r = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, keyserver::service::MEDIA_TYPE)
+        .body(body)
+        .send()
+        .await?;
     let status = r.status().as_u16();
     let retry_after = r
         .headers()

@@ -4,9 +4,16 @@ DESCRIPTION = "The operator's service: certificate authority, subscribers and pa
 SECTION = "net"
 CVE_PRODUCT = "stb-content-server"
 
+# The servers link no GPL code: the workspace's own licence.
+LICENSE = "Apache-2.0 | MIT"
+# nooelint: oelint.var.licenseremotefile - the repository has no licence text of its own yet
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10 \
+                    file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
+
 require stb-common.inc
 
 CARGO_SRC_DIR = "content-server"
+STB_BINARIES = "content-server content-load"
 
 inherit systemd useradd
 
