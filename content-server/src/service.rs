@@ -370,7 +370,8 @@ async fn stream(
         .into_response())
 }
 
-/// The budgets one enrollment attempt is counted against, widest first.
+/// The budgets one enrollment attempt is counted against, narrowest first: parallel attempts
+/// from one source are stopped by its own budget before they reserve a share of the wider ones.
 fn enroll_budgets(config: &Config, peer: IpAddr) -> Vec<(&'static str, String, i64)> {
     let network = match stb_service::gate::source_key(peer) {
         IpAddr::V4(v4) => {
@@ -383,13 +384,13 @@ fn enroll_budgets(config: &Config, peer: IpAddr) -> Vec<(&'static str, String, i
         }
     };
     vec![
-        ("enroll_global", "all".into(), config.enroll_max_failures_global),
-        ("enroll_network", network, config.enroll_max_failures_per_network),
         (
             "enroll_peer",
             stb_service::gate::source_key(peer).to_string(),
             config.enroll_max_failures,
         ),
+        ("enroll_network", network, config.enroll_max_failures_per_network),
+        ("enroll_global", "all".into(), config.enroll_max_failures_global),
     ]
 }
 

@@ -10,6 +10,7 @@ use content_server::server::Running;
 use content_server::service::{ChannelList, EnrollRequest, EnrollResponse, LiveEdge};
 use content_server::store::{Status, Store};
 use stb_protocol::{License, LicenseKey, SecretArray, SegmentCipher, SegmentHeader};
+use std::net::IpAddr;
 use std::path::Path;
 
 struct Operator {
@@ -31,8 +32,12 @@ fn fixtures() -> std::path::PathBuf {
 }
 
 async fn operator(database: Option<String>) -> Operator {
+    operator_with(database, |_| {}).await
+}
+
+async fn operator_with(database: Option<String>, tweak: impl FnOnce(&mut Config)) -> Operator {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         enroll_listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_owned(),
@@ -41,6 +46,7 @@ async fn operator(database: Option<String>) -> Operator {
         enroll_max_failures: 5,
         ..Config::default()
     };
+    tweak(&mut config);
     content_server::admin::init(&config, &[])
         .await
         .expect("init");
@@ -75,7 +81,13 @@ impl Operator {
     }
 
     fn client(&self, identity: Option<&str>) -> reqwest::Client {
+        self.client_from(identity, None)
+    }
+
+    /// A client whose connections come from `source` (any 127.x.y.z is loopback).
+    fn client_from(&self, identity: Option<&str>, source: Option<IpAddr>) -> reqwest::Client {
         let mut b = reqwest::Client::builder()
+            .local_address(source)
             .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca")]);
         if let Some(id) = identity {
             b = b.identity(reqwest::Identity::from_pem(id.as_bytes()).expect("identity"));
@@ -96,6 +108,11 @@ impl Operator {
 
     /// Enrolls like a box: fresh P-256 key, CSR, code.
     async fn enroll(&self, code: &str) -> Result<Box_, (u16, String)> {
+        self.enroll_from(code, None).await
+    }
+
+    /// Enrolls from the source address `source`.
+    async fn enroll_from(&self, code: &str, source: Option<IpAddr>) -> Result<Box_, (u16, String)> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
         let csr = rcgen::CertificateParams::new(Vec::<String>::new())
             .expect("params")
@@ -106,7 +123,7 @@ impl Operator {
             csr_pem: csr.pem().expect("pem"),
         };
         let r = self
-            .client(None)
+            .client_from(None, source)
             .post(self.enroll_url())
             .json(&body)
             .send()
@@ -188,6 +205,115 @@ async fn enrollment_codes_are_single_use_expire_and_are_limited() {
     let fresh = op.add("bob", "basic").await;
     let (status, _) = op.enroll(&fresh).await.err().expect("paused");
     assert_eq!(status, 429);
+}
+
+/// Statuses of enrollments of `code` from `source`, `n` at once.
+async fn enroll_many(op: &Operator, codes: &[String], source: &str) -> Vec<u16> {
+    let source: IpAddr = source.parse().expect("ip");
+    futures_util::future::join_all(codes.iter().map(|c| op.enroll_from(c, Some(source))))
+        .await
+        .into_iter()
+        .map(|r| r.err().map_or(200, |(status, _)| status))
+        .collect()
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|&&s| s == status).count()
+}
+
+/// Checking and counting failures were separate steps: 40 parallel wrong codes got 11-15
+/// evaluated (limit 10), and each new source address got 10 more. Attempts are now counted
+/// atomically against the address, its network, the code and a global budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_budgets_hold_under_parallel_and_distributed_guessing() {
+    let op = operator_with(None, |c| {
+        c.enroll_max_failures = 10;
+        c.enroll_max_failures_per_network = 15;
+        c.enroll_max_failures_per_code = 3;
+        c.enroll_max_failures_global = 25;
+    })
+    .await;
+    let wrong = |n: usize| -> Vec<String> {
+        (0..n).map(|_| content_server::codes::generate()).collect()
+    };
+    // 40 at once from one address: exactly its budget is evaluated.
+    let s = enroll_many(&op, &wrong(40), "127.0.0.1").await;
+    assert_eq!((count(&s, 403), count(&s, 429)), (10, 30), "{s:?}");
+    // A new address in the same /24 gets what is left of the network's budget.
+    let mut s = vec![];
+    for code in wrong(10) {
+        s.extend(enroll_many(&op, &[code], "127.0.0.2").await);
+    }
+    assert_eq!((count(&s, 403), count(&s, 429)), (5, 5), "{s:?}");
+    // One used code, tried again from another network: its own budget.
+    let used = op.add("carol", "basic").await;
+    op.enroll_from(&used, Some("127.0.1.1".parse().expect("ip")))
+        .await
+        .expect("enrolls");
+    let s = enroll_many(&op, &vec![used.clone(); 5], "127.0.1.2").await;
+    assert_eq!((count(&s, 403), count(&s, 429)), (3, 2), "{s:?}");
+    // Everywhere together: the global budget (25) pauses enrollment for all.
+    let mut s = vec![];
+    for (i, code) in wrong(20).into_iter().enumerate() {
+        s.extend(enroll_many(&op, &[code], &format!("127.0.{}.1", 2 + i / 10)).await);
+    }
+    assert_eq!((count(&s, 403), count(&s, 429)), (7, 13), "{s:?}");
+    let good = op.add("dave", "basic").await;
+    let s = enroll_many(&op, &[good], "127.0.9.1").await;
+    assert_eq!(s, vec![429]);
+}
+
+/// The CRL the key server fetches: revoked certificates for good, suspended ones on hold,
+/// signed by the operator CA; a resumed subscriber leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crl_lists_revoked_and_suspended_certificates() {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::x509::ReasonCode;
+    let op = operator(None).await;
+    let mut serials = vec![];
+    for name in ["erin", "frank", "gina"] {
+        let code = op.add(name, "basic").await;
+        let b = op.enroll(&code).await.expect("enroll");
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(
+            b.enrolled.certificate_pem.as_bytes(),
+        )
+        .expect("pem");
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("cert");
+        serials.push(hex::encode(cert.raw_serial()));
+    }
+    op.store.set_status("frank", Status::Revoked).await.expect("revoke");
+    op.store.set_status("gina", Status::Suspended).await.expect("suspend");
+    let fetch = || async {
+        let r = op
+            .client(None)
+            .get(format!(
+                "https://127.0.0.1:{}/v1/crl",
+                op.running.enroll_addr.port()
+            ))
+            .send()
+            .await
+            .expect("crl");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/pkix-crl");
+        r.bytes().await.expect("body").to_vec()
+    };
+    let der = fetch().await;
+    let (_, crl) = x509_parser::parse_x509_crl(&der).expect("parses");
+    let ca_der =
+        rustls_pki_types::CertificateDer::from_pem_slice(op.ca_pem.as_bytes()).expect("ca");
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der.as_ref()).expect("ca");
+    crl.verify_signature(ca.public_key()).expect("signed by the CA");
+    let listed: Vec<(String, Option<ReasonCode>)> = crl
+        .iter_revoked_certificates()
+        .map(|e| (hex::encode(e.raw_serial()), e.reason_code().map(|(_, r)| r)))
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.contains(&(serials[1].clone(), Some(ReasonCode::CessationOfOperation))));
+    assert!(listed.contains(&(serials[2].clone(), Some(ReasonCode::CertificateHold))));
+    op.store.set_status("gina", Status::Active).await.expect("resume");
+    let der = fetch().await;
+    let (_, crl) = x509_parser::parse_x509_crl(&der).expect("parses");
+    assert_eq!(crl.iter_revoked_certificates().count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
