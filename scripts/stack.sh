@@ -39,13 +39,14 @@ stack_up() {
   local code
   code=$("${cs[@]}" subscriber add "Demo Subscriber" --package basic | grep -o '[0-9]\{4\}-[0-9]\{4\}-[0-9]\{4\}')
   "$bin/keyserver" --data-dir "$dir/keyserver" init >/dev/null
-  "$bin/keyserver" --data-dir "$dir/keyserver" serve --operator-ca "$dir/content/ca/ca.crt" \
-    >"$dir/keyserver.log" 2>&1 &
-  STACK_PIDS+=($!)
+  # The content server first: the key server takes the operator's CRL from it at start.
   "${cs[@]}" serve >"$dir/content.log" 2>&1 &
   STACK_PIDS+=($!)
-  wait_port 8444 "$dir/keyserver/tls/server.crt" "$dir/keyserver.log"
   wait_port 8445 "$dir/content/ca/ca.crt" "$dir/content.log"
+  "$bin/keyserver" --data-dir "$dir/keyserver" serve --operator-ca "$dir/content/ca/ca.crt" \
+    --operator-crl https://127.0.0.1:8445/v1/crl >"$dir/keyserver.log" 2>&1 &
+  STACK_PIDS+=($!)
+  wait_port 8444 "$dir/keyserver/tls/server.crt" "$dir/keyserver.log"
   STB_BOX_CONFIG=$dir/box.toml
   cat >"$STB_BOX_CONFIG" <<TOML
 keyserver_url = "https://127.0.0.1:8444"

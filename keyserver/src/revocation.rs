@@ -149,6 +149,14 @@ impl Revocation {
         })
     }
 
+    /// Whether a list was ever put in force.
+    pub fn is_loaded(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// The standing of the certificate with serial `serial_hex` at `now_ms`.
     pub fn standing(&self, serial_hex: &str, now_ms: i64) -> Standing {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());

@@ -65,6 +65,13 @@ pub async fn start(config: &Config) -> Result<Running> {
         }
         (None, None) => None,
     };
+    if let Some(revocation) = &revocation
+        && let Err(e) = revocation.refresh(crate::now_ms()).await
+    {
+        // Not fatal: recoveries do not need it, and the list is fetched again every second
+        // until it comes; registrations wait for it (503).
+        tracing::warn!(error = %format!("{e:#}"), "operator CRL not available at start");
+    }
     let limits = &config.limits;
     let state = Arc::new(AppState {
         store,
@@ -148,8 +155,12 @@ async fn housekeeping(
     let limits = state.limits.clone();
     let prune_every = Duration::from_secs(limits.prune_interval_secs.max(1));
     let mut next_prune = tokio::time::Instant::now();
+    // `start` fetched the first list; if that failed, keep trying every second.
+    let mut crl_failing = revocation.as_ref().is_some_and(|r| !r.is_loaded());
     let mut next_crl = tokio::time::Instant::now();
-    let mut crl_failing = false;
+    if !crl_failing {
+        next_crl += crl_every;
+    }
     loop {
         let now = tokio::time::Instant::now();
         if let Some(revocation) = &revocation

@@ -51,6 +51,10 @@ pub struct Stack {
     pub key_port: u16,
     /// Key server flags (guess limits) used at every (re)start.
     pub key_flags: Vec<String>,
+    /// Content server flags used at every (re)start.
+    pub content_flags: Vec<String>,
+    /// A command both servers run under (e.g. `prlimit --nofile=1024 --`), or empty.
+    pub server_wrapper: Vec<String>,
     /// The content server process.
     pub content: Option<Server>,
     /// The key server process.
@@ -89,13 +93,27 @@ impl Stack {
     /// Initialises the operator, adds `subscriber` with `package` and starts both servers.
     /// Returns the stack and the subscriber's enrollment code.
     pub fn start(subscriber: &str, package: &str, key_flags: &[&str]) -> Result<(Self, String)> {
+        Self::start_with(subscriber, package, key_flags, &[], &[])
+    }
+
+    /// [`Stack::start`] with content server flags and a wrapper command for both servers.
+    pub fn start_with(
+        subscriber: &str,
+        package: &str,
+        key_flags: &[&str],
+        content_flags: &[&str],
+        server_wrapper: &[&str],
+    ) -> Result<(Self, String)> {
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
         let dir = tempfile::tempdir()?;
         let mut stack = Self {
             dir,
             content_port: stb_service::serve::free_loopback_port()?,
             enroll_port: stb_service::serve::free_loopback_port()?,
             key_port: stb_service::serve::free_loopback_port()?,
-            key_flags: key_flags.iter().map(|s| s.to_string()).collect(),
+            key_flags: owned(key_flags),
+            content_flags: owned(content_flags),
+            server_wrapper: owned(server_wrapper),
             content: None,
             keyserver: None,
         };
@@ -106,8 +124,9 @@ impl Stack {
                 .args(["subscriber", "add", subscriber, "--package", package]))?;
         let code = enrollment_code(&out)?;
         run(stack.key_cmd().arg("init"))?;
-        stack.start_keyserver()?;
+        // The content server first: the key server takes the operator's CRL from it.
         stack.start_content()?;
+        stack.start_keyserver()?;
         std::fs::write(
             stack.dir.path().join("box.toml"),
             format!(
@@ -126,9 +145,20 @@ impl Stack {
         self.dir.path().join("content/ca/ca.crt")
     }
 
+    fn server_cmd(&self, name: &str) -> Command {
+        match self.server_wrapper.split_first() {
+            None => Command::new(bin(name)),
+            Some((wrapper, args)) => {
+                let mut c = Command::new(wrapper);
+                c.args(args).arg(bin(name));
+                c
+            }
+        }
+    }
+
     /// `content-server` with this stack's data directory and channels.
     pub fn content_cmd(&self) -> Command {
-        let mut c = Command::new(bin("content-server"));
+        let mut c = self.server_cmd("content-server");
         c.arg("--data-dir").arg(self.dir.path().join("content"));
         c.arg("--channels")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml"));
@@ -137,7 +167,7 @@ impl Stack {
 
     /// `keyserver` with this stack's data directory.
     pub fn key_cmd(&self) -> Command {
-        let mut c = Command::new(bin("keyserver"));
+        let mut c = self.server_cmd("keyserver");
         c.arg("--data-dir").arg(self.dir.path().join("keyserver"));
         c
     }
@@ -184,6 +214,7 @@ impl Stack {
                 "--keyserver-url",
                 &format!("https://127.0.0.1:{}", self.key_port),
             ])
+            .args(&self.content_flags)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
@@ -205,6 +236,12 @@ impl Stack {
             ])
             .arg("--operator-ca")
             .arg(self.ca())
+            .args([
+                "--operator-crl",
+                &format!("https://127.0.0.1:{}/v1/crl", self.enroll_port),
+                "--crl-refresh-secs",
+                "1",
+            ])
             .args(&self.key_flags)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 use stb_e2e::{PASSWORD, Stack, run};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 fn frames(report: &Value, i: usize) -> u64 {
@@ -108,6 +110,107 @@ fn revoked_subscriber_is_refused() {
         .headless("carol", PASSWORD, "3", 1.0)
         .expect("headless");
     assert_eq!(r["login_error"], "subscription revoked", "{r}");
+}
+
+/// A box enrolled by hand (openssl key and CSR, curl): what a subscriber keeps after the
+/// enrollment, to register with the key server later.
+struct HandEnrolled {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn enroll_by_hand(stack: &Stack, code: &str) -> HandEnrolled {
+    let dir = stack.dir.path();
+    let (key, csr, cert) = (dir.join("hand.key"), dir.join("hand.csr"), dir.join("hand.crt"));
+    run(Command::new("openssl")
+        .args(["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out"])
+        .arg(&key))
+    .expect("key");
+    run(Command::new("openssl")
+        .args(["req", "-new", "-subj", "/CN=box", "-key"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr))
+    .expect("csr");
+    let body = serde_json::json!({
+        "code": code,
+        "csr_pem": std::fs::read_to_string(&csr).expect("csr"),
+    });
+    let out = run(Command::new("curl")
+        .args(["-sf", "-H", "content-type: application/json", "--data-binary"])
+        .arg(body.to_string())
+        .arg("--cacert")
+        .arg(dir.join("content/ca/ca.crt"))
+        .arg(format!("https://127.0.0.1:{}/v1/enroll", stack.enroll_port)))
+    .expect("enroll");
+    let enrolled: Value = serde_json::from_slice(&out.stdout).expect("json");
+    std::fs::write(&cert, enrolled["certificate_pem"].as_str().expect("pem")).expect("write");
+    HandEnrolled { cert, key }
+}
+
+/// Status and body of a registration of `identifier` with that certificate.
+fn register_by_hand(stack: &Stack, id: &HandEnrolled, identifier: &str) -> (u16, String) {
+    use stb_protocol::*;
+    let n = Identifier::parse(identifier).expect("identifier");
+    let keys = PasswordKeys::from_kp(Suite::V1, &n, &SecretArray::new([7; 32]));
+    let data = PersonalData {
+        account: "Dora".into(),
+        certificate_der: vec![1; 300],
+        private_key_pkcs8: SecretVec::new(vec![2; 138]),
+        ks: SecretArray::new([3; 32]),
+        content_server_url: "https://127.0.0.1:1".into(),
+        operator_ca_der: vec![4; 300],
+        keyserver_url: "https://127.0.0.1:2".into(),
+    };
+    let request = RegisterRequest::new(&keys, &data, random_array()).expect("request");
+    let body = stack.dir.path().join("register.bin");
+    std::fs::write(&body, request.encode()).expect("write");
+    let out = run(Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-H", "content-type: application/octet-stream"])
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg("--cacert")
+        .arg(stack.dir.path().join("keyserver/tls/server.crt"))
+        .arg("--cert")
+        .arg(&id.cert)
+        .arg("--key")
+        .arg(&id.key)
+        .arg(format!("https://127.0.0.1:{}/v1/register", stack.key_port)))
+    .expect("register");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (status.parse().expect("status"), body.trim().to_owned())
+}
+
+/// Waits (the key server refreshes the CRL every second here) for `identifier`'s
+/// registration to get one of `statuses` (until then it may be created or replaced).
+fn register_until(stack: &Stack, id: &HandEnrolled, identifier: &str, statuses: &[u16]) -> String {
+    let mut last = (0, String::new());
+    for _ in 0..50 {
+        last = register_by_hand(stack, id, identifier);
+        if statuses.contains(&last.0) {
+            return last.1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("registration of {identifier}: wanted {statuses:?}, got {last:?}");
+}
+
+/// After the operator revoked or suspended a subscriber, its certificate still got 201 from
+/// the key server's registration. The key server now follows the operator's CRL.
+#[test]
+fn suspended_and_revoked_certificates_cannot_register() {
+    let (stack, code) = Stack::start("Dora", "basic", &[]).expect("stack");
+    let id = enroll_by_hand(&stack, &code);
+    assert_eq!(register_by_hand(&stack, &id, "dora").0, 201);
+    run(stack.content_cmd().args(["subscriber", "suspend", "Dora"])).expect("suspend");
+    let body = register_until(&stack, &id, "dora-two", &[403]);
+    assert_eq!(body, "this subscription is suspended, contact the operator");
+    run(stack.content_cmd().args(["subscriber", "resume", "Dora"])).expect("resume");
+    register_until(&stack, &id, "dora-two", &[200, 201]);
+    run(stack.content_cmd().args(["subscriber", "revoke", "Dora"])).expect("revoke");
+    let body = register_until(&stack, &id, "dora-three", &[403]);
+    assert_eq!(body, "this subscription is revoked");
 }
 
 #[test]
