@@ -1,8 +1,8 @@
 //! The operator certificate authority: subscriber certificates from CSRs, the server's own TLS
 //! certificate, and what `init` writes to disk.
 
-use anyhow::{Context, Result};
 use crate::store::CrlEntry;
+use anyhow::{Context, Result};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams,
     CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,

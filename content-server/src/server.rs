@@ -76,7 +76,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     );
     let service = |config: rustls::ServerConfig, app: axum::Router| TlsService {
         acceptor: TlsAcceptor::from(Arc::new(config)),
-        app: app.layer(request_timeout.clone()),
+        app: app.layer(request_timeout),
         limits,
         gate: Gate::within_open_files(&limits, 2),
         observer: Arc::new(()),

@@ -389,8 +389,16 @@ fn enroll_budgets(config: &Config, peer: IpAddr) -> Vec<(&'static str, String, i
             stb_service::gate::source_key(peer).to_string(),
             config.enroll_max_failures,
         ),
-        ("enroll_network", network, config.enroll_max_failures_per_network),
-        ("enroll_global", "all".into(), config.enroll_max_failures_global),
+        (
+            "enroll_network",
+            network,
+            config.enroll_max_failures_per_network,
+        ),
+        (
+            "enroll_global",
+            "all".into(),
+            config.enroll_max_failures_global,
+        ),
     ]
 }
 

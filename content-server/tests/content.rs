@@ -233,9 +233,8 @@ async fn enrollment_budgets_hold_under_parallel_and_distributed_guessing() {
         c.enroll_max_failures_global = 25;
     })
     .await;
-    let wrong = |n: usize| -> Vec<String> {
-        (0..n).map(|_| content_server::codes::generate()).collect()
-    };
+    let wrong =
+        |n: usize| -> Vec<String> { (0..n).map(|_| content_server::codes::generate()).collect() };
     // 40 at once from one address: exactly its budget is evaluated.
     let s = enroll_many(&op, &wrong(40), "127.0.0.1").await;
     assert_eq!((count(&s, 403), count(&s, 429)), (10, 30), "{s:?}");
@@ -274,15 +273,20 @@ async fn crl_lists_revoked_and_suspended_certificates() {
     for name in ["erin", "frank", "gina"] {
         let code = op.add(name, "basic").await;
         let b = op.enroll(&code).await.expect("enroll");
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(
-            b.enrolled.certificate_pem.as_bytes(),
-        )
-        .expect("pem");
+        let der =
+            rustls_pki_types::CertificateDer::from_pem_slice(b.enrolled.certificate_pem.as_bytes())
+                .expect("pem");
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("cert");
         serials.push(hex::encode(cert.raw_serial()));
     }
-    op.store.set_status("frank", Status::Revoked).await.expect("revoke");
-    op.store.set_status("gina", Status::Suspended).await.expect("suspend");
+    op.store
+        .set_status("frank", Status::Revoked)
+        .await
+        .expect("revoke");
+    op.store
+        .set_status("gina", Status::Suspended)
+        .await
+        .expect("suspend");
     let fetch = || async {
         let r = op
             .client(None)
@@ -302,7 +306,8 @@ async fn crl_lists_revoked_and_suspended_certificates() {
     let ca_der =
         rustls_pki_types::CertificateDer::from_pem_slice(op.ca_pem.as_bytes()).expect("ca");
     let (_, ca) = x509_parser::parse_x509_certificate(ca_der.as_ref()).expect("ca");
-    crl.verify_signature(ca.public_key()).expect("signed by the CA");
+    crl.verify_signature(ca.public_key())
+        .expect("signed by the CA");
     let listed: Vec<(String, Option<ReasonCode>)> = crl
         .iter_revoked_certificates()
         .map(|e| (hex::encode(e.raw_serial()), e.reason_code().map(|(_, r)| r)))
@@ -310,7 +315,10 @@ async fn crl_lists_revoked_and_suspended_certificates() {
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert!(listed.contains(&(serials[1].clone(), Some(ReasonCode::CessationOfOperation))));
     assert!(listed.contains(&(serials[2].clone(), Some(ReasonCode::CertificateHold))));
-    op.store.set_status("gina", Status::Active).await.expect("resume");
+    op.store
+        .set_status("gina", Status::Active)
+        .await
+        .expect("resume");
     let der = fetch().await;
     let (_, crl) = x509_parser::parse_x509_crl(&der).expect("parses");
     assert_eq!(crl.iter_revoked_certificates().count(), 1);

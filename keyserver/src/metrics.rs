@@ -110,7 +110,6 @@ impl Metrics {
     pub fn lock(&self) {
         self.locks.inc();
     }
-
 }
 
 impl stb_service::serve::ConnObserver for Metrics {

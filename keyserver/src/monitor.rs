@@ -387,7 +387,9 @@ mod incident_tests {
             }]
         );
         assert!(
-            !fired.iter().any(|a| matches!(a, Alert::FailureBurst { .. })),
+            !fired
+                .iter()
+                .any(|a| matches!(a, Alert::FailureBurst { .. })),
             "spaced guesses never make a burst: {fired:?}"
         );
     }
@@ -396,7 +398,14 @@ mod incident_tests {
     fn registration_probing_by_one_subject() {
         let mut m = Monitor::default();
         let fired: Vec<Alert> = (0..5)
-            .flat_map(|i| m.feed(&ev(i * 1_000, "register", &format!("n{i}"), "other_subject")))
+            .flat_map(|i| {
+                m.feed(&ev(
+                    i * 1_000,
+                    "register",
+                    &format!("n{i}"),
+                    "other_subject",
+                ))
+            })
             .collect();
         assert_eq!(
             fired,

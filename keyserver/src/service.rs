@@ -14,14 +14,14 @@ use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use sha2::{Digest, Sha256};
 use stb_protocol::eke::{self, PendingConfirmation};
 use stb_protocol::{
     Confirm, Identifier, RecoverRequest, RegisterRequest, SecretArray, ServerSecret,
 };
-use sha2::{Digest, Sha256};
 use stb_service::serve::ConnInfo;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -227,12 +227,7 @@ fn bad(e: impl std::fmt::Display) -> AppError {
 }
 
 fn binary(status: StatusCode, body: Vec<u8>) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, MEDIA_TYPE)],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, MEDIA_TYPE)], body).into_response()
 }
 
 /// The public router (served over TLS).
@@ -315,8 +310,8 @@ async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let peer_cert = conn.client.clone();
-    let request = protocol_body(&headers, body)
-        .and_then(|body| RegisterRequest::decode(&body).map_err(bad));
+    let request =
+        protocol_body(&headers, body).and_then(|body| RegisterRequest::decode(&body).map_err(bad));
     let who = Subject {
         id: request.as_ref().ok().map(|r| r.identifier.clone()),
         certificate: peer_cert.as_ref().map(|c| c.subject_der.as_slice()),
@@ -366,7 +361,10 @@ async fn register(
             )
             .await;
         if !matches!(outcome, Ok(Upsert::OtherSubject)) {
-            state.store.refund_attempt(PROBE_SCOPE, &subject_key).await?;
+            state
+                .store
+                .refund_attempt(PROBE_SCOPE, &subject_key)
+                .await?;
         }
         match outcome? {
             Upsert::Created => Ok((StatusCode::CREATED.into_response(), "created")),
@@ -412,8 +410,8 @@ async fn recover(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let request = protocol_body(&headers, body)
-        .and_then(|body| RecoverRequest::decode(&body).map_err(bad));
+    let request =
+        protocol_body(&headers, body).and_then(|body| RecoverRequest::decode(&body).map_err(bad));
     let who = Subject {
         id: request.as_ref().ok().map(|r| r.identifier.clone()),
         certificate: None,

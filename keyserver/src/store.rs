@@ -349,9 +349,9 @@ impl Store {
             "UPDATE guesses SET failures = 0, window_failures = 0, locked = 0 \
              WHERE identifier = $1",
         )
-            .bind(id.as_str())
-            .execute(&self.db.pool)
-            .await?;
+        .bind(id.as_str())
+        .execute(&self.db.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -81,7 +81,9 @@ async fn registration_does_not_tell_which_identifiers_exist(db: Db) {
     assert_eq!(taken.body, free.body);
     // Successful registrations do not spend it; the owner still registers.
     assert_eq!(
-        register(cert, &url, &owner, &keys("taken4", 1)).await.status,
+        register(cert, &url, &owner, &keys("taken4", 1))
+            .await
+            .status,
         201
     );
     let alerts = audit_alerts(&server);
@@ -94,13 +96,18 @@ async fn registration_does_not_tell_which_identifiers_exist(db: Db) {
 }
 
 async fn identifiers_per_subscriber_are_bounded(db: Db) {
-    let (_dir, pki, server) =
-        setup(db, |c| c.limits.max_identifiers_per_subscriber = 2).await;
+    let (_dir, pki, server) = setup(db, |c| c.limits.max_identifiers_per_subscriber = 2).await;
     let url = server.url("/v1/register");
     let cert = &server.server_cert_pem;
     let sub = pki.client("family");
-    assert_eq!(register(cert, &url, &sub, &keys("mum", 1)).await.status, 201);
-    assert_eq!(register(cert, &url, &sub, &keys("dad", 1)).await.status, 201);
+    assert_eq!(
+        register(cert, &url, &sub, &keys("mum", 1)).await.status,
+        201
+    );
+    assert_eq!(
+        register(cert, &url, &sub, &keys("dad", 1)).await.status,
+        201
+    );
     let third = register(cert, &url, &sub, &keys("kid", 1)).await;
     assert_eq!(third.status, 403);
     assert_eq!(
@@ -108,7 +115,10 @@ async fn identifiers_per_subscriber_are_bounded(db: Db) {
         b"this subscription holds 2 identifiers already\n"
     );
     // Changing a password is not a new identifier.
-    assert_eq!(register(cert, &url, &sub, &keys("mum", 5)).await.status, 200);
+    assert_eq!(
+        register(cert, &url, &sub, &keys("mum", 5)).await.status,
+        200
+    );
     assert_eq!(
         server
             .running
@@ -143,7 +153,10 @@ fn write_crl(pki: &Pki, path: &std::path::Path, revoked: &[&ClientId], held: &[&
         revoked_certs: revoked
             .iter()
             .map(|c| entry(c, RevocationReason::CessationOfOperation))
-            .chain(held.iter().map(|c| entry(c, RevocationReason::CertificateHold)))
+            .chain(
+                held.iter()
+                    .map(|c| entry(c, RevocationReason::CertificateHold)),
+            )
             .collect(),
         key_identifier_method: KeyIdMethod::Sha256,
     };

@@ -296,7 +296,10 @@ fn invalid_points_are_refused_by_both_sides() {
         let mut bad_response = response.clone();
         bad_response.y_star = point;
         assert!(
-            matches!(client.finish(&bad_response), Err(crate::Error::InvalidPoint)),
+            matches!(
+                client.finish(&bad_response),
+                Err(crate::Error::InvalidPoint)
+            ),
             "client accepted Y* {}",
             case["why"]
         );

@@ -201,7 +201,7 @@ pub fn raise_open_file_limit() -> u64 {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
         limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             tracing::debug!(error = %e, "could not raise the open-file limit");
         }
     }
@@ -216,7 +216,9 @@ pub const RESERVED_FILES: u64 = 128;
 /// listeners share it.
 pub fn cap_for_open_files(wanted: usize, nofile: u64, listeners: usize) -> usize {
     let room = nofile.saturating_sub(RESERVED_FILES) / listeners.max(1) as u64;
-    wanted.min(usize::try_from(room).unwrap_or(usize::MAX)).max(1)
+    wanted
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(1)
 }
 
 #[cfg(test)]
@@ -233,11 +235,14 @@ mod tests {
         let a1 = gate.admit(ip("192.0.2.1")).expect("first");
         let _a2 = gate.admit(ip("192.0.2.1")).expect("second");
         assert_eq!(
-            gate.admit(ip("192.0.2.1")).unwrap_err(),
+            gate.admit(ip("192.0.2.1")).expect_err("refused"),
             Refusal::PerSource
         );
         let _b1 = gate.admit(ip("192.0.2.2")).expect("other source");
-        assert_eq!(gate.admit(ip("192.0.2.3")).unwrap_err(), Refusal::Global);
+        assert_eq!(
+            gate.admit(ip("192.0.2.3")).expect_err("refused"),
+            Refusal::Global
+        );
         assert_eq!(gate.open(), 3);
         drop(a1);
         assert_eq!(gate.open(), 2);
@@ -249,13 +254,13 @@ mod tests {
         let gate = Gate::new(10, 1);
         let _a = gate.admit(ip("2001:db8::1")).expect("first");
         assert_eq!(
-            gate.admit(ip("2001:db8::2")).unwrap_err(),
+            gate.admit(ip("2001:db8::2")).expect_err("refused"),
             Refusal::PerSource
         );
         let _b = gate.admit(ip("2001:db8:0:1::1")).expect("other /64");
         let _c = gate.admit(ip("192.0.2.9")).expect("v4");
         assert_eq!(
-            gate.admit(ip("::ffff:192.0.2.9")).unwrap_err(),
+            gate.admit(ip("::ffff:192.0.2.9")).expect_err("refused"),
             Refusal::PerSource
         );
     }

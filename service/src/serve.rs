@@ -65,7 +65,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves on `listener` until `stop` turns true.
-pub async fn accept_tls(listener: TcpListener, service: TlsService, mut stop: watch::Receiver<bool>) {
+pub async fn accept_tls(
+    listener: TcpListener,
+    service: TlsService,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut accept_errors = AcceptBackoff::default();
     let mut refusals = RefusalLog::default();
     loop {
@@ -247,7 +251,10 @@ struct RefusalLog {
 impl RefusalLog {
     fn note(&mut self, why: Refusal, cap: usize) {
         self.count += 1;
-        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
             tracing::warn!(
                 refused = self.count,
                 reason = why.as_str(),

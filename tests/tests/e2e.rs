@@ -121,9 +121,20 @@ struct HandEnrolled {
 
 fn enroll_by_hand(stack: &Stack, code: &str) -> HandEnrolled {
     let dir = stack.dir.path();
-    let (key, csr, cert) = (dir.join("hand.key"), dir.join("hand.csr"), dir.join("hand.crt"));
+    let (key, csr, cert) = (
+        dir.join("hand.key"),
+        dir.join("hand.csr"),
+        dir.join("hand.crt"),
+    );
     run(Command::new("openssl")
-        .args(["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out"])
+        .args([
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+        ])
         .arg(&key))
     .expect("key");
     run(Command::new("openssl")
@@ -137,7 +148,12 @@ fn enroll_by_hand(stack: &Stack, code: &str) -> HandEnrolled {
         "csr_pem": std::fs::read_to_string(&csr).expect("csr"),
     });
     let out = run(Command::new("curl")
-        .args(["-sf", "-H", "content-type: application/json", "--data-binary"])
+        .args([
+            "-sf",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+        ])
         .arg(body.to_string())
         .arg("--cacert")
         .arg(dir.join("content/ca/ca.crt"))
@@ -166,7 +182,13 @@ fn register_by_hand(stack: &Stack, id: &HandEnrolled, identifier: &str) -> (u16,
     let body = stack.dir.path().join("register.bin");
     std::fs::write(&body, request.encode()).expect("write");
     let out = run(Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-H", "content-type: application/octet-stream"])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "content-type: application/octet-stream",
+        ])
         .arg("--data-binary")
         .arg(format!("@{}", body.display()))
         .arg("--cacert")

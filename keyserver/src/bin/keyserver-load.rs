@@ -169,7 +169,10 @@ async fn run(args: Args) -> Result<()> {
         let req = RegisterRequest::new(&keys, &data, random_array())?;
         let r = registrar
             .post(format!("{base}/v1/register"))
-            .header(reqwest::header::CONTENT_TYPE, keyserver::service::MEDIA_TYPE)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                keyserver::service::MEDIA_TYPE,
+            )
             .body(req.encode())
             .send()
             .await?;
@@ -277,7 +280,10 @@ async fn one_recovery(server_cert: &str, base: &str, i: usize) -> Result<()> {
     let (state, request) = ClientRecovery::start(keys, &mut os_rng())?;
     let r = http
         .post(format!("{base}/v1/recover"))
-        .header(reqwest::header::CONTENT_TYPE, keyserver::service::MEDIA_TYPE)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            keyserver::service::MEDIA_TYPE,
+        )
         .body(request.encode())
         .send()
         .await?;
@@ -288,7 +294,10 @@ async fn one_recovery(server_cert: &str, base: &str, i: usize) -> Result<()> {
     let (_, confirm) = state.finish(&response)?;
     let r = http
         .post(format!("{base}/v1/confirm"))
-        .header(reqwest::header::CONTENT_TYPE, keyserver::service::MEDIA_TYPE)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            keyserver::service::MEDIA_TYPE,
+        )
         .body(confirm.encode())
         .send()
         .await?;

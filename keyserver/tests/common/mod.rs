@@ -194,7 +194,10 @@ pub async fn post(
 ) -> Result<Reply, reqwest::Error> {
     let r = client
         .post(url)
-        .header(reqwest::header::CONTENT_TYPE, keyserver::service::MEDIA_TYPE)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            keyserver::service::MEDIA_TYPE,
+        )
         .body(body)
         .send()
         .await?;
