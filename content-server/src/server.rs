@@ -76,7 +76,11 @@ pub async fn start(config: &Config) -> Result<Running> {
     );
     let service = |config: rustls::ServerConfig, app: axum::Router| TlsService {
         acceptor: TlsAcceptor::from(Arc::new(config)),
-        app: app.layer(request_timeout),
+        app: app
+            .layer(request_timeout)
+            .layer(axum::middleware::map_response(
+                stb_service::serve::plain_errors,
+            )),
         limits,
         gate: Gate::within_open_files(&limits, 2),
         observer: Arc::new(()),

@@ -39,6 +39,7 @@ pub struct Metrics {
     locks: Counter,
     tls_failures: Counter,
     connections_open: Gauge,
+    connections_max: Gauge,
     connections_refused: Family<RefusalLabels, Counter>,
 }
 
@@ -72,7 +73,13 @@ impl Default for Metrics {
             tls_failures.clone(),
         );
         let connections_open = Gauge::default();
+        let connections_max = Gauge::default();
         let connections_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "connections_max",
+            "Connections this instance admits at once (its global cap)",
+            connections_max.clone(),
+        );
         registry.register(
             "connections_open",
             "TLS connections open now",
@@ -83,6 +90,33 @@ impl Default for Metrics {
             "Connections turned away by a connection cap",
             connections_refused.clone(),
         );
+        // Series that alert rules watch exist from the start at 0, so their first event is
+        // an increase Prometheus can see.
+        for reason in ["global", "per_source"] {
+            let _ = connections_refused.get_or_create(&RefusalLabels { reason });
+        }
+        for outcome in [
+            "other_subject",
+            "probing_limited",
+            "revoked",
+            "suspended",
+            "standing_unknown",
+        ] {
+            let _ = requests.get_or_create(&RequestLabels {
+                endpoint: "register",
+                outcome,
+            });
+        }
+        for outcome in ["answered", "rate_limited", "too_soon", "locked"] {
+            let _ = requests.get_or_create(&RequestLabels {
+                endpoint: "recover",
+                outcome,
+            });
+        }
+        let _ = requests.get_or_create(&RequestLabels {
+            endpoint: "confirm",
+            outcome: "confirmed",
+        });
         Self {
             registry,
             requests,
@@ -90,6 +124,7 @@ impl Default for Metrics {
             locks,
             tls_failures,
             connections_open,
+            connections_max,
             connections_refused,
         }
     }
@@ -110,6 +145,18 @@ impl Metrics {
     pub fn lock(&self) {
         self.locks.inc();
     }
+
+    /// Records the connection cap in force.
+    pub fn connections_max(&self, max: usize) {
+        self.connections_max.set(max as i64);
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
 }
 
 impl stb_service::serve::ConnObserver for Metrics {
@@ -127,14 +174,5 @@ impl stb_service::serve::ConnObserver for Metrics {
 
     fn open_connections(&self, open: usize) {
         self.connections_open.set(open as i64);
-    }
-}
-
-impl Metrics {
-    /// Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
     }
 }

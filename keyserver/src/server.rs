@@ -93,15 +93,21 @@ pub async fn start(config: &Config) -> Result<Running> {
     let listener = stb_service::serve::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = router(state.clone()).layer(TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        config.request_timeout(),
-    ));
+    let app = router(state.clone())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout(),
+        ))
+        .layer(axum::middleware::map_response(
+            stb_service::serve::plain_errors,
+        ));
+    let gate = Gate::within_open_files(&config.connections, 1);
+    state.metrics.connections_max(gate.max());
     let service = TlsService {
         acceptor,
         app,
         limits: config.connections,
-        gate: Gate::within_open_files(&config.connections, 1),
+        gate,
         observer: state.metrics.clone(),
     };
     listeners.spawn(stb_service::serve::accept_tls(

@@ -50,6 +50,10 @@ pub enum Error {
     /// A value is too large for its wire encoding.
     #[error("{0} is too large to encode")]
     TooLarge(&'static str),
+    /// A segment's clear header disagrees with its key: another key id, or an IV other than
+    /// the one its key id, epoch and sequence derive (docs/protocol.md, segments).
+    #[error("segment header does not match its key: {0}")]
+    SegmentMismatch(&'static str),
     /// The key-derivation function rejected its parameters (never with the built-in suites).
     #[error("key derivation failed")]
     Kdf,

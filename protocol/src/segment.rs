@@ -218,11 +218,56 @@ impl SegmentCipher {
         out.append(&mut payload);
         Ok(out)
     }
+
+    /// Decrypts the payload of a segment in place, after checking that `header` names this
+    /// key and carries the IV its key id, epoch and sequence derive: a segment whose IV was
+    /// altered would otherwise decrypt with a keystream reused from another segment.
+    pub fn decrypt_segment(&self, header: &SegmentHeader, payload: &mut [u8]) -> Result<()> {
+        if header.key_id != self.key_id {
+            return Err(Error::SegmentMismatch("key id"));
+        }
+        if header.iv != segment_iv(&self.key_id, header.epoch, header.sequence) {
+            return Err(Error::SegmentMismatch("iv"));
+        }
+        if usize::try_from(header.payload_len).ok() != Some(payload.len()) {
+            return Err(Error::SegmentMismatch("payload length"));
+        }
+        self.apply_keystream_at(&header.iv, 0, payload)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decrypt_segment_refuses_a_header_that_does_not_derive_its_iv() {
+        let key = ChannelKey {
+            key_id: KeyId([7; 16]),
+            key: SecretArray::new([9; 16]),
+        };
+        let cipher = SegmentCipher::new(&key).expect("cipher");
+        let plain: Vec<u8> = (0..200u8).collect();
+        let segment = cipher.encrypt_segment(1, 2, 3, plain.clone()).expect("enc");
+        let header = SegmentHeader::decode(&segment).expect("header");
+        let mut payload = segment[HEADER_LEN..].to_vec();
+        cipher.decrypt_segment(&header, &mut payload).expect("dec");
+        assert_eq!(payload, plain);
+        for tamper in [
+            |h: &mut SegmentHeader| h.iv[15] ^= 1,
+            |h: &mut SegmentHeader| h.sequence += 1,
+            |h: &mut SegmentHeader| h.key_id.0[0] ^= 1,
+            |h: &mut SegmentHeader| h.payload_len -= 1,
+        ] {
+            let mut bad = header.clone();
+            tamper(&mut bad);
+            let mut payload = segment[HEADER_LEN..].to_vec();
+            assert!(matches!(
+                cipher.decrypt_segment(&bad, &mut payload),
+                Err(Error::SegmentMismatch(_))
+            ));
+        }
+    }
 
     fn cipher() -> SegmentCipher {
         let key = ChannelKey {

@@ -267,6 +267,27 @@ impl RefusalLog {
     }
 }
 
+/// Gives error responses without a body (404 and 405 from routing, 408 from the request
+/// timeout) the one line of text every other error of these servers carries. Layer it
+/// outermost: `router.layer(axum::middleware::map_response(plain_errors))`.
+pub async fn plain_errors(response: axum::response::Response) -> axum::response::Response {
+    use axum::body::HttpBody;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.body().size_hint().exact() != Some(0)
+    {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let text = status.canonical_reason().unwrap_or("error").to_lowercase();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(format!("{text}\n")))
+}
+
 /// Binds a listener with a deep accept queue: after a restart every box reconnects at once,
 /// and the default queue of std (128) overflows, which costs each dropped client a 1 s SYN
 /// retransmission.

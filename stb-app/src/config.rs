@@ -60,7 +60,10 @@ pub(crate) fn client_trusting(
     ca: Option<&Path>,
     identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client> {
+    // Idle connections are dropped before the servers' idle timeout (60 s by default)
+    // closes them, so a request never goes out on a connection being closed.
     let mut builder = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(20));
     if let Some(path) = ca {

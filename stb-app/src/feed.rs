@@ -90,9 +90,16 @@ async fn play_segments(
             }
         };
         let cipher = SegmentCipher::new(&key).map_err(|e| format!("key: {e}"))?;
-        cipher
-            .apply_keystream_at(&header.iv, 0, &mut payload)
-            .map_err(|e| format!("decrypt: {e}"))?;
+        if let Err(e) = cipher.decrypt_segment(&header, &mut payload) {
+            // The spec's rule: drop it and go on with the next (docs/protocol.md, segments).
+            tracing::warn!(
+                channel = header.channel,
+                sequence = header.sequence,
+                error = %e,
+                "segment refused"
+            );
+            continue;
+        }
         player.push(payload).map_err(|e| e.to_string())?;
         pushed += 1;
     }
