@@ -88,7 +88,7 @@ impl Default for Limits {
             recover_rate_per_source: 2.0,
             recover_burst_per_source: 30,
             max_identifiers_per_subscriber: 5,
-            max_taken_per_subscriber: 5,
+            max_taken_per_subscriber: 10,
             probe_window_secs: 86_400,
             crl_refresh_secs: 60,
             request_timeout_secs: 10,
