@@ -43,6 +43,8 @@ pub struct Config {
     /// Validity of the revocation list served at `/v1/crl`, seconds: a key server that
     /// cannot fetch a newer one stops accepting registrations after this.
     pub crl_validity_secs: i64,
+    /// How long a CRL once made is served again, seconds.
+    pub crl_cache_secs: i64,
     /// Whole-request timeout (time to the response head; streams then run on), seconds.
     pub request_timeout_secs: u64,
     /// Connection time limits and caps, per listener.
@@ -68,8 +70,14 @@ impl Default for Config {
             enroll_max_failures_global: 500,
             enroll_window_secs: 900,
             crl_validity_secs: 3600,
+            crl_cache_secs: 10,
             request_timeout_secs: 10,
-            connections: stb_service::gate::ConnectionLimits::default(),
+            // Boxes of a hotel or a carrier-grade NAT share one address, and each playing box
+            // holds a connection here: a larger share per source than the key server's.
+            connections: stb_service::gate::ConnectionLimits {
+                max_connections_per_source: 1024,
+                ..stb_service::gate::ConnectionLimits::default()
+            },
         }
     }
 }

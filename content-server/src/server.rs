@@ -93,8 +93,9 @@ pub async fn start(config: &Config) -> Result<Running> {
     listeners.spawn(stb_service::serve::accept_tls(
         enroll,
         service(server_only, enroll_router(state.clone())),
-        stop_rx,
+        stop_rx.clone(),
     ));
+    listeners.spawn(prune_attempt_windows(state.clone(), stop_rx));
     tracing::info!(%addr, %enroll_addr, channels = state.catalogue.channels.len(), "content server listening");
     Ok(Running {
         addr,
@@ -102,4 +103,21 @@ pub async fn start(config: &Config) -> Result<Running> {
         state,
         listeners,
     })
+}
+
+/// Deletes enrollment budgets whose window has ended, every ten minutes: each guessed code
+/// leaves one, so they would otherwise pile up.
+async fn prune_attempt_windows(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let before = stb_service::now_ms() - state.config.enroll_window_secs * 1000;
+        match state.store.prune_attempts(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned ended enrollment budgets"),
+            Err(e) => tracing::warn!(error = %e, "pruning enrollment budgets failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }

@@ -39,6 +39,7 @@ pub struct AppState {
     /// Channels.
     pub catalogue: Catalogue,
     segments: Mutex<HashMap<(u16, u64), Bytes>>,
+    crl: Mutex<Option<(i64, Bytes)>>,
     stopping: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -59,6 +60,7 @@ impl AppState {
             ca,
             catalogue,
             segments: Mutex::new(HashMap::new()),
+            crl: Mutex::new(None),
             stopping,
         }
     }
@@ -88,6 +90,10 @@ impl AppState {
         cache.retain(|&(c, s), _| c != channel || s + CACHE_BEHIND >= sequence);
         cache.insert((channel, sequence), bytes.clone());
         Ok(bytes)
+    }
+
+    fn lock_crl(&self) -> std::sync::MutexGuard<'_, Option<(i64, Bytes)>> {
+        self.crl.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_segments(&self) -> std::sync::MutexGuard<'_, HashMap<(u16, u64), Bytes>> {
@@ -402,8 +408,8 @@ fn enroll_budgets(config: &Config, peer: IpAddr) -> Vec<(&'static str, String, i
     ]
 }
 
-/// Enrollment attempts are counted before they are evaluated, each against every budget in
-/// one atomic statement, and given back when they succeed: parallel wrong codes cannot
+/// Enrollment attempts are counted before they are evaluated, against each budget in one
+/// atomic statement per budget, and given back when they succeed: parallel wrong codes cannot
 /// overrun a budget, and new addresses do not add to a network's or the global one.
 struct EnrollAttempt<'a> {
     state: &'a AppState,
@@ -438,7 +444,7 @@ impl<'a> EnrollAttempt<'a> {
                 .await?;
             if !ok {
                 tracing::warn!(scope, item = %item, "enrollment attempts over budget");
-                self.give_back().await?;
+                self.give_back().await;
                 return Err(AppError::TooManyAttempts);
             }
             self.taken.push((scope, item));
@@ -446,12 +452,15 @@ impl<'a> EnrollAttempt<'a> {
         Ok(())
     }
 
-    /// The attempt does not count (it worked, or the request was malformed).
-    async fn give_back(&mut self) -> Result<(), AppError> {
+    /// The attempt does not count (it worked, or the request was malformed). A failure to
+    /// give it back is logged, not returned: the enrollment itself is done, the budget is
+    /// only a little stricter until its window ends.
+    async fn give_back(&mut self) {
         for (scope, item) in self.taken.drain(..) {
-            self.state.store.refund_attempt(scope, &item).await?;
+            if let Err(e) = self.state.store.refund_attempt(scope, &item).await {
+                tracing::warn!(scope, error = %e, "could not give back an enrollment attempt");
+            }
         }
-        Ok(())
     }
 }
 
@@ -459,11 +468,28 @@ impl<'a> EnrollAttempt<'a> {
 /// hold. Public (it names only serial numbers), fetched by the key server.
 async fn crl(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
     let now = now_ms();
-    let listed = state.store.crl_entries(now).await?;
-    let der = state
-        .ca
-        .crl(&listed, now, state.config.crl_validity_secs)
-        .map_err(AppError::Internal)?;
+    // Made at most every `crl_cache_secs` (a database scan and a signature each time, on the
+    // open enrollment port); a status change shows within that plus the key server's refresh.
+    let reuse_ms = state.config.crl_cache_secs * 1000;
+    let cached = state
+        .lock_crl()
+        .as_ref()
+        .filter(|(made, _)| now - made < reuse_ms)
+        .map(|(_, der)| der.clone());
+    let der = match cached {
+        Some(der) => der,
+        None => {
+            let listed = state.store.crl_entries(now).await?;
+            let der = Bytes::from(
+                state
+                    .ca
+                    .crl(&listed, now, state.config.crl_validity_secs)
+                    .map_err(AppError::Internal)?,
+            );
+            *state.lock_crl() = Some((now, der.clone()));
+            der
+        }
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/pkix-crl"),
@@ -505,7 +531,7 @@ async fn enroll(
         .await?;
     // Refuse a bad CSR before the code is spent; a malformed request is no guess.
     if rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).is_err() {
-        attempt.give_back().await?;
+        attempt.give_back().await;
         return Err(AppError::BadRequest("the CSR does not parse".into()));
     }
     let days = state.config.certificate_days;
@@ -525,7 +551,7 @@ async fn enroll(
             return Err(AppError::Code("this enrollment code has expired"));
         }
     };
-    attempt.give_back().await?;
+    attempt.give_back().await;
     let ks = state.keys.open_ks(&sub.name, &sub.ks_sealed)?;
     tracing::info!(subscriber = %sub.name, serial = %issued.serial_hex, "enrolled");
     Ok(Json(EnrollResponse {

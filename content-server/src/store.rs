@@ -292,6 +292,11 @@ impl Store {
         self.db.refund_attempt(scope, item).await
     }
 
+    /// Deletes budgets whose window started before `before_ms`.
+    pub async fn prune_attempts(&self, before_ms: i64) -> Result<u64> {
+        self.db.prune_attempts(before_ms).await
+    }
+
     /// What the CRL lists at `now_ms`: unexpired certificates that are revoked or whose
     /// subscriber is revoked or suspended, with their issue time.
     pub async fn crl_entries(&self, now_ms: i64) -> Result<Vec<CrlEntry>> {

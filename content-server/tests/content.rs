@@ -268,7 +268,7 @@ async fn enrollment_budgets_hold_under_parallel_and_distributed_guessing() {
 async fn crl_lists_revoked_and_suspended_certificates() {
     use rustls_pki_types::pem::PemObject;
     use x509_parser::x509::ReasonCode;
-    let op = operator(None).await;
+    let op = operator_with(None, |c| c.crl_cache_secs = 0).await;
     let mut serials = vec![];
     for name in ["erin", "frank", "gina"] {
         let code = op.add(name, "basic").await;

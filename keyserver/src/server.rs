@@ -190,8 +190,10 @@ async fn housekeeping(
             }
         }
         if now >= next_prune {
-            let idle_since = crate::now_ms() - (limits.long_window_secs * 1000) as i64;
-            match state.store.prune(crate::now_ms(), idle_since).await {
+            let now_ms = crate::now_ms();
+            let idle_since = now_ms - (limits.long_window_secs * 1000) as i64;
+            let windows_before = now_ms - (limits.probe_window_secs * 1000) as i64;
+            match state.store.prune(now_ms, idle_since, windows_before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned idle guess counters"),
                 Err(e) => tracing::warn!(error = %e, "pruning guess counters failed"),

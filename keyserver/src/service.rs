@@ -360,11 +360,12 @@ async fn register(
                 limits.max_identifiers_per_subscriber,
             )
             .await;
-        if !matches!(outcome, Ok(Upsert::OtherSubject)) {
-            state
-                .store
-                .refund_attempt(PROBE_SCOPE, &subject_key)
-                .await?;
+        if !matches!(outcome, Ok(Upsert::OtherSubject))
+            && let Err(e) = state.store.refund_attempt(PROBE_SCOPE, &subject_key).await
+        {
+            // The registration itself is done (or failed on its own): the budget is only a
+            // little stricter for a while.
+            tracing::warn!(error = %e, "could not give back a registration attempt");
         }
         match outcome? {
             Upsert::Created => Ok((StatusCode::CREATED.into_response(), "created")),

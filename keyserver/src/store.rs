@@ -164,7 +164,7 @@ impl Store {
                (identifier, suite, verifier, sealed, subject_der, subject_name, created_ms, updated_ms) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $7 \
              WHERE (SELECT COUNT(*) FROM accounts WHERE subject_der = $5) < $8 \
-                OR EXISTS (SELECT 1 FROM accounts WHERE identifier = $1) \
+                OR EXISTS (SELECT 1 FROM accounts WHERE identifier = $1 AND subject_der = $5) \
              ON CONFLICT (identifier) DO UPDATE SET \
                suite = excluded.suite, verifier = excluded.verifier, sealed = excluded.sealed, \
                subject_name = excluded.subject_name, updated_ms = excluded.updated_ms \
@@ -181,21 +181,25 @@ impl Store {
         .bind(i64::from(max_identifiers))
         .fetch_optional(&self.db.pool)
         .await?;
+        // A subject at its cap is told so whether the identifier is free or taken: otherwise
+        // it could tell them apart for free (a "taken" answer costs probe budget, this none).
         Ok(match row {
             Some(row) if row.try_get::<i64, _>(0)? == now_ms => Upsert::Created,
             Some(_) => Upsert::Replaced,
-            None if self.owner(id).await?.is_some() => Upsert::OtherSubject,
-            None => Upsert::TooMany,
+            None if self.held_by(subject_der).await? >= i64::from(max_identifiers) => {
+                Upsert::TooMany
+            }
+            None => Upsert::OtherSubject,
         })
     }
 
-    /// The certificate subject (DER) that holds an identifier.
-    async fn owner(&self, id: &Identifier) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT subject_der FROM accounts WHERE identifier = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.db.pool)
+    /// How many identifiers a certificate subject (DER) holds.
+    async fn held_by(&self, subject_der: &[u8]) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM accounts WHERE subject_der = $1")
+            .bind(subject_der.to_vec())
+            .fetch_one(&self.db.pool)
             .await?;
-        row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
+        Ok(row.try_get(0)?)
     }
 
     /// Takes one attempt from a fixed-window budget (see `stb_service::db`).
@@ -219,9 +223,14 @@ impl Store {
 
     /// Deletes what no rule needs any more: counter rows of identifiers (known or not, the
     /// same rule for both, so pruning reveals nothing) neither locked, nor waiting for a
-    /// confirmation, nor tried since `idle_since_ms`; and attempt windows started before it.
-    /// Returns the number of counter rows deleted.
-    pub async fn prune(&self, now_ms: i64, idle_since_ms: i64) -> Result<u64> {
+    /// confirmation, nor tried since `idle_since_ms`; and attempt windows started before
+    /// `windows_before_ms`. Returns the number of counter rows deleted.
+    pub async fn prune(
+        &self,
+        now_ms: i64,
+        idle_since_ms: i64,
+        windows_before_ms: i64,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "DELETE FROM guesses WHERE locked = 0 AND last_attempt_ms < $1 \
                AND (pending_expires_ms IS NULL OR pending_expires_ms < $2)",
@@ -230,7 +239,7 @@ impl Store {
         .bind(now_ms)
         .execute(&self.db.pool)
         .await?;
-        self.db.prune_attempts(idle_since_ms).await?;
+        self.db.prune_attempts(windows_before_ms).await?;
         Ok(done.rows_affected())
     }
 

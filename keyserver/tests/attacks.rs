@@ -119,6 +119,14 @@ async fn identifiers_per_subscriber_are_bounded(db: Db) {
         register(cert, &url, &sub, &keys("mum", 5)).await.status,
         200
     );
+    // At the cap, a taken identifier gets the same answer as a free one.
+    let other = pki.client("neighbour");
+    assert_eq!(
+        register(cert, &url, &other, &keys("taken", 1)).await.status,
+        201
+    );
+    let taken = register(cert, &url, &sub, &keys("taken", 1)).await;
+    assert_eq!((taken.status, &taken.body), (third.status, &third.body));
     assert_eq!(
         server
             .running
@@ -127,7 +135,7 @@ async fn identifiers_per_subscriber_are_bounded(db: Db) {
             .count_accounts()
             .await
             .expect("count"),
-        2
+        3
     );
 }
 
@@ -343,7 +351,10 @@ async fn counter_rows_are_pruned_alike_and_their_rate_is_capped(db: Db) {
         .await
         .expect("attempt");
     let far = keyserver::now_ms() + 10 * 86_400_000;
-    let pruned = store.prune(far, far - 1000).await.expect("prune");
+    let pruned = store
+        .prune(far, far - 1000, far - 1000)
+        .await
+        .expect("prune");
     assert_eq!(pruned as usize, answered);
     assert_eq!(store.count_guess_rows().await.expect("rows"), 1);
 }

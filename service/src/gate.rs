@@ -17,9 +17,11 @@ pub struct ConnectionLimits {
     /// The TLS handshake must finish within this many seconds.
     pub handshake_timeout_secs: u64,
     /// A request head must arrive within this many seconds: the first request after the
-    /// handshake, and every later HTTP/1.1 request once its first byte is awaited.
+    /// handshake, and on HTTP/1.1 every later one, counted from the end of the previous
+    /// response (so this is also how long an idle HTTP/1.1 connection is kept).
     pub header_timeout_secs: u64,
-    /// A connection with no byte in either direction for this many seconds is closed.
+    /// A connection with no byte in either direction for this many seconds is closed (what
+    /// bounds idle HTTP/2 connections).
     pub idle_timeout_secs: u64,
     /// Connections open at once, all sources together. Lowered at start to what the
     /// open-file limit allows.

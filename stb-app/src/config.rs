@@ -60,10 +60,11 @@ pub(crate) fn client_trusting(
     ca: Option<&Path>,
     identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client> {
-    // Idle connections are dropped before the servers' idle timeout (60 s by default)
-    // closes them, so a request never goes out on a connection being closed.
+    // Idle connections are dropped before the servers close them (an idle HTTP/1.1
+    // connection after their header timeout, 10 s by default), so a request never goes out
+    // on a connection being closed (a POST is not retried).
     let mut builder = reqwest::Client::builder()
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(20));
     if let Some(path) = ca {

@@ -204,11 +204,12 @@ fn register_by_hand(stack: &Stack, id: &HandEnrolled, identifier: &str) -> (u16,
     (status.parse().expect("status"), body.trim().to_owned())
 }
 
-/// Waits (the key server refreshes the CRL every second here) for `identifier`'s
+/// Waits (the content server makes its CRL at most every 10 s, the key server fetches it every
+/// second here) for `identifier`'s
 /// registration to get one of `statuses` (until then it may be created or replaced).
 fn register_until(stack: &Stack, id: &HandEnrolled, identifier: &str, statuses: &[u16]) -> String {
     let mut last = (0, String::new());
-    for _ in 0..50 {
+    for _ in 0..100 {
         last = register_by_hand(stack, id, identifier);
         if statuses.contains(&last.0) {
             return last.1;
