@@ -110,7 +110,7 @@ pub async fn start(config: &Config) -> Result<Running> {
 async fn prune_attempt_windows(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         let before = stb_service::now_ms() - state.config.enroll_window_secs * 1000;
-        match state.store.prune_attempts(before).await {
+        match state.store.db().prune_attempts(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned ended enrollment budgets"),
             Err(e) => tracing::warn!(error = %e, "pruning enrollment budgets failed"),

@@ -440,6 +440,7 @@ impl<'a> EnrollAttempt<'a> {
             let ok = self
                 .state
                 .store
+                .db()
                 .reserve_attempt(scope, &item, now, window, max)
                 .await?;
             if !ok {
@@ -457,7 +458,7 @@ impl<'a> EnrollAttempt<'a> {
     /// only a little stricter until its window ends.
     async fn give_back(&mut self) {
         for (scope, item) in self.taken.drain(..) {
-            if let Err(e) = self.state.store.refund_attempt(scope, &item).await {
+            if let Err(e) = self.state.store.db().refund_attempt(scope, &item).await {
                 tracing::warn!(scope, error = %e, "could not give back an enrollment attempt");
             }
         }

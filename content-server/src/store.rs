@@ -273,28 +273,9 @@ impl Store {
         }))
     }
 
-    /// Takes one attempt from a fixed-window budget (see `stb_service::db`).
-    pub async fn reserve_attempt(
-        &self,
-        scope: &str,
-        item: &str,
-        now_ms: i64,
-        window_ms: i64,
-        max: i64,
-    ) -> Result<bool> {
-        self.db
-            .reserve_attempt(scope, item, now_ms, window_ms, max)
-            .await
-    }
-
-    /// Gives an attempt back.
-    pub async fn refund_attempt(&self, scope: &str, item: &str) -> Result<()> {
-        self.db.refund_attempt(scope, item).await
-    }
-
-    /// Deletes budgets whose window started before `before_ms`.
-    pub async fn prune_attempts(&self, before_ms: i64) -> Result<u64> {
-        self.db.prune_attempts(before_ms).await
+    /// The database, for what `stb_service::db::Database` does itself (attempt budgets).
+    pub fn db(&self) -> &Database {
+        &self.db
     }
 
     /// What the CRL lists at `now_ms`: unexpired certificates that are revoked or whose

@@ -414,7 +414,7 @@ fn gst_decodes(ts: &[u8]) -> bool {
     // Bounded: on some random (encrypted) inputs tsdemux finds no stream and gst-launch waits
     // forever instead of failing; a hang counts as "does not decode".
     let status = std::process::Command::new("timeout")
-        .args(["30", "gst-launch-1.0", "-q", "filesrc"])
+        .args(["10", "gst-launch-1.0", "-q", "filesrc"])
         .arg(format!("location={}", file.path().display()))
         .args([
             "!",

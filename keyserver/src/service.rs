@@ -338,12 +338,13 @@ async fn register(
         let subject_key = hex::encode(Sha256::digest(&cert.subject_der));
         if !state
             .store
+            .db()
             .reserve_attempt(
                 PROBE_SCOPE,
                 &subject_key,
                 now,
                 (limits.probe_window_secs * 1000) as i64,
-                limits.max_taken_per_subscriber,
+                i64::from(limits.max_taken_per_subscriber),
             )
             .await?
         {
@@ -361,7 +362,11 @@ async fn register(
             )
             .await;
         if !matches!(outcome, Ok(Upsert::OtherSubject))
-            && let Err(e) = state.store.refund_attempt(PROBE_SCOPE, &subject_key).await
+            && let Err(e) = state
+                .store
+                .db()
+                .refund_attempt(PROBE_SCOPE, &subject_key)
+                .await
         {
             // The registration itself is done (or failed on its own): the budget is only a
             // little stricter for a while.

@@ -202,23 +202,9 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
-    /// Takes one attempt from a fixed-window budget (see `stb_service::db`).
-    pub async fn reserve_attempt(
-        &self,
-        scope: &str,
-        item: &str,
-        now_ms: i64,
-        window_ms: i64,
-        max: u32,
-    ) -> Result<bool> {
-        self.db
-            .reserve_attempt(scope, item, now_ms, window_ms, i64::from(max))
-            .await
-    }
-
-    /// Gives an attempt back.
-    pub async fn refund_attempt(&self, scope: &str, item: &str) -> Result<()> {
-        self.db.refund_attempt(scope, item).await
+    /// The database, for what `stb_service::db::Database` does itself (attempt budgets).
+    pub fn db(&self) -> &Database {
+        &self.db
     }
 
     /// Deletes what no rule needs any more: counter rows of identifiers (known or not, the

@@ -1,24 +1,11 @@
 //! The key server over real TLS on loopback, against SQLite and a real PostgreSQL.
 #![allow(missing_docs)]
 
+#[macro_use]
 mod common;
 
 use common::*;
 use stb_protocol::*;
-
-/// Runs an async test body once per backend.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Postgres).await })*
-        }
-    };
-}
 
 both_backends!(
     register_recover_confirm,
@@ -29,17 +16,6 @@ both_backends!(
     registration_needs_an_operator_certificate,
     bad_input_is_refused_and_stores_nothing,
 );
-
-async fn setup(
-    db: Db,
-    tweak: impl FnOnce(&mut keyserver::config::Config),
-) -> (tempfile::TempDir, Pki, Server) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = Pki::new("Test Operator CA");
-    let database = database_for(db).await;
-    let server = start(dir.path(), &pki, database, tweak).await;
-    (dir, pki, server)
-}
 
 async fn register_recover_confirm(db: Db) {
     let (_dir, pki, server) = setup(db, |_| {}).await;

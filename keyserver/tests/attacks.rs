@@ -2,6 +2,7 @@
 //! what it guards, against SQLite and a real PostgreSQL.
 #![allow(missing_docs)]
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -9,19 +10,6 @@ use keyserver::monitor::{Alert, Monitor, Thresholds};
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams};
 use stb_protocol::*;
 use std::time::Duration;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Postgres).await })*
-        }
-    };
-}
 
 both_backends!(
     registration_does_not_tell_which_identifiers_exist,
@@ -31,17 +19,6 @@ both_backends!(
     counter_rows_are_pruned_alike_and_their_rate_is_capped,
     only_the_protocol_media_type_is_accepted,
 );
-
-async fn setup(
-    db: Db,
-    tweak: impl FnOnce(&mut keyserver::config::Config),
-) -> (tempfile::TempDir, Pki, Server) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = Pki::new("Test Operator CA");
-    let database = database_for(db).await;
-    let server = start(dir.path(), &pki, database, tweak).await;
-    (dir, pki, server)
-}
 
 fn audit_alerts(server: &Server) -> Vec<Alert> {
     let log = std::fs::read_to_string(server.config.audit_log_path()).expect("audit log");

@@ -1,7 +1,7 @@
 //! Test harness: an operator PKI, key servers on loopback over real TLS, SQLite or a real
 //! PostgreSQL (the cluster from scripts/pg-test-cluster.sh, started on demand).
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, unused_macros)]
 
 use keyserver::config::Config;
 use keyserver::server::Running;
@@ -13,6 +13,29 @@ use stb_protocol::eke::RecoverResponse;
 use stb_protocol::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// Runs an async test body once per backend.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Db::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Db::Postgres).await })*
+        }
+    };
+}
+
+/// A fresh operator PKI and a key server on a fresh database of `db`, configured by `tweak`.
+pub async fn setup(db: Db, tweak: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Pki, Server) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new("Test Operator CA");
+    let database = database_for(db).await;
+    let server = start(dir.path(), &pki, database, tweak).await;
+    (dir, pki, server)
+}
 
 pub struct Pki {
     pub ca: CertifiedIssuer<'static, KeyPair>,
