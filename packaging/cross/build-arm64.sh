@@ -5,6 +5,9 @@
 #
 #   packaging/cross/build-arm64.sh        -> target/debian-arm64/*.deb
 #
+# The Debian mirror is the one apt uses here (scripts/debian-mirror.sh; STB_DEBIAN_MIRROR
+# overrides it).
+#
 # The arm64 system libraries (GStreamer for the player; fontconfig, xkbcommon, libinput and
 # udev for Slint's linuxkms backend) come from a bookworm arm64 sysroot in target/arm64-sysroot
 # made by `debootstrap --foreign` and dpkg-deb -x (unpacked, never run). Installing the `:arm64` -dev packages
@@ -28,7 +31,7 @@ dev=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-b
 if [ ! -f "$SYSROOT/.complete" ]; then
   $SUDO rm -rf "$SYSROOT"
   $SUDO debootstrap --foreign --variant=minbase --arch=arm64 --include="$(IFS=,; echo "${dev[*]}")" \
-    bookworm "$SYSROOT" http://deb.debian.org/debian >target/arm64-sysroot.log 2>&1 ||
+    bookworm "$SYSROOT" "$(scripts/debian-mirror.sh)" >target/arm64-sysroot.log 2>&1 ||
     { tail -20 target/arm64-sysroot.log >&2; exit 1; }
   # The first stage unpacked only the base system; the -dev packages and their dependencies
   # are downloaded next to it: unpack them too (no maintainer script ever runs).

@@ -2,7 +2,8 @@
 # Install test: a minimal Debian bookworm root (debootstrap), the three .debs installed with
 # their dependencies by apt, each binary's --version and --help run inside it, and both servers
 # initialised and started there once (health checked with curl inside the root).
-# Needs root (chroot) and a Debian mirror. Usage: packaging/debian/install-test.sh [ROOT_DIR]
+# Needs root (chroot) and a Debian mirror: the one apt uses here (scripts/debian-mirror.sh;
+# STB_DEBIAN_MIRROR overrides it). Usage: packaging/debian/install-test.sh [ROOT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=${1:-target/install-test-root}
@@ -17,7 +18,7 @@ trap cleanup EXIT
 
 if [ ! -x "$root/usr/bin/apt-get" ]; then
   rm -rf "$root"
-  debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
+  debootstrap --variant=minbase bookworm "$root" "$(scripts/debian-mirror.sh)" >/dev/null
 fi
 mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys"

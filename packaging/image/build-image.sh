@@ -22,7 +22,7 @@ arch=amd64
 deb=""
 config=""
 out=""
-mirror=http://deb.debian.org/debian
+mirror=""   # default: the mirror this machine's apt uses (scripts/debian-mirror.sh)
 rootfs_only=0
 size_mb=3072
 while (($#)); do
@@ -69,7 +69,7 @@ components=main
 [ "$arch" = arm64 ] && components=main,non-free-firmware
 debootstrap --variant=minbase --arch="$arch" --components="$components" \
   --include=systemd,systemd-sysv,udev,dbus,systemd-resolved,iproute2,ca-certificates,kmod \
-  bookworm "$root" "$mirror" >"$out/debootstrap.log" 2>&1 ||
+  bookworm "$root" "${mirror:-$(scripts/debian-mirror.sh)}" >"$out/debootstrap.log" 2>&1 ||
   { tail -20 "$out/debootstrap.log" >&2; exit 1; }
 
 # systemd-resolved made resolv.conf a link into /run; the build needs the host's resolver.
