@@ -379,7 +379,8 @@ async fn stream(
 /// The budgets one enrollment attempt is counted against, narrowest first: parallel attempts
 /// from one source are stopped by its own budget before they reserve a share of the wider ones.
 fn enroll_budgets(config: &Config, peer: IpAddr) -> Vec<(&'static str, String, i64)> {
-    let network = match stb_service::gate::source_key(peer) {
+    let source = stb_service::gate::source_key(peer);
+    let network = match source {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
             format!("{a}.{b}.{c}.0/24")
@@ -392,7 +393,7 @@ fn enroll_budgets(config: &Config, peer: IpAddr) -> Vec<(&'static str, String, i
     vec![
         (
             "enroll_peer",
-            stb_service::gate::source_key(peer).to_string(),
+            source.to_string(),
             config.enroll_max_failures,
         ),
         (

@@ -36,15 +36,13 @@ fn audit_alerts(server: &Server) -> Vec<Alert> {
 /// free), and the monitor raises an alert.
 async fn registration_does_not_tell_which_identifiers_exist(db: Db) {
     let (_dir, pki, server) = setup(db, |c| c.limits.max_taken_per_subscriber = 3).await;
-    let url = server.url("/v1/register");
-    let cert = &server.server_cert_pem;
     let owner = pki.client("owner");
     for n in ["taken0", "taken1", "taken2", "taken3"] {
-        assert_eq!(register(cert, &url, &owner, &keys(n, 1)).await.status, 201);
+        assert_eq!(server.register(&owner, n, 1).await.status, 201);
     }
     let prober = pki.client("prober");
     for n in ["taken0", "taken1", "taken2"] {
-        let reply = register(cert, &url, &prober, &keys(n, 2)).await;
+        let reply = server.register(&prober, n, 2).await;
         assert_eq!(reply.status, 403);
         assert_eq!(
             reply.body,
@@ -52,17 +50,12 @@ async fn registration_does_not_tell_which_identifiers_exist(db: Db) {
         );
     }
     // Budget spent: taken and free identifiers get the same answer.
-    let taken = register(cert, &url, &prober, &keys("taken3", 2)).await;
-    let free = register(cert, &url, &prober, &keys("free-one", 2)).await;
+    let taken = server.register(&prober, "taken3", 2).await;
+    let free = server.register(&prober, "free-one", 2).await;
     assert_eq!((taken.status, free.status), (429, 429));
     assert_eq!(taken.body, free.body);
     // Successful registrations do not spend it; the owner still registers.
-    assert_eq!(
-        register(cert, &url, &owner, &keys("taken4", 1))
-            .await
-            .status,
-        201
-    );
+    assert_eq!(server.register(&owner, "taken4", 1).await.status, 201);
     let alerts = audit_alerts(&server);
     assert!(
         alerts
@@ -74,35 +67,21 @@ async fn registration_does_not_tell_which_identifiers_exist(db: Db) {
 
 async fn identifiers_per_subscriber_are_bounded(db: Db) {
     let (_dir, pki, server) = setup(db, |c| c.limits.max_identifiers_per_subscriber = 2).await;
-    let url = server.url("/v1/register");
-    let cert = &server.server_cert_pem;
     let sub = pki.client("family");
-    assert_eq!(
-        register(cert, &url, &sub, &keys("mum", 1)).await.status,
-        201
-    );
-    assert_eq!(
-        register(cert, &url, &sub, &keys("dad", 1)).await.status,
-        201
-    );
-    let third = register(cert, &url, &sub, &keys("kid", 1)).await;
+    assert_eq!(server.register(&sub, "mum", 1).await.status, 201);
+    assert_eq!(server.register(&sub, "dad", 1).await.status, 201);
+    let third = server.register(&sub, "kid", 1).await;
     assert_eq!(third.status, 403);
     assert_eq!(
         third.body,
         b"this subscription holds 2 identifiers already\n"
     );
     // Changing a password is not a new identifier.
-    assert_eq!(
-        register(cert, &url, &sub, &keys("mum", 5)).await.status,
-        200
-    );
+    assert_eq!(server.register(&sub, "mum", 5).await.status, 200);
     // At the cap, a taken identifier gets the same answer as a free one.
     let other = pki.client("neighbour");
-    assert_eq!(
-        register(cert, &url, &other, &keys("taken", 1)).await.status,
-        201
-    );
-    let taken = register(cert, &url, &sub, &keys("taken", 1)).await;
+    assert_eq!(server.register(&other, "taken", 1).await.status, 201);
+    let taken = server.register(&sub, "taken", 1).await;
     assert_eq!((taken.status, &taken.body), (third.status, &third.body));
     assert_eq!(
         server
@@ -163,24 +142,22 @@ async fn revoked_and_suspended_certificates_do_not_register(db: Db) {
         c.limits.crl_refresh_secs = 1;
     })
     .await;
-    let url = server.url("/v1/register");
-    let cert = &server.server_cert_pem;
     // The first list is fetched at start, in the background.
-    let mut first = register(cert, &url, &good, &keys("good", 1)).await;
+    let mut first = server.register(&good, "good", 1).await;
     for _ in 0..50 {
         if first.status != 503 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        first = register(cert, &url, &good, &keys("good", 1)).await;
+        first = server.register(&good, "good", 1).await;
     }
     assert_eq!(first.status, 201);
-    let revoked = register(cert, &url, &gone, &keys("gone", 1)).await;
+    let revoked = server.register(&gone, "gone", 1).await;
     assert_eq!(
         (revoked.status, revoked.body.as_slice()),
         (403, b"this subscription is revoked\n".as_slice())
     );
-    let suspended = register(cert, &url, &held, &keys("held", 1)).await;
+    let suspended = server.register(&held, "held", 1).await;
     assert_eq!(
         (suspended.status, suspended.body.as_slice()),
         (
@@ -191,22 +168,19 @@ async fn revoked_and_suspended_certificates_do_not_register(db: Db) {
     // Resumed: the hold is lifted in the next list, taken at the next refresh.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     write_crl(&pki, &crl, &[&gone], &[]);
-    let mut resumed = register(cert, &url, &held, &keys("held", 1)).await;
+    let mut resumed = server.register(&held, "held", 1).await;
     for _ in 0..30 {
         if resumed.status == 201 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        resumed = register(cert, &url, &held, &keys("held", 1)).await;
+        resumed = server.register(&held, "held", 1).await;
     }
     assert_eq!(resumed.status, 201);
     // A list signed by someone else is not taken: the last good one stays in force.
     write_crl(&Pki::new("Forger"), &crl, &[], &[]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        register(cert, &url, &gone, &keys("gone", 1)).await.status,
-        403
-    );
+    assert_eq!(server.register(&gone, "gone", 1).await.status, 403);
 }
 
 async fn confirm(client: &reqwest::Client, server: &Server, confirm: &Confirm) -> u16 {
@@ -226,13 +200,7 @@ async fn slow_guesses_between_genuine_logins_lock(db: Db) {
     })
     .await;
     let owner = pki.client("owner");
-    let url = server.url("/v1/register");
-    assert_eq!(
-        register(&server.server_cert_pem, &url, &owner, &keys("victim", 1))
-            .await
-            .status,
-        201
-    );
+    assert_eq!(server.register(&owner, "victim", 1).await.status, 201);
     let client = server.client(None);
     let base = server.url("");
     let mut wrong = 0;
@@ -276,13 +244,7 @@ async fn counter_rows_are_pruned_alike_and_their_rate_is_capped(db: Db) {
     })
     .await;
     let owner = pki.client("owner");
-    let url = server.url("/v1/register");
-    assert_eq!(
-        register(&server.server_cert_pem, &url, &owner, &keys("known", 1))
-            .await
-            .status,
-        201
-    );
+    assert_eq!(server.register(&owner, "known", 1).await.status, 201);
     let client = server.client(None);
     let base = server.url("");
     let mut statuses = vec![];

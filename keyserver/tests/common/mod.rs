@@ -190,6 +190,17 @@ impl Server {
     pub fn client(&self, id: Option<&ClientId>) -> reqwest::Client {
         client_for(&self.server_cert_pem, id)
     }
+
+    /// Registers identifier `id` with the key `[kp; 32]` under `owner`'s certificate.
+    pub async fn register(&self, owner: &ClientId, id: &str, kp: u8) -> Reply {
+        register(
+            &self.server_cert_pem,
+            &self.url("/v1/register"),
+            owner,
+            &keys(id, kp),
+        )
+        .await
+    }
 }
 
 pub fn client_for(server_cert_pem: &str, id: Option<&ClientId>) -> reqwest::Client {
