@@ -8,7 +8,7 @@ use crate::keys::OperatorKeys;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use stb_protocol::SecretArray;
-use stb_service::now_ms;
+use stb_server_common::now_ms;
 
 /// Creates what is missing: master key, operator CA, server certificate (for `names` plus
 /// localhost and 127.0.0.1), database. Existing files are kept. Returns what it did.
@@ -17,7 +17,7 @@ pub async fn init(config: &Config, names: &[String]) -> Result<Vec<String>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     if !config.master_key_path().exists() {
-        stb_service::write_private(
+        stb_server_common::write_private(
             &config.master_key_path(),
             &stb_protocol::random_array::<32>(),
         )?;
@@ -39,7 +39,7 @@ pub async fn init(config: &Config, names: &[String]) -> Result<Vec<String>> {
         let mut all = names.to_vec();
         all.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
         let (chain, key_pem) = ca.server_certificate(&all)?;
-        stb_service::write_private(&key, key_pem.as_bytes())?;
+        stb_server_common::write_private(&key, key_pem.as_bytes())?;
         std::fs::write(&cert, chain)?;
         done.push(format!(
             "server certificate for {}: {}",

@@ -19,7 +19,7 @@ pub struct Issued {
     pub pem: String,
     /// DER.
     pub der: Vec<u8>,
-    /// Serial number, lowercase hex (as `stb_service::tls::PeerCert::serial_hex`).
+    /// Serial number, lowercase hex (as `stb_server_common::tls::PeerCert::serial_hex`).
     pub serial_hex: String,
     /// Expiry, Unix ms.
     pub not_after_ms: i64,
@@ -60,7 +60,7 @@ impl OperatorCa {
         params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key)?;
         std::fs::create_dir_all(dir)?;
-        stb_service::write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
+        stb_server_common::write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
         std::fs::write(dir.join("ca.crt"), cert.pem())?;
         Ok(())
     }
@@ -77,7 +77,7 @@ impl OperatorCa {
             .with_context(|| format!("reading {}/ca.key", dir.display()))?;
         let key = KeyPair::from_pem(&key_pem).context("CA key")?;
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).context("CA certificate")?;
-        let cert_der = stb_service::tls::load_certs(&dir.join("ca.crt"))?
+        let cert_der = stb_server_common::tls::load_certs(&dir.join("ca.crt"))?
             .remove(0)
             .as_ref()
             .to_vec();

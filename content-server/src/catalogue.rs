@@ -33,7 +33,7 @@ pub struct Slot {
     pub minutes: u32,
 }
 
-pub use stb_protocol::api::Programme;
+pub use stb_protocol::content_api::Programme;
 
 /// Where a channel's timeline is at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Enrollment codes: made here, checked by the format shared with the box
 //! ([`stb_protocol::code`]).
 
-use stb_protocol::code::luhn_digit;
-pub use stb_protocol::code::{CodeError, LEN, display, normalise};
+use stb_protocol::enrollment_code::luhn_digit;
+pub use stb_protocol::enrollment_code::{CodeError, LEN, display, normalise};
 
 /// A fresh random code, as 12 digits without separators.
 pub fn generate() -> String {

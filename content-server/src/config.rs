@@ -48,7 +48,7 @@ pub struct Config {
     /// Whole-request timeout (time to the response head; streams then run on), seconds.
     pub request_timeout_secs: u64,
     /// Connection time limits and caps, per listener.
-    pub connections: stb_service::gate::ConnectionLimits,
+    pub connections: stb_server_common::gate::ConnectionLimits,
 }
 
 impl Default for Config {
@@ -74,9 +74,9 @@ impl Default for Config {
             request_timeout_secs: 10,
             // Boxes of a hotel or a carrier-grade NAT share one address, and each playing box
             // holds a connection here: a larger share per source than the key server's.
-            connections: stb_service::gate::ConnectionLimits {
+            connections: stb_server_common::gate::ConnectionLimits {
                 max_connections_per_source: 1024,
-                ..stb_service::gate::ConnectionLimits::default()
+                ..stb_server_common::gate::ConnectionLimits::default()
             },
         }
     }
@@ -85,12 +85,12 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        stb_service::load_toml(path)
+        stb_server_common::load_toml(path)
     }
 
     /// Database URL.
     pub fn database_url(&self) -> String {
-        stb_service::db::url_or_sqlite(&self.database, &self.data_dir, "content.db")
+        stb_server_common::db::url_or_sqlite(&self.database, &self.data_dir, "content.db")
     }
 
     /// CA directory.

@@ -11,7 +11,7 @@ pub mod codes;
 pub mod config;
 pub mod keys;
 pub mod packager;
+pub mod routes;
 pub mod server;
-pub mod service;
 pub mod store;
 pub mod ts;

@@ -101,7 +101,7 @@ enum ChannelAction {
 }
 
 fn main() -> Result<()> {
-    stb_service::init_tracing();
+    stb_server_common::init_tracing();
     let cli = Cli::parse();
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
@@ -157,7 +157,7 @@ async fn init(config: &Config, names: Vec<String>) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let running = content_server::server::start(&config).await?;
-    stb_service::shutdown_signal().await?;
+    stb_server_common::shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
 }

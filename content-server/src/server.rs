@@ -4,12 +4,12 @@ use crate::ca::OperatorCa;
 use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::keys::OperatorKeys;
-use crate::service::{AppState, content_router, enroll_router};
+use crate::routes::{AppState, content_router, enroll_router};
 use crate::store::Store;
 use anyhow::{Context, Result};
-use stb_service::gate::Gate;
-use stb_service::serve::TlsService;
-use stb_service::tls::{self, ClientAuth};
+use stb_server_common::gate::Gate;
+use stb_server_common::listener::TlsService;
+use stb_server_common::tls::{self, ClientAuth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub struct Running {
     pub enroll_addr: SocketAddr,
     /// Shared state.
     pub state: Arc<AppState>,
-    listeners: stb_service::serve::Listeners,
+    listeners: stb_server_common::listener::Listeners,
 }
 
 impl Running {
@@ -52,7 +52,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         ClientAuth::Required(ca_roots),
     )?;
     let server_only = tls::server_config(chain, key, ClientAuth::None)?;
-    let (mut listeners, stop_rx) = stb_service::serve::Listeners::new();
+    let (mut listeners, stop_rx) = stb_server_common::listener::Listeners::new();
     let state = Arc::new(AppState::new(
         config.clone(),
         store,
@@ -62,9 +62,9 @@ pub async fn start(config: &Config) -> Result<Running> {
         stop_rx.clone(),
     ));
 
-    let content = stb_service::serve::bind(config.listen)
+    let content = stb_server_common::listener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
-    let enroll = stb_service::serve::bind(config.enroll_listen)
+    let enroll = stb_server_common::listener::bind(config.enroll_listen)
         .with_context(|| format!("binding {}", config.enroll_listen))?;
     let (addr, enroll_addr) = (content.local_addr()?, enroll.local_addr()?);
     // Each listener has its own caps: a flood of the open enrollment port must not take
@@ -79,18 +79,18 @@ pub async fn start(config: &Config) -> Result<Running> {
         app: app
             .layer(request_timeout)
             .layer(axum::middleware::map_response(
-                stb_service::serve::plain_errors,
+                stb_server_common::listener::plain_errors,
             )),
         limits,
         gate: Gate::within_open_files(&limits, 2),
         observer: Arc::new(()),
     };
-    listeners.spawn(stb_service::serve::accept_tls(
+    listeners.spawn(stb_server_common::listener::accept_tls(
         content,
         service(mtls, content_router(state.clone())),
         stop_rx.clone(),
     ));
-    listeners.spawn(stb_service::serve::accept_tls(
+    listeners.spawn(stb_server_common::listener::accept_tls(
         enroll,
         service(server_only, enroll_router(state.clone())),
         stop_rx.clone(),
@@ -109,7 +109,7 @@ pub async fn start(config: &Config) -> Result<Running> {
 /// leaves one, so they would otherwise pile up.
 async fn prune_attempt_windows(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        let before = stb_service::now_ms() - state.config.enroll_window_secs * 1000;
+        let before = stb_server_common::now_ms() - state.config.enroll_window_secs * 1000;
         match state.store.db().prune_attempts(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned ended enrollment budgets"),

@@ -1,11 +1,11 @@
 //! Subscribers, enrollment codes, issued certificates and enrollment attempt counters, over
-//! SQLite or PostgreSQL (stb-service's `sqlx::Any` pool, one set of migrations per backend).
+//! SQLite or PostgreSQL (stb-server-common's `sqlx::Any` pool, one set of migrations per backend).
 
 use anyhow::Result;
 use serde::Serialize;
 use sqlx::Row;
-pub use stb_service::db::Backend;
-use stb_service::db::Database;
+pub use stb_server_common::db::Backend;
+use stb_server_common::db::Database;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -273,7 +273,7 @@ impl Store {
         }))
     }
 
-    /// The database, for what `stb_service::db::Database` does itself (attempt budgets).
+    /// The database, for what `stb_server_common::db::Database` does itself (attempt budgets).
     pub fn db(&self) -> &Database {
         &self.db
     }

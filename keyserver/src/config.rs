@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use serde::Deserialize;
-use stb_service::gate::ConnectionLimits;
+use stb_server_common::gate::ConnectionLimits;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,12 +118,12 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        stb_service::load_toml(path)
+        stb_server_common::load_toml(path)
     }
 
     /// The database URL to connect to.
     pub fn database_url(&self) -> String {
-        stb_service::db::url_or_sqlite(&self.database, &self.data_dir, "keyserver.db")
+        stb_server_common::db::url_or_sqlite(&self.database, &self.data_dir, "keyserver.db")
     }
 
     /// Server certificate path.

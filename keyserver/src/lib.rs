@@ -8,8 +8,8 @@ pub mod config;
 pub mod metrics;
 pub mod monitor;
 pub mod revocation;
+pub mod routes;
 pub mod server;
-pub mod service;
 pub mod store;
 
-pub use stb_service::now_ms;
+pub use stb_server_common::now_ms;

@@ -127,7 +127,7 @@ struct MonitorArgs {
 }
 
 fn main() -> Result<()> {
-    stb_service::init_tracing();
+    stb_server_common::init_tracing();
     let cli = Cli::parse();
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
@@ -189,13 +189,13 @@ async fn init(config: &Config, mut names: Vec<String>, force: bool) -> Result<()
         println!("TLS key pair kept: {}", cert.display());
     } else {
         names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
-        let (cert_pem, key_pem) = stb_service::tls::self_signed(&names)?;
+        let (cert_pem, key_pem) = stb_server_common::tls::self_signed(&names)?;
         for path in [&cert, &key] {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        stb_service::write_private(&key, key_pem.as_bytes())?;
+        stb_server_common::write_private(&key, key_pem.as_bytes())?;
         std::fs::write(&cert, cert_pem)?;
         println!(
             "TLS certificate for {}: {}",
@@ -229,7 +229,7 @@ fn restrict(path: &std::path::Path, mode: u32) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let running = keyserver::server::start(&config).await?;
-    stb_service::shutdown_signal().await?;
+    stb_server_common::shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
 }

@@ -159,12 +159,12 @@ impl Metrics {
     }
 }
 
-impl stb_service::serve::ConnObserver for Metrics {
+impl stb_server_common::listener::ConnObserver for Metrics {
     fn tls_failure(&self) {
         self.tls_failures.inc();
     }
 
-    fn refused(&self, why: stb_service::gate::Refusal) {
+    fn refused(&self, why: stb_server_common::gate::Refusal) {
         self.connections_refused
             .get_or_create(&RefusalLabels {
                 reason: why.as_str(),

@@ -1,17 +1,17 @@
-//! Start-up: open the database, load keys, bind the TLS listener (stb-service's accept loop)
+//! Start-up: open the database, load keys, bind the TLS listener (stb-server-common's accept loop)
 //! and the plain-HTTP admin listener; graceful shutdown on request.
 
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::revocation::Revocation;
-use crate::service::{AppState, SourceRate, admin_router, router};
+use crate::routes::{AppState, SourceRate, admin_router, router};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use stb_protocol::ServerSecret;
-use stb_service::gate::Gate;
-use stb_service::serve::TlsService;
-use stb_service::tls::{self, ClientAuth};
+use stb_server_common::gate::Gate;
+use stb_server_common::listener::TlsService;
+use stb_server_common::tls::{self, ClientAuth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// Shared state (store, metrics), for tests and the CLI.
     pub state: Arc<AppState>,
-    listeners: stb_service::serve::Listeners,
+    listeners: stb_server_common::listener::Listeners,
 }
 
 impl Running {
@@ -89,8 +89,8 @@ pub async fn start(config: &Config) -> Result<Running> {
     let client_auth = operator_roots.map_or(ClientAuth::None, ClientAuth::Optional);
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(chain, key, client_auth)?));
 
-    let (mut listeners, stop_rx) = stb_service::serve::Listeners::new();
-    let listener = stb_service::serve::bind(config.listen)
+    let (mut listeners, stop_rx) = stb_server_common::listener::Listeners::new();
+    let listener = stb_server_common::listener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let app = router(state.clone())
@@ -99,7 +99,7 @@ pub async fn start(config: &Config) -> Result<Running> {
             config.request_timeout(),
         ))
         .layer(axum::middleware::map_response(
-            stb_service::serve::plain_errors,
+            stb_server_common::listener::plain_errors,
         ));
     let gate = Gate::within_open_files(&config.connections, 1);
     state.metrics.connections_max(gate.max());
@@ -110,7 +110,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         gate,
         observer: state.metrics.clone(),
     };
-    listeners.spawn(stb_service::serve::accept_tls(
+    listeners.spawn(stb_server_common::listener::accept_tls(
         listener,
         service,
         stop_rx.clone(),
@@ -124,8 +124,8 @@ pub async fn start(config: &Config) -> Result<Running> {
 
     let mut admin_addr = None;
     if let Some(admin) = config.admin_listen {
-        let listener =
-            stb_service::serve::bind(admin).with_context(|| format!("binding admin {admin}"))?;
+        let listener = stb_server_common::listener::bind(admin)
+            .with_context(|| format!("binding admin {admin}"))?;
         admin_addr = Some(listener.local_addr()?);
         let app = admin_router(state.clone());
         let mut stop_rx = stop_rx.clone();

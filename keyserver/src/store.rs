@@ -8,8 +8,8 @@
 use anyhow::Result;
 use sqlx::Row;
 use stb_protocol::{Identifier, SealedData, StoredRecord, Suite, Verifier};
-pub use stb_service::db::Backend;
-use stb_service::db::Database;
+pub use stb_server_common::db::Backend;
+use stb_server_common::db::Database;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -202,7 +202,7 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
-    /// The database, for what `stb_service::db::Database` does itself (attempt budgets).
+    /// The database, for what `stb_server_common::db::Database` does itself (attempt budgets).
     pub fn db(&self) -> &Database {
         &self.db
     }

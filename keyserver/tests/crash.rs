@@ -56,7 +56,7 @@ async fn kill_mid_flight(db: Db) {
     let pki = Pki::new("Crash Test CA");
     let database = database_for(db).await;
     let (config, server_cert) = config_in(dir.path(), &pki, database.clone());
-    let port = stb_service::serve::free_loopback_port().expect("port");
+    let port = stb_server_common::listener::free_loopback_port().expect("port");
     let base = format!("https://127.0.0.1:{port}");
     let client = client_for(&server_cert, None);
     let mut child = spawn(dir.path(), &database, port);

@@ -57,6 +57,9 @@ pub enum Error {
     /// The key-derivation function rejected its parameters (never with the built-in suites).
     #[error("key derivation failed")]
     Kdf,
+    /// The segment cipher refused a key or a buffer (never with a 16-byte key).
+    #[error("segment cipher failed")]
+    Cipher,
 }
 
 /// Shorthand for results of this crate.

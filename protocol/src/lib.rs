@@ -28,10 +28,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod code;
 mod codec;
+pub mod content_api;
 pub mod eke;
+pub mod enrollment_code;
 pub mod error;
 pub mod identifier;
 pub mod license;

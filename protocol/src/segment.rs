@@ -150,11 +150,12 @@ impl core::fmt::Debug for SegmentCipher {
 impl SegmentCipher {
     /// Expands the key schedule.
     pub fn new(key: &ChannelKey) -> Result<Self> {
-        let unbound = UnboundCipherKey::new(&AES_128, key.key.expose()).map_err(|_| Error::Kdf)?;
+        let unbound =
+            UnboundCipherKey::new(&AES_128, key.key.expose()).map_err(|_| Error::Cipher)?;
         let key_id = key.key_id;
         Ok(Self {
             key_id,
-            key: DecryptingKey::ctr(unbound).map_err(|_| Error::Kdf)?,
+            key: DecryptingKey::ctr(unbound).map_err(|_| Error::Cipher)?,
         })
     }
 
@@ -188,7 +189,7 @@ impl SegmentCipher {
 
     fn ctr(&self, counter: u128, buf: &mut [u8]) -> Result<()> {
         let context = DecryptionContext::Iv128(FixedLength::from(counter.to_be_bytes()));
-        self.key.decrypt(buf, context).map_err(|_| Error::Kdf)?;
+        self.key.decrypt(buf, context).map_err(|_| Error::Cipher)?;
         Ok(())
     }
 

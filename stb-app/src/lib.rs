@@ -7,7 +7,7 @@ pub mod config;
 pub mod feed;
 pub mod harden;
 pub mod headless;
-pub mod keyserver;
+pub mod keyserver_client;
 pub mod player;
 pub mod register;
 pub mod remote;

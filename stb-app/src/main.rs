@@ -160,7 +160,7 @@ fn main() -> Result<()> {
             if !input.is_empty() {
                 config.input_devices = input;
             }
-            stb_app::ui::app::run(config, &rt, size)?;
+            stb_app::ui::controller::run(config, &rt, size)?;
         }
         Command::Screenshots {
             out,

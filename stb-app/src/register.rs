@@ -3,11 +3,11 @@
 //! entered twice) -> D sealed under KP -> upload to the key server -> everything erased.
 
 use crate::config::{BoxConfig, client_trusting};
-use crate::keyserver::KeyServer;
+use crate::keyserver_client::KeyServer;
 use crate::session::identity;
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use stb_protocol::api::{EnrollRequest, EnrollResponse};
+use stb_protocol::content_api::{EnrollRequest, EnrollResponse};
 use stb_protocol::password::check_policy;
 use stb_protocol::{
     Identifier, Password, PasswordKeys, PersonalData, RegisterRequest, SecretArray, SecretVec,

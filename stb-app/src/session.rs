@@ -3,9 +3,9 @@
 //! Dropping it (logout, power key, timeout, exit) wipes every secret it holds.
 
 use crate::config::BoxConfig;
-use crate::keyserver::{KeyServer, LoginError};
+use crate::keyserver_client::{KeyServer, LoginError};
 use base64::Engine;
-use stb_protocol::api::ChannelList;
+use stb_protocol::content_api::ChannelList;
 use stb_protocol::{
     ChannelKey, Identifier, KeyId, License, LicenseKey, Password, PasswordKeys, PersonalData, Suite,
 };

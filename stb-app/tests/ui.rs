@@ -13,7 +13,7 @@ use slint::ComponentHandle;
 use slint::platform::{Key, WindowEvent};
 use stb_app::player::Player;
 use stb_app::ui::AppWindow;
-use stb_app::ui::app::{Controller, FrameSlot, Shared};
+use stb_app::ui::controller::{Controller, FrameSlot, Shared};
 use stb_app::ui::model::Screen;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -108,9 +108,9 @@ impl Stack {
         let dir = tempfile::tempdir()?;
         let mut stack = Self {
             dir,
-            content_port: stb_service::serve::free_loopback_port()?,
-            enroll_port: stb_service::serve::free_loopback_port()?,
-            key_port: stb_service::serve::free_loopback_port()?,
+            content_port: stb_server_common::listener::free_loopback_port()?,
+            enroll_port: stb_server_common::listener::free_loopback_port()?,
+            key_port: stb_server_common::listener::free_loopback_port()?,
             key_flags: owned(key_flags),
             content_flags: owned(content_flags),
             server_wrapper: owned(server_wrapper),

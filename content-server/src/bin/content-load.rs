@@ -13,10 +13,10 @@ use clap::Parser;
 use content_server::catalogue::Catalogue;
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
-use content_server::service::{EnrollRequest, EnrollResponse};
+use content_server::routes::{EnrollRequest, EnrollResponse};
 use content_server::store::Store;
 use futures_util::StreamExt;
-use stb_service::now_ms;
+use stb_server_common::now_ms;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -81,8 +81,8 @@ async fn run(args: Args) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let channels = std::fs::canonicalize(&args.channels).context("channel manifest")?;
     let (port, enroll_port) = (
-        stb_service::serve::free_loopback_port()?,
-        stb_service::serve::free_loopback_port()?,
+        stb_server_common::listener::free_loopback_port()?,
+        stb_server_common::listener::free_loopback_port()?,
     );
     let config = Config {
         listen: format!("127.0.0.1:{port}").parse()?,
@@ -134,7 +134,7 @@ async fn run(args: Args) -> Result<()> {
     // nginx gets the same encrypted bytes as files, for every segment the run can ask for.
     let steps = args.viewers.len() as u64;
     let mut nginx = None;
-    let nginx_port = stb_service::serve::free_loopback_port()?;
+    let nginx_port = stb_server_common::listener::free_loopback_port()?;
     if args.nginx != "none" {
         // Every step runs three targets, each with a join phase before its measured seconds.
         let until = now_ms() + ((steps * 3 * (args.seconds + 15) + 60) * 1000) as i64;
@@ -156,7 +156,7 @@ async fn run(args: Args) -> Result<()> {
     };
     for &viewers in &args.viewers {
         for &(name, port, mode, pid) in &targets {
-            let cpu0 = stb_service::process_cpu_seconds(pid);
+            let cpu0 = stb_server_common::process_cpu_seconds(pid);
             let tally = run_viewers(
                 &catalogue,
                 &ca_pem,
@@ -167,7 +167,7 @@ async fn run(args: Args) -> Result<()> {
                 args.seconds,
             )
             .await;
-            let cpu = stb_service::process_cpu_seconds(pid) - cpu0;
+            let cpu = stb_server_common::process_cpu_seconds(pid) - cpu0;
             let mut l = tally.lateness_ms.clone();
             l.sort();
             let p99 = l

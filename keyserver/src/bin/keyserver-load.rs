@@ -97,7 +97,7 @@ async fn run(args: Args) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("keyserver-load-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("tls"))?;
     let (pki, identity, _cert_pem, cert_der) = pki()?;
-    let (server_cert, server_key) = stb_service::tls::self_signed(&["127.0.0.1".into()])?;
+    let (server_cert, server_key) = stb_server_common::tls::self_signed(&["127.0.0.1".into()])?;
     std::fs::write(dir.join("tls/server.crt"), &server_cert)?;
     std::fs::write(dir.join("tls/server.key"), server_key)?;
     std::fs::write(dir.join("ca.pem"), pki.ca.pem())?;
@@ -169,10 +169,7 @@ async fn run(args: Args) -> Result<()> {
         let req = RegisterRequest::new(&keys, &data, random_array())?;
         let r = registrar
             .post(format!("{base}/v1/register"))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                keyserver::service::MEDIA_TYPE,
-            )
+            .header(reqwest::header::CONTENT_TYPE, keyserver::routes::MEDIA_TYPE)
             .body(req.encode())
             .send()
             .await?;
@@ -181,7 +178,7 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let cpu_before = stb_service::process_cpu_seconds(pid);
+    let cpu_before = stb_server_common::process_cpu_seconds(pid);
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -219,7 +216,7 @@ async fn run(args: Args) -> Result<()> {
         failures += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = stb_service::process_cpu_seconds(pid) - cpu_before;
+    let cpu = stb_server_common::process_cpu_seconds(pid) - cpu_before;
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -280,10 +277,7 @@ async fn one_recovery(server_cert: &str, base: &str, i: usize) -> Result<()> {
     let (state, request) = ClientRecovery::start(keys, &mut os_rng())?;
     let r = http
         .post(format!("{base}/v1/recover"))
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            keyserver::service::MEDIA_TYPE,
-        )
+        .header(reqwest::header::CONTENT_TYPE, keyserver::routes::MEDIA_TYPE)
         .body(request.encode())
         .send()
         .await?;
@@ -294,10 +288,7 @@ async fn one_recovery(server_cert: &str, base: &str, i: usize) -> Result<()> {
     let (_, confirm) = state.finish(&response)?;
     let r = http
         .post(format!("{base}/v1/confirm"))
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            keyserver::service::MEDIA_TYPE,
-        )
+        .header(reqwest::header::CONTENT_TYPE, keyserver::routes::MEDIA_TYPE)
         .body(confirm.encode())
         .send()
         .await?;

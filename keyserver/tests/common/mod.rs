@@ -135,8 +135,9 @@ pub struct Server {
 
 /// Writes TLS files and the operator CA into `dir` and returns a config for it.
 pub fn config_in(dir: &Path, pki: &Pki, database: String) -> (Config, String) {
-    let (cert, key) = stb_service::tls::self_signed(&["127.0.0.1".into(), "localhost".into()])
-        .expect("self-signed");
+    let (cert, key) =
+        stb_server_common::tls::self_signed(&["127.0.0.1".into(), "localhost".into()])
+            .expect("self-signed");
     std::fs::create_dir_all(dir.join("tls")).expect("mkdir");
     std::fs::write(dir.join("tls/server.crt"), &cert).expect("write cert");
     std::fs::write(dir.join("tls/server.key"), key).expect("write key");
@@ -228,10 +229,7 @@ pub async fn post(
 ) -> Result<Reply, reqwest::Error> {
     let r = client
         .post(url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            keyserver::service::MEDIA_TYPE,
-        )
+        .header(reqwest::header::CONTENT_TYPE, keyserver::routes::MEDIA_TYPE)
         .body(body)
         .send()
         .await?;

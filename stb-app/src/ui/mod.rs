@@ -1,7 +1,7 @@
 //! The on-screen UI: Slint screens (`ui/*.slint`) drawn from a sans-IO [`model::Model`],
 //! driven by the remote and the window's keyboard, with the player's frames as video.
 
-pub mod app;
+pub mod controller;
 pub mod keyboard;
 pub mod model;
 pub mod screenshots;

@@ -4,9 +4,9 @@
 //! the unit tests drive it directly.
 
 use super::keyboard::{Keyboard, Press, Special};
-use crate::keyserver::LoginError;
+use crate::keyserver_client::LoginError;
 use crate::remote::Action;
-use stb_protocol::api::ChannelInfo;
+use stb_protocol::content_api::ChannelInfo;
 use stb_protocol::password::{PolicyViolation, check_policy, strength};
 use stb_protocol::{Identifier, Password};
 use std::time::Duration;
@@ -559,13 +559,15 @@ impl Model {
                 self.keyboard.reset();
             }
             Screen::Login => self.submit_login(fx),
-            Screen::Register(Step::Code) => match stb_protocol::code::normalise(&self.form.code) {
-                Ok(code) => {
-                    self.form.code = stb_protocol::code::display(&code);
-                    self.enter(Screen::Register(Step::Identifier));
+            Screen::Register(Step::Code) => {
+                match stb_protocol::enrollment_code::normalise(&self.form.code) {
+                    Ok(code) => {
+                        self.form.code = stb_protocol::enrollment_code::display(&code);
+                        self.enter(Screen::Register(Step::Identifier));
+                    }
+                    Err(e) => self.form.message = capitalise(&e.to_string()),
                 }
-                Err(e) => self.form.message = capitalise(&e.to_string()),
-            },
+            }
             Screen::Register(Step::Identifier) => match Identifier::parse(&self.form.identifier) {
                 Ok(_) => self.enter(Screen::Register(Step::Password)),
                 Err(e) => self.form.message = capitalise(&e.to_string()),
@@ -968,7 +970,7 @@ mod tests {
     use super::*;
 
     fn channels() -> Vec<ChannelInfo> {
-        let p = |t: &str| stb_protocol::api::Programme {
+        let p = |t: &str| stb_protocol::content_api::Programme {
             title: t.into(),
             start_ms: 0,
             end_ms: 1,

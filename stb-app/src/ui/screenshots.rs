@@ -3,10 +3,10 @@
 //! like the test channels; the picture is a frame decoded from a channel file when given.
 
 use super::AppWindow;
-use super::app::to_image;
+use super::controller::to_image;
 use super::model::{Feed, LoggedIn, Model, Timer};
 use super::view::render;
-use crate::keyserver::LoginError;
+use crate::keyserver_client::LoginError;
 use crate::player::{Frame, Player};
 use crate::remote::Action;
 use anyhow::{Context, Result};
@@ -15,7 +15,7 @@ use slint::platform::software_renderer::{
     MinimalSoftwareWindow, PremultipliedRgbaColor, RepaintBufferType,
 };
 use slint::platform::{Platform, WindowAdapter};
-use stb_protocol::api::{ChannelInfo, Programme};
+use stb_protocol::content_api::{ChannelInfo, Programme};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;

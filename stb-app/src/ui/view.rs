@@ -7,7 +7,7 @@ use crate::remote::Action;
 use chrono::{Local, TimeZone};
 use slint::platform::Key;
 use slint::{ModelRc, SharedString, VecModel};
-use stb_protocol::api::Programme;
+use stb_protocol::content_api::Programme;
 
 /// What a key from the window means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ pub const PASSWORD: &str = "Sofa-remote#2026!";
 pub async fn stack() -> (Stack, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_owned();
-    let port = stb_service::serve::free_loopback_port().expect("port");
+    let port = stb_server_common::listener::free_loopback_port().expect("port");
     let content_config = content_server::config::Config {
         listen: format!("127.0.0.1:{port}").parse().expect("addr"),
         enroll_listen: "127.0.0.1:0".parse().expect("addr"),
@@ -54,7 +54,7 @@ pub async fn stack() -> (Stack, String) {
 
     let ks_dir = root.join("keyserver");
     std::fs::create_dir_all(ks_dir.join("tls")).expect("mkdir");
-    let (cert, key) = stb_service::tls::self_signed(&["127.0.0.1".into()]).expect("cert");
+    let (cert, key) = stb_server_common::tls::self_signed(&["127.0.0.1".into()]).expect("cert");
     std::fs::write(ks_dir.join("tls/server.crt"), &cert).expect("write");
     std::fs::write(ks_dir.join("tls/server.key"), key).expect("write");
     let ks_config = keyserver::config::Config {

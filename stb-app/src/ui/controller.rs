@@ -186,7 +186,9 @@ impl Controller {
                     let Some(this) = me.upgrade() else { return };
                     let result = match result {
                         Ok(r) => r,
-                        Err(_) => Err(crate::keyserver::LoginError::Protocol("the box".into())),
+                        Err(_) => Err(crate::keyserver_client::LoginError::Protocol(
+                            "the box".into(),
+                        )),
                     };
                     let view = result.map(|session| {
                         let session = Arc::new(session);

@@ -6,7 +6,7 @@
 pub mod activity;
 pub mod db;
 pub mod gate;
-pub mod serve;
+pub mod listener;
 pub mod tls;
 
 /// Wall-clock time in Unix milliseconds.

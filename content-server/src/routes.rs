@@ -14,10 +14,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-pub use stb_protocol::api::{ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, LiveEdge};
+pub use stb_protocol::content_api::{
+    ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, LiveEdge,
+};
 use stb_protocol::{License, LicenseKey, SegmentCipher};
-use stb_service::now_ms;
-use stb_service::serve::ConnInfo;
+use stb_server_common::listener::ConnInfo;
+use stb_server_common::now_ms;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -379,7 +381,7 @@ async fn stream(
 /// The budgets one enrollment attempt is counted against, narrowest first: parallel attempts
 /// from one source are stopped by its own budget before they reserve a share of the wider ones.
 fn enroll_budgets(config: &Config, peer: IpAddr) -> Vec<(&'static str, String, i64)> {
-    let source = stb_service::gate::source_key(peer);
+    let source = stb_server_common::gate::source_key(peer);
     let network = match source {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
@@ -560,7 +562,9 @@ async fn enroll(
         account: sub.name,
         certificate_pem: issued.pem,
         operator_ca_pem: state.ca.cert_pem.clone(),
-        ks_base64: base64::engine::general_purpose::STANDARD.encode(ks.expose()),
+        ks_base64: base64::engine::general_purpose::STANDARD
+            .encode(ks.expose())
+            .into(),
         content_server_url: state.config.public_url.clone(),
         keyserver_url: state.config.keyserver_url.clone(),
     }))

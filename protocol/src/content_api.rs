@@ -21,8 +21,8 @@ pub struct EnrollResponse {
     pub certificate_pem: String,
     /// The operator CA, PEM (trust anchor for the content server).
     pub operator_ca_pem: String,
-    /// KS, base64.
-    pub ks_base64: String,
+    /// KS, base64 (wiped when the answer is dropped).
+    pub ks_base64: zeroize::Zeroizing<String>,
     /// Content server URL.
     pub content_server_url: String,
     /// Key server URL.

@@ -21,7 +21,7 @@ use stb_protocol::eke::{self, PendingConfirmation};
 use stb_protocol::{
     Confirm, Identifier, RecoverRequest, RegisterRequest, SecretArray, ServerSecret,
 };
-use stb_service::serve::ConnInfo;
+use stb_server_common::listener::ConnInfo;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ impl SourceRate {
     /// Takes one request from `peer`'s budget, or says in how many seconds there is one.
     pub fn check(&self, peer: IpAddr) -> Result<(), u64> {
         self.0
-            .check_key(&stb_service::gate::source_key(peer))
+            .check_key(&stb_server_common::gate::source_key(peer))
             .map_err(|wait| {
                 wait.wait_time_from(DefaultClock::default().now())
                     .as_secs()
