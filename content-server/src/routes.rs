@@ -7,6 +7,7 @@ use crate::catalogue::Catalogue;
 use crate::codes;
 use crate::config::Config;
 use crate::keys::OperatorKeys;
+use crate::packager::{self, Packager};
 use crate::store::{CodeRefusal, Status, Store, Subscriber};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Extension, Path, State};
@@ -17,15 +18,11 @@ use axum::{Json, Router};
 pub use stb_protocol::content_api::{
     ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, LiveEdge,
 };
-use stb_protocol::{License, LicenseKey, SegmentCipher};
+use stb_protocol::{License, LicenseKey};
 use stb_server_common::listener::ConnInfo;
 use stb_server_common::now_ms;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-
-/// How many past segments a channel keeps encrypted in memory.
-const CACHE_BEHIND: u64 = 120;
 
 /// Shared state.
 #[derive(Debug)]
@@ -40,7 +37,8 @@ pub struct AppState {
     pub ca: OperatorCa,
     /// Channels.
     pub catalogue: Catalogue,
-    segments: Mutex<HashMap<(u16, u64), Bytes>>,
+    /// Encrypt-once segments.
+    pub packager: Packager,
     crl: Mutex<Option<(i64, Bytes)>>,
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -61,45 +59,14 @@ impl AppState {
             keys,
             ca,
             catalogue,
-            segments: Mutex::new(HashMap::new()),
+            packager: Packager::default(),
             crl: Mutex::new(None),
             stopping,
         }
     }
 
-    /// The encrypted segment `sequence` of `channel`: encrypted once, under the key of the
-    /// epoch the segment starts in, and served to every viewer from memory.
-    pub fn encrypted_segment(&self, channel: u16, sequence: u64) -> Result<Bytes, AppError> {
-        if let Some(b) = self.lock_segments().get(&(channel, sequence)) {
-            return Ok(b.clone());
-        }
-        let ch = self
-            .catalogue
-            .channels
-            .get(&channel)
-            .ok_or(AppError::NoChannel)?;
-        let pos = ch.position(sequence);
-        let epoch = self.config.epoch_of(pos.start_ms);
-        let cipher = SegmentCipher::new(&self.keys.channel_key(channel, epoch))
-            .map_err(|e| AppError::Internal(e.into()))?;
-        let plain = ch.segments[pos.index].data.clone();
-        let bytes = Bytes::from(
-            cipher
-                .encrypt_segment(channel, epoch, sequence, plain)
-                .map_err(|e| AppError::Internal(e.into()))?,
-        );
-        let mut cache = self.lock_segments();
-        cache.retain(|&(c, s), _| c != channel || s + CACHE_BEHIND >= sequence);
-        cache.insert((channel, sequence), bytes.clone());
-        Ok(bytes)
-    }
-
     fn lock_crl(&self) -> std::sync::MutexGuard<'_, Option<(i64, Bytes)>> {
         self.crl.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock_segments(&self) -> std::sync::MutexGuard<'_, HashMap<(u16, u64), Bytes>> {
-        self.segments.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -309,14 +276,16 @@ async fn segment(
     Path((number, sequence)): Path<(u16, u64)>,
 ) -> Result<Response, AppError> {
     let sub = authenticate(&state, &conn).await?;
-    let live = entitled_channel(&state, &sub, number)?
-        .live_at(now_ms())
-        .sequence;
+    let channel = entitled_channel(&state, &sub, number)?;
+    let live = channel.live_at(now_ms()).sequence;
     // Only what has been broadcast, and not too long ago.
-    if sequence > live || sequence + CACHE_BEHIND < live {
+    if sequence > live || sequence + packager::KEPT_BEHIND < live {
         return Err(AppError::NoSegment);
     }
-    let bytes = state.encrypted_segment(number, sequence)?;
+    let bytes = state
+        .packager
+        .segment(&state.config, &state.keys, channel, sequence)
+        .map_err(|e| AppError::Internal(e.into()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
@@ -342,8 +311,8 @@ async fn stream(
     let body = futures_util::stream::unfold(
         (state, conn, first, true),
         move |(state, conn, seq, first_segment)| async move {
+            let ch = state.catalogue.channels.get(&number)?;
             if !first_segment {
-                let ch = state.catalogue.channels.get(&number)?;
                 let wait = ch.position(seq).start_ms - now_ms();
                 // A stream never ends by itself: on shutdown it ends so the server can stop
                 // (the box reconnects to the next instance or after the restart).
@@ -361,7 +330,10 @@ async fn stream(
                     return None;
                 }
             }
-            let bytes = state.encrypted_segment(number, seq).ok()?;
+            let bytes = state
+                .packager
+                .segment(&state.config, &state.keys, ch, seq)
+                .ok()?;
             Some((
                 Ok::<Bytes, std::convert::Infallible>(bytes),
                 (state, conn, seq + 1, false),
