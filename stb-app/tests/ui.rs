@@ -12,9 +12,9 @@ use i_slint_backend_testing::{ElementHandle, ElementQuery, mock_elapsed_time};
 use slint::ComponentHandle;
 use slint::platform::{Key, WindowEvent};
 use stb_app::player::Player;
-use stb_app::ui::AppWindow;
 use stb_app::ui::controller::{Controller, FrameSlot, Shared};
 use stb_app::ui::model::Screen;
+use stb_app::ui::{AppWindow, DrawnScreen};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -57,7 +57,7 @@ fn pump_until(ui: &AppWindow, what: &str, done: impl Fn(&AppWindow) -> bool) {
     while !done(ui) {
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for {what}; screen {} alert {:?} {:?} busy {:?} status {:?}",
+            "timed out waiting for {what}; screen {:?} alert {:?} {:?} busy {:?} status {:?}",
             ui.get_screen(),
             ui.get_alert_title(),
             ui.get_alert_detail(),
@@ -185,7 +185,9 @@ fn register_login_watch_zap_logout_with_the_remote() {
     // Then: the first channel plays, banner up, then decoded pictures in the window.
     send(&ui, PASSWORD);
     key(&ui, Key::Return);
-    pump_until(&ui, "the login", |ui| ui.get_screen() == 2);
+    pump_until(&ui, "the login", |ui| {
+        ui.get_screen() == DrawnScreen::Player
+    });
     assert!(shows(&ui, "News 24"), "banner on the first channel");
     pump_until(&ui, "pictures of channel 1", |ui| video_width(ui) > 0);
     assert_eq!(video_width(&ui), 640);

@@ -2,7 +2,7 @@
 //! password fields reach the screen as dots.
 
 use super::model::{MENU, Model, Screen};
-use super::{AppWindow, BannerInfo, ChannelRow, FieldItem, KeyCap};
+use super::{AppWindow, BannerInfo, ChannelRow, DrawnScreen, FieldItem, KeyCap};
 use crate::remote::Action;
 use chrono::{Local, TimeZone};
 use slint::platform::Key;
@@ -101,9 +101,9 @@ pub fn clock() -> String {
 /// Copies everything the model shows into the window's properties.
 pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_screen(match model.screen() {
-        Screen::Login | Screen::Register(_) => 0,
-        Screen::Channels => 1,
-        Screen::Player => 2,
+        Screen::Login | Screen::Register(_) => DrawnScreen::Form,
+        Screen::Channels => DrawnScreen::Channels,
+        Screen::Player => DrawnScreen::Player,
     });
     if let Some(form) = model.form() {
         ui.set_form_title(form.title.into());

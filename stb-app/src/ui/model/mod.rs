@@ -1,0 +1,385 @@
+//! What the box shows and what each key does, without Slint, GStreamer or the network:
+//! events in (actions, typed characters, results of work, timers), effects out (log in,
+//! play, arm a timer). The Slint adapter draws [`Model`] and carries out the [`Effect`]s;
+//! the unit tests drive it directly.
+//!
+//! One file per flow: `form` (login and the registration wizard), `zap` (channel list,
+//! player, tuning), `overlays` (alerts, menu, volume, feed status) and `account` (the
+//! login's result, logout, inactivity).
+
+mod account;
+mod form;
+mod overlays;
+mod zap;
+
+pub use form::{FieldView, FormView};
+pub use overlays::{Alert, Feed, MENU};
+pub use zap::{BANNER, NUMBER_ENTRY};
+
+use super::keyboard::Keyboard;
+use crate::remote::Action;
+use form::Form;
+use overlays::retry_alert;
+use stb_protocol::Password;
+use stb_protocol::content_api::ChannelInfo;
+use std::time::Duration;
+
+/// How long the volume bar stays.
+pub const VOLUME_BAR: Duration = Duration::from_secs(3);
+/// Step of Vol+/Vol-, in percent.
+pub const VOLUME_STEP: u8 = 5;
+
+/// The screens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Identifier and password.
+    Login,
+    /// First-run registration wizard.
+    Register(Step),
+    /// The channel list.
+    Channels,
+    /// Full-screen video.
+    Player,
+}
+
+/// Registration wizard steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The enrollment code from the operator.
+    Code,
+    /// The identifier to choose.
+    Identifier,
+    /// The new password.
+    Password,
+    /// The password again.
+    Confirm,
+}
+
+/// Timers the model asks for; each fires [`Model::timer`] once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// Number entry on the player ends and the channel is tuned.
+    NumberEntry,
+    /// The info banner hides.
+    Banner,
+    /// The volume bar hides.
+    VolumeBar,
+    /// One second of a retry countdown went by.
+    Countdown,
+    /// No key for the configured time: log out.
+    Inactivity,
+}
+
+/// Work for the adapter.
+#[derive(Debug)]
+pub enum Effect {
+    /// Derive the keys and run the EKE; answer with [`Model::login_done`].
+    Login {
+        /// As typed.
+        identifier: String,
+        /// Moved out of the form: the model keeps no copy.
+        password: Password,
+    },
+    /// Enroll with the code and register; answer with [`Model::register_done`].
+    Register {
+        /// 12 digits.
+        code: String,
+        /// As typed.
+        identifier: String,
+        /// The new password.
+        password: Password,
+        /// Its second entry.
+        confirmation: Password,
+    },
+    /// Flush the picture (black) and play this channel.
+    Play(u16),
+    /// Stop playing, drop the session and every secret in it.
+    Logout,
+    /// Set the audio volume (0-100) and mute.
+    Volume {
+        /// Percent.
+        level: u8,
+        /// Muted.
+        muted: bool,
+    },
+    /// Arm (or re-arm) a timer.
+    Arm(Timer, Duration),
+    /// Cancel a timer.
+    Cancel(Timer),
+}
+
+/// The account and channels after a login.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    /// Subscriber's name.
+    pub account: String,
+    /// Package name.
+    pub package: String,
+    /// Channels, in number order.
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// Everything on screen.
+pub struct Model {
+    screen: Screen,
+    keyboard: Keyboard,
+    form: Form,
+    /// Login field: false = identifier, true = password.
+    on_password: bool,
+    busy: Option<String>,
+    alert: Option<Alert>,
+    retry_until_countdown: u64,
+    account: Option<LoggedIn>,
+    selected: usize,
+    current: Option<u16>,
+    last: Option<u16>,
+    entry: String,
+    banner: bool,
+    volume: u8,
+    muted: bool,
+    volume_bar: bool,
+    status: Option<String>,
+    menu: Option<usize>,
+    inactivity: Option<Duration>,
+}
+
+impl Model {
+    /// The login screen; `inactivity` logs out after that long without a key (None: never).
+    pub fn new(inactivity: Option<Duration>) -> Self {
+        Self {
+            screen: Screen::Login,
+            keyboard: Keyboard::default(),
+            form: Form::default(),
+            on_password: false,
+            busy: None,
+            alert: None,
+            retry_until_countdown: 0,
+            account: None,
+            selected: 0,
+            current: None,
+            last: None,
+            entry: String::new(),
+            banner: false,
+            volume: 70,
+            muted: false,
+            volume_bar: false,
+            status: None,
+            menu: None,
+            inactivity,
+        }
+    }
+
+    // ----- what is on screen -----
+
+    /// Current screen.
+    pub fn screen(&self) -> Screen {
+        self.screen
+    }
+    /// Busy text (login or registration running), if any.
+    pub fn busy(&self) -> Option<&str> {
+        self.busy.as_deref()
+    }
+    /// The modal message, if any.
+    pub fn alert(&self) -> Option<&Alert> {
+        self.alert.as_ref()
+    }
+    /// Non-modal status line (reconnecting), if any.
+    pub fn status(&self) -> Option<&str> {
+        self.status.as_deref()
+    }
+    /// The logged-in account.
+    pub fn account(&self) -> Option<&LoggedIn> {
+        self.account.as_ref()
+    }
+    /// Channels (empty before login).
+    pub fn channels(&self) -> &[ChannelInfo] {
+        self.account.as_ref().map_or(&[], |a| &a.channels)
+    }
+    /// Highlighted row of the channel list.
+    pub fn selected(&self) -> usize {
+        self.selected
+    }
+    /// The channel playing.
+    pub fn current(&self) -> Option<&ChannelInfo> {
+        self.current.and_then(|n| self.channel(n))
+    }
+    /// Digits typed so far on the player.
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+    /// Whether the info banner shows.
+    pub fn banner(&self) -> bool {
+        self.banner
+    }
+    /// Volume percent, mute, and whether the volume bar shows.
+    pub fn volume(&self) -> (u8, bool, bool) {
+        (self.volume, self.muted, self.volume_bar)
+    }
+    /// The menu's highlighted entry, when the menu is open.
+    pub fn menu(&self) -> Option<usize> {
+        self.menu
+    }
+    /// The on-screen keyboard.
+    pub fn keyboard(&self) -> &Keyboard {
+        &self.keyboard
+    }
+
+    fn channel(&self, number: u16) -> Option<&ChannelInfo> {
+        self.channels().iter().find(|c| c.number == number)
+    }
+
+    // ----- input -----
+
+    /// A remote or keyboard action. Returns the work to do.
+    pub fn action(&mut self, action: Action) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.account.is_some()
+            && let Some(after) = self.inactivity
+        {
+            fx.push(Effect::Arm(Timer::Inactivity, after));
+        }
+        if self.busy.is_some() {
+            return fx;
+        }
+        if action == Action::Power {
+            if self.account.is_some() {
+                self.logout(
+                    &mut fx,
+                    "Logged out",
+                    "Every key of your account was erased from this box.",
+                );
+            }
+            return fx;
+        }
+        if self.alert.is_some() {
+            // The retry countdown goes on behind: the next attempt checks it.
+            if matches!(action, Action::Ok | Action::Back) {
+                self.alert = None;
+            }
+            return fx;
+        }
+        if let Some(i) = self.menu {
+            self.menu_action(i, action, &mut fx);
+            return fx;
+        }
+        match self.screen {
+            Screen::Login | Screen::Register(_) => self.form_action(action, &mut fx),
+            Screen::Channels => self.list_action(action, &mut fx),
+            Screen::Player => self.player_action(action, &mut fx),
+        }
+        fx
+    }
+
+    /// A character typed on a real keyboard (desktop or USB); forms only.
+    pub fn typed(&mut self, c: char) -> Vec<Effect> {
+        if self.busy.is_none()
+            && self.alert.is_none()
+            && matches!(self.screen, Screen::Login | Screen::Register(_))
+            && !c.is_control()
+        {
+            self.type_char(c);
+        }
+        vec![]
+    }
+
+    /// Enter on a real keyboard in a form: the same as the on-screen Done key.
+    pub fn done(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.busy.is_none() && self.wants_text() {
+            self.form_done(&mut fx);
+        }
+        fx
+    }
+
+    /// Whether typed characters go to a form now (else the adapter maps keys to actions).
+    pub fn wants_text(&self) -> bool {
+        matches!(self.screen, Screen::Login | Screen::Register(_)) && self.alert.is_none()
+    }
+
+    /// A timer fired.
+    pub fn timer(&mut self, timer: Timer) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match timer {
+            Timer::NumberEntry if !self.entry.is_empty() => self.tune_entry(&mut fx),
+            Timer::Banner => self.banner = false,
+            Timer::VolumeBar => self.volume_bar = false,
+            Timer::Countdown => {
+                self.retry_until_countdown = self.retry_until_countdown.saturating_sub(1);
+                if let Some(alert) = self.alert.as_mut().filter(|a| a.countdown.is_some()) {
+                    *alert = retry_alert(self.retry_until_countdown);
+                }
+                if self.retry_until_countdown > 0 {
+                    fx.push(Effect::Arm(Timer::Countdown, Duration::from_secs(1)));
+                }
+            }
+            Timer::Inactivity if self.account.is_some() => {
+                let hours = self.inactivity.map_or(0, |d| d.as_secs() / 3600);
+                let detail = if hours >= 1 {
+                    format!(
+                        "No key was pressed for {hours} h. Every key of your account was erased."
+                    )
+                } else {
+                    "No key was pressed for a while. Every key of your account was erased.".into()
+                };
+                self.logout(&mut fx, "Logged out", &detail);
+            }
+            _ => {}
+        }
+        fx
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod testing {
+    //! What the flows' tests share: a logged-in model and effect filters.
+    use super::*;
+
+    pub(super) fn channels() -> Vec<ChannelInfo> {
+        let p = |t: &str| stb_protocol::content_api::Programme {
+            title: t.into(),
+            start_ms: 0,
+            end_ms: 1,
+        };
+        [(1, true), (2, true), (3, false), (4, true)]
+            .into_iter()
+            .map(|(number, entitled)| ChannelInfo {
+                number,
+                name: format!("Channel {number}"),
+                entitled,
+                now: p("now"),
+                next: p("next"),
+            })
+            .collect()
+    }
+
+    pub(super) fn logged_in() -> (Model, Vec<Effect>) {
+        let mut m = Model::new(Some(Duration::from_secs(3600)));
+        let fx = m.login_done(Ok(LoggedIn {
+            account: "Alice".into(),
+            package: "basic".into(),
+            channels: channels(),
+        }));
+        (m, fx)
+    }
+
+    pub(super) fn plays(fx: &[Effect]) -> Vec<u16> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Play(n) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn armed(fx: &[Effect], timer: Timer) -> bool {
+        fx.iter()
+            .any(|e| matches!(e, Effect::Arm(t, _) if *t == timer))
+    }
+}

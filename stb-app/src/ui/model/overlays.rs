@@ -1,0 +1,151 @@
+//! What shows over any screen: alerts, the small menu, the volume bar and the feeder's
+//! status line.
+
+use super::{Effect, Model, Screen, Timer, VOLUME_BAR, VOLUME_STEP, capitalise};
+use crate::remote::Action;
+
+/// A modal message: OK or Back dismisses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// Headline.
+    pub title: String,
+    /// What to do about it.
+    pub detail: String,
+    /// Seconds left before the next login attempt is allowed (retry countdown).
+    pub countdown: Option<u64>,
+}
+
+impl Alert {
+    pub(super) fn new(title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            title: title.to_owned(),
+            detail: detail.into(),
+            countdown: None,
+        }
+    }
+}
+
+/// What the player reports about the channel being fed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feed {
+    /// Pictures are coming.
+    Playing,
+    /// The connection was lost; the feeder retries.
+    Reconnecting,
+    /// The operator refused the channel, with its reason.
+    Refused(String),
+}
+
+/// Entries of the small menu.
+pub const MENU: [&str; 3] = ["Channel list", "Log out", "Close"];
+
+impl Model {
+    pub(super) fn volume_action(&mut self, action: Action, fx: &mut Vec<Effect>) {
+        match action {
+            Action::VolumeUp => {
+                self.volume = self.volume.saturating_add(VOLUME_STEP).min(100);
+                self.muted = false;
+            }
+            Action::VolumeDown => self.volume = self.volume.saturating_sub(VOLUME_STEP),
+            _ => self.muted = !self.muted,
+        }
+        self.volume_bar = true;
+        fx.push(Effect::Volume {
+            level: self.volume,
+            muted: self.muted,
+        });
+        fx.push(Effect::Arm(Timer::VolumeBar, VOLUME_BAR));
+    }
+
+    pub(super) fn menu_action(&mut self, i: usize, action: Action, fx: &mut Vec<Effect>) {
+        match action {
+            Action::Up => self.menu = Some((i + MENU.len() - 1) % MENU.len()),
+            Action::Down => self.menu = Some((i + 1) % MENU.len()),
+            Action::Back | Action::Menu => self.menu = None,
+            Action::Ok => {
+                self.menu = None;
+                match i {
+                    0 => self.screen = Screen::Channels,
+                    1 => self.logout(
+                        fx,
+                        "Logged out",
+                        "Every key of your account was erased from this box.",
+                    ),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The feeder's state for the channel playing.
+    pub fn feed(&mut self, feed: Feed) -> Vec<Effect> {
+        if self.account.is_none() {
+            return vec![];
+        }
+        match feed {
+            Feed::Playing => self.status = None,
+            Feed::Reconnecting => {
+                self.status = Some("Connection lost \u{2014} reconnecting\u{2026}".into())
+            }
+            Feed::Refused(reason) => {
+                self.status = None;
+                if self.alert.is_none() {
+                    self.alert = Some(Alert::new("Channel not available", capitalise(&reason)));
+                }
+            }
+        }
+        vec![]
+    }
+}
+
+pub(super) fn retry_alert(seconds: u64) -> Alert {
+    Alert {
+        title: "Too many attempts".into(),
+        detail: if seconds > 0 {
+            format!("You can try again in {seconds} s.")
+        } else {
+            "You can try again now.".into()
+        },
+        countdown: Some(seconds),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::super::*;
+
+    #[test]
+    fn volume_and_mute() {
+        let (mut m, _) = logged_in();
+        let fx = m.action(Action::VolumeDown);
+        assert!(matches!(
+            fx[1],
+            Effect::Volume {
+                level: 65,
+                muted: false
+            }
+        ));
+        m.action(Action::Mute);
+        assert_eq!(m.volume(), (65, true, true));
+        m.timer(Timer::VolumeBar);
+        assert_eq!(m.volume(), (65, true, false));
+        m.action(Action::VolumeUp);
+        assert_eq!(m.volume(), (70, false, true), "Vol+ unmutes");
+    }
+
+    #[test]
+    fn feed_states_show_and_clear() {
+        let (mut m, _) = logged_in();
+        m.feed(Feed::Reconnecting);
+        assert!(m.status().is_some_and(|s| s.contains("reconnecting")));
+        m.feed(Feed::Playing);
+        assert!(m.status().is_none());
+        m.feed(Feed::Refused("not entitled to channel 1".into()));
+        assert_eq!(
+            m.alert().map(|a| a.detail.as_str()),
+            Some("Not entitled to channel 1")
+        );
+    }
+}
