@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
-use tower_http::timeout::TimeoutLayer;
 
 /// A started server.
 #[derive(Debug)]
@@ -70,17 +69,11 @@ pub async fn start(config: &Config) -> Result<Running> {
     // Each listener has its own caps: a flood of the open enrollment port must not take
     // the places of boxes on the mutual-TLS port.
     let limits = config.connections;
-    let request_timeout = TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        Duration::from_secs(config.request_timeout_secs.max(1)),
-    );
+    // Both listeners, enrollment and licenses included, answer 408 past the timeout.
+    let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
     let service = |config: rustls::ServerConfig, app: axum::Router| TlsService {
         acceptor: TlsAcceptor::from(Arc::new(config)),
-        app: app
-            .layer(request_timeout)
-            .layer(axum::middleware::map_response(
-                stb_server_common::listener::plain_errors,
-            )),
+        app: stb_server_common::listener::request_layers(app, request_timeout),
         limits,
         gate: Gate::within_open_files(&limits, 2),
         observer: Arc::new(()),

@@ -528,8 +528,8 @@ async fn stream_starts_with_the_live_segment_then_follows_in_order() {
     assert_eq!(headers[1].sequence, headers[0].sequence + 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_backend_enrolls_and_serves() {
+/// A new, empty database on the test PostgreSQL cluster.
+async fn fresh_postgres() -> String {
     let url = std::env::var("STB_TEST_POSTGRES_URL").unwrap_or_else(|_| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-cluster.sh");
         let out = std::process::Command::new("bash")
@@ -550,7 +550,12 @@ async fn postgres_backend_enrolls_and_serves() {
         .await
         .expect("create db");
     let (prefix, _) = url.rsplit_once('/').expect("url");
-    let op = operator(Some(format!("{prefix}/{name}"))).await;
+    format!("{prefix}/{name}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backend_enrolls_and_serves() {
+    let op = operator(Some(fresh_postgres().await)).await;
     assert_eq!(op.store.backend(), content_server::store::Backend::Postgres);
     let carol = op
         .enroll(&op.add("carol", "premium").await)
@@ -560,4 +565,32 @@ async fn postgres_backend_enrolls_and_serves() {
     assert_eq!(status, 200);
     let list: ChannelList = serde_json::from_slice(&body).expect("json");
     assert!(list.channels.iter().all(|c| c.entitled));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_and_license_time_out_when_the_database_stalls() {
+    let database = fresh_postgres().await;
+    let op = operator_with(Some(database.clone()), |c| c.request_timeout_secs = 1).await;
+    let dave = op
+        .enroll(&op.add("dave", "basic").await)
+        .await
+        .expect("enroll");
+    let code = op.add("erin", "basic").await;
+    // Another session holds the tables both routes need: their queries wait, the box must not.
+    let pool = sqlx::AnyPool::connect(&database).await.expect("connect");
+    let mut stall = pool.begin().await.expect("begin");
+    sqlx::raw_sql(
+        "LOCK TABLE certificates, attempt_windows, enrollment_codes IN ACCESS EXCLUSIVE MODE",
+    )
+    .execute(&mut *stall)
+    .await
+    .expect("lock");
+    let started = std::time::Instant::now();
+    let (license, body) = op.get(&dave, "/v1/license").await;
+    assert_eq!((license, body), (408, b"request timeout\n".to_vec()));
+    assert_eq!(op.enroll(&code).await.err().map(|(s, _)| s), Some(408));
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    stall.rollback().await.expect("rollback");
+    assert_eq!(op.get(&dave, "/v1/license").await.0, 200);
+    assert!(op.enroll(&code).await.is_ok(), "the code was not spent");
 }

@@ -267,9 +267,40 @@ impl RefusalLog {
     }
 }
 
+/// The layers every router of these servers is served with, innermost first: the request
+/// timeout (`408` when no response head is ready in `request_timeout`; a streaming body then
+/// runs on), one line of text for errors without a body, and a span per request. The span
+/// names the method, the path and the peer, never the query or the body (enrollment codes and
+/// registrations travel there); responses are logged at debug level with their latency,
+/// server errors as warnings.
+pub fn request_layers(app: axum::Router, request_timeout: Duration) -> axum::Router {
+    use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &axum::http::Request<_>| {
+            let span = tracing::info_span!(
+                "request",
+                method = %req.method(),
+                path = req.uri().path(),
+                peer = tracing::field::Empty,
+            );
+            if let Some(conn) = req.extensions().get::<ConnInfo>() {
+                span.record("peer", tracing::field::display(conn.peer));
+            }
+            span
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
+        .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN));
+    app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        request_timeout,
+    ))
+    .layer(axum::middleware::map_response(plain_errors))
+    .layer(trace)
+}
+
 /// Gives error responses without a body (404 and 405 from routing, 408 from the request
-/// timeout) the one line of text every other error of these servers carries. Layer it
-/// outermost: `router.layer(axum::middleware::map_response(plain_errors))`.
+/// timeout) the one line of text every other error of these servers carries ([`request_layers`]
+/// puts it in place).
 pub async fn plain_errors(response: axum::response::Response) -> axum::response::Response {
     use axum::body::HttpBody;
     let status = response.status();
@@ -341,4 +372,146 @@ pub fn free_loopback_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// Why a server process did not come up (see [`wait_for_server`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NotListening {
+    /// The process ended first (a bad configuration, a port in use...).
+    Exited(std::process::ExitStatus),
+    /// Nothing accepted connections in time.
+    TimedOut {
+        /// Where it should listen.
+        addr: SocketAddr,
+        /// How long it was given.
+        within: Duration,
+    },
+    /// The process could not be checked.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for NotListening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited(status) => write!(f, "the server exited before it listened ({status})"),
+            Self::TimedOut { addr, within } => {
+                write!(f, "nothing listened on {addr} within {within:?}")
+            }
+            Self::Io(e) => write!(f, "checking the server process: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NotListening {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Waits until `child`, a server just started, accepts TCP connections on `addr`: both
+/// servers bind only once their database, keys and certificates are loaded, so a connection
+/// means it serves. Fails at once when the process exits, instead of waiting out `within`.
+/// Blocking (tools and tests call it before their load starts).
+pub fn wait_for_server(
+    child: &mut std::process::Child,
+    addr: SocketAddr,
+    within: Duration,
+) -> Result<(), NotListening> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().map_err(NotListening::Io)? {
+            return Err(NotListening::Exited(status));
+        }
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(NotListening::TimedOut { addr, within });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn loopback(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_listening_server_is_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let found = wait_for_server(&mut child, addr, Duration::from_secs(5));
+        let _ = child.kill();
+        let _ = child.wait();
+        found.expect("listening");
+    }
+
+    #[test]
+    fn a_server_that_exits_is_reported_at_once() {
+        let port = free_loopback_port().expect("port");
+        let mut child = Command::new("false").spawn().expect("false");
+        let started = Instant::now();
+        let result = wait_for_server(&mut child, loopback(port), Duration::from_secs(30));
+        assert!(matches!(result, Err(NotListening::Exited(s)) if !s.success()));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_silent_server_times_out() {
+        let port = free_loopback_port().expect("port");
+        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let result = wait_for_server(&mut child, loopback(port), Duration::from_millis(300));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(matches!(result, Err(NotListening::TimedOut { .. })));
+    }
+
+    async fn answer(app: axum::Router, path: &str) -> (axum::http::StatusCode, String) {
+        let response = app
+            .oneshot(
+                axum::http::Request::get(path)
+                    .body(axum::body::Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_gets_408_and_bodiless_errors_get_a_line() {
+        let app = axum::Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let app = request_layers(app, Duration::from_millis(100));
+        assert_eq!(
+            answer(app.clone(), "/slow?code=123456789012").await,
+            (
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "request timeout\n".into()
+            )
+        );
+        assert_eq!(
+            answer(app, "/nowhere").await,
+            (axum::http::StatusCode::NOT_FOUND, "not found\n".into())
+        );
+    }
 }
