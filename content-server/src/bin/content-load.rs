@@ -9,13 +9,15 @@
 //! one segment duration (the player's buffer) after it went on air.
 
 use anyhow::{Context, Result, bail};
+use axum::body::Bytes;
 use clap::Parser;
-use content_server::catalogue::Catalogue;
+use content_server::catalogue::{Catalogue, Channel};
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
 use content_server::routes::{EnrollRequest, EnrollResponse};
 use content_server::store::Store;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use stb_server_common::now_ms;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -110,7 +112,7 @@ async fn run(args: Args) -> Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("content-server"),
     };
-    let server = Proc(
+    let mut server = Proc(
         Command::new(&exe)
             .arg("--data-dir")
             .arg(&config.data_dir)
@@ -128,6 +130,14 @@ async fn run(args: Args) -> Result<()> {
             .spawn()
             .with_context(|| format!("starting {}", exe.display()))?,
     );
+    tokio::task::block_in_place(|| {
+        stb_server_common::listener::wait_for_server(
+            &mut server.0,
+            config.enroll_listen,
+            Duration::from_secs(20),
+        )
+    })
+    .context("content-server did not come up")?;
     let ca_pem = std::fs::read_to_string(config.ca_dir().join("ca.crt"))?;
     let identity = enroll(&ca_pem, enroll_port, &code).await?;
 
@@ -224,21 +234,16 @@ async fn enroll(ca_pem: &str, port: u16, code: &str) -> Result<String> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?;
     let url = format!("https://127.0.0.1:{port}/v1/enroll");
-    for _ in 0..100 {
-        let body = EnrollRequest {
-            code: code.into(),
-            csr_pem: csr.pem()?,
-        };
-        match client.post(&url).json(&body).send().await {
-            Ok(r) if r.status() == 200 => {
-                let e: EnrollResponse = r.json().await?;
-                return Ok(format!("{}{}", e.certificate_pem, key.serialize_pem()));
-            }
-            Ok(r) => bail!("enrollment refused: {}", r.text().await.unwrap_or_default()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
+    let body = EnrollRequest {
+        code: code.into(),
+        csr_pem: csr.pem()?,
+    };
+    let r = client.post(&url).json(&body).send().await?;
+    if r.status() != 200 {
+        bail!("enrollment refused: {}", r.text().await.unwrap_or_default());
     }
-    bail!("content-server did not come up")
+    let e: EnrollResponse = r.json().await?;
+    Ok(format!("{}{}", e.certificate_pem, key.serialize_pem()))
 }
 
 fn export_segments(
@@ -330,10 +335,7 @@ async fn run_viewers(
                 }
             };
             let ch = &catalogue.channels[&number];
-            match mode {
-                Mode::Poll => poll_viewer(&client, ch, port, end_ms, &joined).await,
-                Mode::Stream => stream_viewer(&client, ch, port, end_ms, &joined).await,
-            }
+            viewer(&client, ch, port, mode, end_ms, &joined).await
         }));
     }
     let mut total = Tally::default();
@@ -348,7 +350,7 @@ async fn run_viewers(
     total
 }
 
-fn record(t: &mut Tally, ch: &content_server::catalogue::Channel, due_ms: i64, seq: u64) {
+fn record(t: &mut Tally, ch: &Channel, due_ms: i64, seq: u64) {
     let lateness = now_ms() - due_ms;
     t.segments += 1;
     t.lateness_ms.push(lateness);
@@ -357,88 +359,143 @@ fn record(t: &mut Tally, ch: &content_server::catalogue::Channel, due_ms: i64, s
     }
 }
 
-async fn poll_viewer(
-    client: &reqwest::Client,
-    ch: &content_server::catalogue::Channel,
-    port: u16,
-    end_ms: i64,
-    joined: &tokio::sync::Barrier,
-) -> Tally {
-    let mut t = Tally::default();
-    let live = ch.live_at(now_ms()).sequence;
-    // Joining: connect and fetch the segment on air (not measured), as a player does.
-    let url = format!(
-        "https://127.0.0.1:{port}/v1/channels/{}/segments/{live}",
-        ch.number
-    );
-    match client.get(&url).send().await {
-        Ok(r) => {
-            let _ = r.bytes().await;
-        }
-        Err(_) => t.errors += 1,
-    }
-    joined.wait().await;
-    let mut seq = ch.live_at(now_ms()).sequence + 1;
-    loop {
-        let due = ch.position(seq).start_ms;
-        if due > end_ms {
-            return t;
-        }
-        let wait = due - now_ms();
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-        }
-        let url = format!(
-            "https://127.0.0.1:{port}/v1/channels/{}/segments/{seq}",
-            ch.number
-        );
-        match client.get(&url).send().await {
-            Ok(r) if r.status() == 200 => match r.bytes().await {
-                Ok(_) => record(&mut t, ch, due, seq),
-                Err(_) => t.errors += 1,
-            },
-            _ => {
-                t.segments += 1;
-                t.errors += 1;
+/// How a viewer receives its channel after joining.
+enum Feed {
+    /// Fetches each segment at the instant it goes on air.
+    Poll { next: u64 },
+    /// Reads `/v1/channels/N/stream`; segments on air before `measure_from` are not measured.
+    Stream {
+        body: BoxStream<'static, reqwest::Result<Bytes>>,
+        split: stb_protocol::SegmentSplitter,
+        measure_from: u64,
+    },
+}
+
+/// What a viewer got next.
+enum Next {
+    /// Segment `sequence`, complete now.
+    Segment(u64),
+    /// A segment that did not come (an error answer, a broken body).
+    Missed,
+    /// The stream broke: the viewer stops.
+    Broken,
+    /// The measured time is over.
+    Done,
+}
+
+impl Feed {
+    async fn next(
+        &mut self,
+        client: &reqwest::Client,
+        ch: &Channel,
+        port: u16,
+        end_ms: i64,
+    ) -> Next {
+        match self {
+            Feed::Poll { next } => {
+                let seq = *next;
+                let due = ch.position(seq).start_ms;
+                if due > end_ms {
+                    return Next::Done;
+                }
+                let wait = due - now_ms();
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+                }
+                *next += 1;
+                match client.get(segment_url(port, ch, seq)).send().await {
+                    Ok(r) if r.status() == 200 => match r.bytes().await {
+                        Ok(_) => Next::Segment(seq),
+                        Err(_) => Next::Missed,
+                    },
+                    _ => Next::Missed,
+                }
             }
+            Feed::Stream {
+                body,
+                split,
+                measure_from,
+            } => loop {
+                while let Ok(Some((h, _))) = split.next_segment() {
+                    if h.sequence >= *measure_from {
+                        return Next::Segment(h.sequence);
+                    }
+                }
+                if now_ms() >= end_ms {
+                    return Next::Done;
+                }
+                match body.next().await {
+                    Some(Ok(chunk)) => split.push(&chunk),
+                    _ => return Next::Broken,
+                }
+            },
         }
-        seq += 1;
     }
 }
 
-async fn stream_viewer(
+fn segment_url(port: u16, ch: &Channel, sequence: u64) -> String {
+    format!(
+        "https://127.0.0.1:{port}/v1/channels/{}/segments/{sequence}",
+        ch.number
+    )
+}
+
+/// One viewer: joins its channel (connection and first segment, not measured), waits for
+/// everyone to have joined, then measures every segment until `end_ms`.
+async fn viewer(
     client: &reqwest::Client,
-    ch: &content_server::catalogue::Channel,
+    ch: &Channel,
     port: u16,
+    mode: Mode,
     end_ms: i64,
     joined: &tokio::sync::Barrier,
 ) -> Tally {
     let mut t = Tally::default();
-    let url = format!("https://127.0.0.1:{port}/v1/channels/{}/stream", ch.number);
-    let response = client.get(&url).send().await;
-    joined.wait().await;
-    let Ok(r) = response else {
-        return Tally {
-            errors: 1,
-            segments: 1,
-            ..Tally::default()
-        };
-    };
-    let measure_from = ch.live_at(now_ms()).sequence + 1;
-    let mut body = r.bytes_stream();
-    let mut split = stb_protocol::SegmentSplitter::default();
-    while now_ms() < end_ms {
-        let Some(Ok(chunk)) = body.next().await else {
-            t.errors += 1;
-            return t;
-        };
-        split.push(&chunk);
-        while let Ok(Some((h, _))) = split.next_segment() {
-            // Segments already on air when everyone had joined are not measured.
-            if h.sequence >= measure_from {
-                record(&mut t, ch, ch.position(h.sequence).start_ms, h.sequence);
+    let mut feed = match mode {
+        Mode::Poll => {
+            // Joining: connect and fetch the segment on air, as a player does.
+            let live = ch.live_at(now_ms()).sequence;
+            match client.get(segment_url(port, ch, live)).send().await {
+                Ok(r) => {
+                    let _ = r.bytes().await;
+                }
+                Err(_) => t.errors += 1,
+            }
+            joined.wait().await;
+            Feed::Poll {
+                next: ch.live_at(now_ms()).sequence + 1,
             }
         }
+        Mode::Stream => {
+            let url = format!("https://127.0.0.1:{port}/v1/channels/{}/stream", ch.number);
+            let response = client.get(&url).send().await;
+            joined.wait().await;
+            let Ok(r) = response else {
+                return Tally {
+                    errors: 1,
+                    segments: 1,
+                    ..Tally::default()
+                };
+            };
+            Feed::Stream {
+                body: r.bytes_stream().boxed(),
+                split: stb_protocol::SegmentSplitter::default(),
+                measure_from: ch.live_at(now_ms()).sequence + 1,
+            }
+        }
+    };
+    loop {
+        match feed.next(client, ch, port, end_ms).await {
+            Next::Segment(seq) => record(&mut t, ch, ch.position(seq).start_ms, seq),
+            Next::Missed => {
+                t.segments += 1;
+                t.errors += 1;
+            }
+            Next::Broken => {
+                t.errors += 1;
+                return t;
+            }
+            Next::Done => return t,
+        }
     }
-    t
 }
