@@ -9,35 +9,95 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/stack.sh
 dir=target/bench-ui
-display=:93
 trap 'kill ${UI:-} ${XV:-} 2>/dev/null || true; stack_down' EXIT
+
+fail() {
+  echo "bench-ui: $*" >&2
+  exit 1
+}
+
+# A dead child stays a zombie until bash reaps it: that is not alive either.
+box_alive() {
+  [ -r "/proc/$UI/stat" ] && [ "$(sed 's/.*) //' "/proc/$UI/stat" | cut -d' ' -f1)" != Z ]
+}
+
+box_died() {
+  echo "bench-ui: the box exited $1; the end of $dir/ui.log:" >&2
+  tail -n 20 "$dir/ui.log" >&2
+  exit 1
+}
+
 stack_up "$dir" release >&2
-Xvfb "$display" -screen 0 1280x720x24 >/dev/null 2>&1 &
+# Xvfb picks a free display and writes its number once it accepts connections: the box must
+# not start before (it exits with "Failed to open connection to X server" under load).
+Xvfb -displayfd 3 -screen 0 1280x720x24 3>"$dir/xvfb-display" >"$dir/xvfb.log" 2>&1 &
 XV=$!
+for i in $(seq 1 100); do
+  [ -s "$dir/xvfb-display" ] && break
+  kill -0 "$XV" 2>/dev/null || fail "Xvfb exited: $(tail -n 5 "$dir/xvfb.log")"
+  [ "$i" -lt 100 ] || fail "Xvfb did not accept connections within 10 s"
+  sleep 0.1
+done
+export DISPLAY=":$(head -n 1 "$dir/xvfb-display")"
 fifo=$dir/remote
 mkfifo "$fifo"
-export DISPLAY=$display
 RUST_LOG=stb_app=debug NO_COLOR=1 SLINT_BACKEND=winit target/release/stb-app \
   --config "$STB_BOX_CONFIG" ui --size 1280x720 --input "$fifo" >"$dir/ui.log" 2>&1 &
 UI=$!
-for _ in $(seq 1 50); do xdotool search --name STB >/dev/null 2>&1 && break; sleep 0.2; done
-xdotool windowfocus --sync "$(xdotool search --name STB | head -1)"
+window=
+for _ in $(seq 1 50); do
+  window=$(xdotool search --name STB 2>/dev/null | head -n 1) && [ -n "$window" ] && break
+  box_alive || box_died "before its window opened"
+  sleep 0.2
+done
+[ -n "$window" ] || fail "the box's window did not appear within 10 s (see $dir/ui.log)"
+timeout 10 xdotool windowfocus --sync "$window" || fail "could not focus the box's window"
 xdotool type --delay 20 "$DEMO_IDENTIFIER"
 xdotool key Return
 xdotool type --delay 20 "$DEMO_PASSWORD"
 xdotool key Return
 sleep 5
-# KEY_CHANNELUP (402) pressed and released, as an IR receiver reports it.
-python3 - "$fifo" <<'PY'
-import struct, sys, time
-with open(sys.argv[1], "wb", buffering=0) as remote:
-    for _ in range(24):
-        for value in (1, 0):
-            remote.write(struct.pack("llHHi", 0, 0, 1, 402, value))
-            remote.write(struct.pack("llHHi", 0, 0, 0, 0, 0))
-        time.sleep(1.5)
+box_alive || box_died "during the login"
+# KEY_CHANNELUP (402) pressed and released, as an IR receiver reports it. The FIFO is opened
+# and written without blocking, the box checked before each press: a dead box fails the
+# bench instead of leaving it waiting forever for a reader.
+python3 - "$fifo" "$UI" <<'PY' || box_died "or stopped reading its remote"
+import errno, os, struct, sys, time
+fifo, pid = sys.argv[1], sys.argv[2]
+
+def alive():
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+deadline = time.monotonic() + 30
+while True:
+    if not alive():
+        sys.exit(1)
+    try:
+        remote = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        break
+    except OSError as e:
+        if e.errno != errno.ENXIO or time.monotonic() > deadline:
+            sys.exit(f"bench-ui: the remote's FIFO: {e}")
+        time.sleep(0.1)
+for _ in range(24):
+    for value in (1, 0):
+        if not alive():
+            sys.exit(1)
+        try:
+            # 48 bytes: far below the pipe's buffer, so a full pipe means the box stopped
+            # reading; a closed one that it exited.
+            os.write(remote, struct.pack("llHHi", 0, 0, 1, 402, value)
+                     + struct.pack("llHHi", 0, 0, 0, 0, 0))
+        except (BlockingIOError, BrokenPipeError):
+            sys.exit(1)
+    time.sleep(1.5)
 PY
 sleep 12
+box_alive || box_died "while zapping"
 python3 - "$dir/ui.log" <<'PY'
 import json, re, sys
 log = open(sys.argv[1]).read()

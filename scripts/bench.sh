@@ -12,6 +12,12 @@ sudo_apt() {
   $SUDO service nginx stop >/dev/null 2>&1 || true
 }
 
+# One cargo invocation for every binary the bench runs, the same as scripts/demo.sh's: cargo
+# unifies features per invocation, so building the packages one by one recompiled the shared
+# dependencies (GStreamer, Slint, sqlx) for each, and did not reuse what the demo had built.
+echo "Build: content-server, keyserver and stb-app with their load tools (release)" >&2
+cargo build --release --locked -p content-server -p keyserver -p stb-app >&2
+
 echo "Reference: openssl speed (same sitting)" >&2
 ossl_ctr=$(openssl speed -evp aes-128-ctr -seconds 3 -bytes 1048576 2>/dev/null \
   | awk '/^AES-128-CTR/ {sub("k","",$2); print $2 * 1000}')
@@ -21,7 +27,6 @@ echo "Criterion: stb-protocol" >&2
 cargo bench -p stb-protocol --bench protocol --locked -- --noplot >&2
 
 echo "Load: keyserver recoveries over TLS (SQLite, then PostgreSQL)" >&2
-cargo build --release --locked -p keyserver >&2
 load_sqlite=$(target/release/keyserver-load --json --accounts 200 --recoveries 3000 --concurrency 16)
 pg_url=$(scripts/pg-test-cluster.sh start 55433)
 trap 'scripts/pg-test-cluster.sh stop 55433' EXIT
@@ -31,11 +36,9 @@ load_pg=$(target/release/keyserver-load --json --accounts 200 --recoveries 3000 
 
 echo "Load: live viewers, content-server against nginx (same encrypted segments, mutual TLS)" >&2
 command -v nginx >/dev/null || sudo_apt nginx-light
-cargo build --release --locked -p content-server >&2
 target/release/content-load --json --viewers 400,1600,3200 --seconds 8 > target/content-load.jsonl
 
 echo "Zap: the box against the whole stack on loopback (24 zaps, 1.5 s each)" >&2
-cargo build --release --locked -p stb-app >&2
 source scripts/stack.sh
 stack_up target/bench-stack release >&2
 zaps=$(python3 -c "print(','.join(['1','2','4'] * 8))")
