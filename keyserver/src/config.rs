@@ -1,6 +1,7 @@
 //! Configuration: a TOML file (for deployments) with command-line and environment overrides.
 //! Every field has a default that works on one machine with no set-up.
 
+use crate::kek::{Kek, Keyring};
 use anyhow::Result;
 use serde::Deserialize;
 use stb_server_common::gate::ConnectionLimits;
@@ -33,6 +34,13 @@ pub struct Config {
     pub operator_crl: Option<String>,
     /// Audit log (JSON lines); default `DATA_DIR/audit.jsonl`.
     pub audit_log: Option<PathBuf>,
+    /// The key-encryption key (32 bytes, mode 0600) that wraps VP, the sealed records and
+    /// the server secrets in the database; keep it out of the database's backups. Default:
+    /// the systemd credential `kek` (`LoadCredential=kek:...`) when the service has one,
+    /// else `DATA_DIR/secrets/kek.key`.
+    pub kek_file: Option<PathBuf>,
+    /// Further KEKs that only unwrap, during a rotation (docs/keyserver.md).
+    pub extra_kek_files: Vec<PathBuf>,
     /// Guess limits.
     pub limits: Limits,
     /// Connection time limits and caps.
@@ -109,6 +117,8 @@ impl Default for Config {
             operator_ca: None,
             operator_crl: None,
             audit_log: None,
+            kek_file: None,
+            extra_kek_files: Vec::new(),
             limits: Limits::default(),
             connections: ConnectionLimits::default(),
         }
@@ -145,6 +155,28 @@ impl Config {
         self.audit_log
             .clone()
             .unwrap_or_else(|| self.data_dir.join("audit.jsonl"))
+    }
+
+    /// Where the KEK is read from.
+    pub fn kek_path(&self) -> PathBuf {
+        if let Some(path) = &self.kek_file {
+            return path.clone();
+        }
+        match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if Path::new(&dir).join("kek").exists() => Path::new(&dir).join("kek"),
+            _ => self.data_dir.join("secrets/kek.key"),
+        }
+    }
+
+    /// Loads the KEK and the extra ones.
+    pub fn keyring(&self) -> Result<Keyring> {
+        let current = Kek::load(&self.kek_path())?;
+        let others = self
+            .extra_kek_files
+            .iter()
+            .map(|p| Kek::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Keyring::new(current, others))
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod kek;
 pub mod metrics;
 pub mod monitor;
 pub mod revocation;

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use keyserver::config::Config;
+use keyserver::kek::Kek;
 use keyserver::monitor::{Monitor, Thresholds};
 use keyserver::store::Store;
 use stb_protocol::Identifier;
@@ -50,6 +51,26 @@ enum Command {
     },
     /// Follow the audit log and print alerts.
     Monitor(MonitorArgs),
+    /// The key-encryption key: make one, see which keys the database uses, re-wrap.
+    Kek {
+        #[command(subcommand)]
+        action: KekAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KekAction {
+    /// Write a new random KEK file (mode 0600) for a rotation; never replaces a file.
+    New {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Count the database's wrapped values per KEK id.
+    Status,
+    /// Re-wrap every value under the current KEK (while serving; `kek_file` is the new key,
+    /// `extra_kek_files` holds the old one).
+    Rewrap,
 }
 
 #[derive(clap::Args)]
@@ -150,6 +171,7 @@ fn main() -> Result<()> {
         }
         Command::Accounts { action } => runtime.block_on(accounts(&config, action)),
         Command::Monitor(args) => monitor(&config, args),
+        Command::Kek { action } => runtime.block_on(kek(&config, action)),
     }
 }
 
@@ -203,7 +225,26 @@ async fn init(config: &Config, mut names: Vec<String>, force: bool) -> Result<()
             cert.display()
         );
     }
-    let store = Store::open(&config.database_url()).await?;
+    let kek_path = config.kek_path();
+    let made_kek = !kek_path.exists();
+    if made_kek {
+        let kek = Kek::create(&kek_path)?;
+        println!(
+            "key-encryption key {} made: {} (back it up apart from the database)",
+            kek.id(),
+            kek_path.display()
+        );
+    }
+    let store = match Store::open(&config.database_url(), config.keyring()?).await {
+        Ok(store) => store,
+        Err(e) => {
+            if made_kek {
+                // A new key for an existing database is never the right key: do not leave it.
+                let _ = std::fs::remove_file(&kek_path);
+            }
+            return Err(e);
+        }
+    };
     store
         .secret("fake_record_secret", &stb_protocol::random_array())
         .await?;
@@ -234,8 +275,30 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
+async fn kek(config: &Config, action: KekAction) -> Result<()> {
+    if let KekAction::New { out } = action {
+        let kek = Kek::create(&out)?;
+        println!("{} {}", kek.id(), out.display());
+        return Ok(());
+    }
+    let ring = config.keyring()?;
+    let current = ring.current_id();
+    let store = Store::open(&config.database_url(), ring).await?;
+    if let KekAction::Rewrap = action {
+        println!(
+            "{} value(s) re-wrapped under {current}",
+            store.rewrap().await?
+        );
+    }
+    for (id, n) in store.kek_usage().await? {
+        let mark = if id == current { " (current)" } else { "" };
+        println!("{id}{mark}: {n} value(s)");
+    }
+    Ok(())
+}
+
 async fn accounts(config: &Config, action: AccountsAction) -> Result<()> {
-    let store = Store::open(&config.database_url()).await?;
+    let store = Store::open(&config.database_url(), config.keyring()?).await?;
     let parse = |s: &str| Identifier::parse(s).with_context(|| format!("identifier {s:?}"));
     match action {
         AccountsAction::List { json } => {

@@ -39,7 +39,7 @@ impl Running {
 
 /// Opens the database, loads the keys, binds the listeners and starts serving.
 pub async fn start(config: &Config) -> Result<Running> {
-    let store = Store::open(&config.database_url()).await?;
+    let store = Store::open(&config.database_url(), config.keyring()?).await?;
     let secret = store
         .secret("fake_record_secret", &stb_protocol::random_array())
         .await?;

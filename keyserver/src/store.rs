@@ -4,12 +4,27 @@
 //! default, WAL) and PostgreSQL (several keyserver instances on one database). The SQL is the
 //! common subset of both; each backend has its own migrations for its column types. Every
 //! state change is one atomic statement, so counters stay right with concurrent instances.
+//!
+//! At rest (src/kek.rs): rows are keyed by a keyed hash of the identifier, and VP, the sealed
+//! record, the identifier itself and the server secrets are wrapped under the KEK, which
+//! never sits in the database.
 
-use anyhow::Result;
+use crate::kek::{Field, Keyring};
+use anyhow::{Context, Result};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use sqlx::Row;
-use stb_protocol::{Identifier, SealedData, StoredRecord, Suite, Verifier};
+use stb_protocol::{Identifier, SealedData, SecretArray, StoredRecord, Suite, Verifier};
 pub use stb_server_common::db::Backend;
 use stb_server_common::db::Database;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The `meta` row that proves at start that the configured KEK is this database's.
+const KEK_CHECK: &str = "kek_check";
+const KEK_CHECK_VALUE: &[u8] = b"stb-keyserver kek check";
+/// Row keys of hashed identifiers start with this; identifiers themselves cannot contain ':'.
+const HASHED: &str = "h:";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -83,17 +98,221 @@ pub struct AccountSummary {
     pub locked: bool,
 }
 
-/// Connection pool plus the backend it speaks to.
+/// Rows per key-encryption key id (`keyserver kek status`).
+pub type KekUsage = BTreeMap<String, u64>;
+
+/// Connection pool, the backend it speaks to, and the keys of what is stored wrapped.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Database,
+    keys: Arc<AtRest>,
+}
+
+#[derive(Debug)]
+struct AtRest {
+    ring: Keyring,
+    /// Key of the identifier hashes (a wrapped server secret, so it survives KEK rotations).
+    identifier_key: SecretArray<32>,
 }
 
 impl Store {
-    /// Connects (creating an SQLite file if needed) and runs the backend's migrations.
-    pub async fn open(url: &str) -> Result<Self> {
+    /// Connects (creating an SQLite file if needed), runs the backend's migrations, checks
+    /// that `ring` opens this database (a clear refusal otherwise), and wraps what an older
+    /// version stored in clear.
+    pub async fn open(url: &str, ring: Keyring) -> Result<Self> {
         let db = Database::open(url, &SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        Ok(Self { db })
+        let check = ring.wrap(Field::Secret, KEK_CHECK.as_bytes(), KEK_CHECK_VALUE);
+        let stored = meta_insert_get(&db, KEK_CHECK, &check).await?;
+        let opened = ring
+            .unwrap(Field::Secret, KEK_CHECK.as_bytes(), &stored)
+            .context("the configured key-encryption key does not open this database")?;
+        anyhow::ensure!(
+            opened.expose() == KEK_CHECK_VALUE,
+            "corrupt KEK check value"
+        );
+        let identifier_key =
+            meta_secret(&db, &ring, "identifier_key", &stb_protocol::random_array()).await?;
+        let store = Self {
+            db,
+            keys: Arc::new(AtRest {
+                ring,
+                identifier_key: SecretArray::new(identifier_key),
+            }),
+        };
+        store.wrap_clear_rows().await?;
+        Ok(store)
+    }
+
+    /// The row key of an identifier: HMAC-SHA256 under the identifier key, hex.
+    fn row_key(&self, id: &Identifier) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.keys.identifier_key.expose())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(id.as_str().as_bytes());
+        format!("{HASHED}{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Rewrites rows an older version stored in clear (identifier as the key, VP and the
+    /// sealed record in clear) into hashed and wrapped ones, one transaction per account.
+    async fn wrap_clear_rows(&self) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT identifier, verifier, sealed FROM accounts WHERE identifier NOT LIKE 'h:%'",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        for row in &rows {
+            let clear: String = row.try_get(0)?;
+            let id = Identifier::parse(&clear)
+                .with_context(|| format!("stored identifier {clear:?}"))?;
+            let key = self.row_key(&id);
+            let ring = &self.keys.ring;
+            let mut tx = self.db.pool.begin().await?;
+            sqlx::query(
+                "UPDATE accounts SET identifier = $1, identifier_sealed = $2, verifier = $3, \
+                   sealed = $4 WHERE identifier = $5",
+            )
+            .bind(&key)
+            .bind(ring.wrap(Field::Identifier, key.as_bytes(), clear.as_bytes()))
+            .bind(ring.wrap(
+                Field::Verifier,
+                key.as_bytes(),
+                &row.try_get::<Vec<u8>, _>(1)?,
+            ))
+            .bind(ring.wrap(
+                Field::Sealed,
+                key.as_bytes(),
+                &row.try_get::<Vec<u8>, _>(2)?,
+            ))
+            .bind(&clear)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        let guesses = sqlx::query("SELECT identifier FROM guesses WHERE identifier NOT LIKE 'h:%'")
+            .fetch_all(&self.db.pool)
+            .await?;
+        for row in &guesses {
+            let clear: String = row.try_get(0)?;
+            let key = match Identifier::parse(&clear) {
+                Ok(id) => self.row_key(&id),
+                // Counters are only kept for parsed identifiers; drop anything else.
+                Err(_) => String::new(),
+            };
+            let mut tx = self.db.pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM guesses WHERE identifier = $1 \
+                   AND ($2 = '' OR EXISTS (SELECT 1 FROM guesses WHERE identifier = $2))",
+            )
+            .bind(&clear)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE guesses SET identifier = $1 WHERE identifier = $2")
+                .bind(&key)
+                .bind(&clear)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        if !rows.is_empty() || !guesses.is_empty() {
+            if self.db.backend == Backend::Sqlite {
+                // The clear values stay in freed pages and WAL frames until the file is
+                // rewritten. (PostgreSQL keeps old row versions until VACUUM FULL: docs.)
+                for sql in [
+                    "PRAGMA wal_checkpoint(TRUNCATE)",
+                    "VACUUM",
+                    "PRAGMA wal_checkpoint(TRUNCATE)",
+                ] {
+                    sqlx::query(sql).execute(&self.db.pool).await?;
+                }
+            }
+            tracing::info!(
+                accounts = rows.len(),
+                counters = guesses.len(),
+                "wrapped rows stored in clear by an older version under the KEK"
+            );
+        }
+        Ok(())
+    }
+
+    /// Re-wraps every value not under the current KEK (step 3 of a rotation, while serving:
+    /// each update applies only if the row is unchanged since it was read). Returns the
+    /// number of rows re-wrapped.
+    pub async fn rewrap(&self) -> Result<u64> {
+        let ring = &self.keys.ring;
+        let mut done = 0;
+        let rows =
+            sqlx::query("SELECT identifier, identifier_sealed, verifier, sealed FROM accounts")
+                .fetch_all(&self.db.pool)
+                .await?;
+        for row in &rows {
+            let key: String = row.try_get(0)?;
+            let (id, vp, sealed): (Vec<u8>, Vec<u8>, Vec<u8>) =
+                (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+            if [&id, &vp, &sealed].iter().all(|w| ring.is_current(w)) {
+                continue;
+            }
+            let k = key.as_bytes();
+            let rewrap = |field, w: &[u8]| -> Result<Vec<u8>> {
+                Ok(ring.wrap(field, k, ring.unwrap(field, k, w)?.expose()))
+            };
+            let changed = sqlx::query(
+                "UPDATE accounts SET identifier_sealed = $1, verifier = $2, sealed = $3 \
+                 WHERE identifier = $4 AND identifier_sealed = $5 AND verifier = $6 AND sealed = $7",
+            )
+            .bind(rewrap(Field::Identifier, &id)?)
+            .bind(rewrap(Field::Verifier, &vp)?)
+            .bind(rewrap(Field::Sealed, &sealed)?)
+            .bind(&key)
+            .bind(&id)
+            .bind(&vp)
+            .bind(&sealed)
+            .execute(&self.db.pool)
+            .await?;
+            done += changed.rows_affected();
+        }
+        let metas = sqlx::query("SELECT name, value FROM meta")
+            .fetch_all(&self.db.pool)
+            .await?;
+        for row in &metas {
+            let (name, value): (String, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?);
+            if ring.is_current(&value) {
+                continue;
+            }
+            let plain = ring.unwrap(Field::Secret, name.as_bytes(), &value)?;
+            let changed = sqlx::query("UPDATE meta SET value = $1 WHERE name = $2 AND value = $3")
+                .bind(ring.wrap(Field::Secret, name.as_bytes(), plain.expose()))
+                .bind(&name)
+                .bind(&value)
+                .execute(&self.db.pool)
+                .await?;
+            done += changed.rows_affected();
+        }
+        Ok(done)
+    }
+
+    /// How many wrapped values each KEK id holds (a rotation ends when only the current
+    /// one is left).
+    pub async fn kek_usage(&self) -> Result<KekUsage> {
+        let mut usage = KekUsage::new();
+        let mut count = |w: &[u8]| {
+            let id = crate::kek::key_id(w).map_or_else(|| "clear".to_owned(), hex::encode);
+            *usage.entry(id).or_default() += 1;
+        };
+        for row in sqlx::query("SELECT identifier_sealed, verifier, sealed FROM accounts")
+            .fetch_all(&self.db.pool)
+            .await?
+        {
+            for i in 0..3 {
+                count(&row.try_get::<Vec<u8>, _>(i)?);
+            }
+        }
+        for row in sqlx::query("SELECT value FROM meta")
+            .fetch_all(&self.db.pool)
+            .await?
+        {
+            count(&row.try_get::<Vec<u8>, _>(0)?);
+        }
+        Ok(usage)
     }
 
     /// The backend in use.
@@ -108,40 +327,41 @@ impl Store {
 
     /// Returns the named secret, storing `candidate` first if there is none. Every instance
     /// on one database gets the same value.
+    /// The value is stored wrapped under the KEK; one an older version stored in clear is
+    /// wrapped now.
     pub async fn secret(&self, name: &str, candidate: &[u8; 32]) -> Result<[u8; 32]> {
-        sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(candidate.to_vec())
-            .execute(&self.db.pool)
-            .await?;
-        let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.db.pool)
-            .await?;
-        let value: Vec<u8> = row.try_get(0)?;
-        value
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("stored secret {name} has a bad length"))
+        meta_secret(&self.db, &self.keys.ring, name, candidate).await
     }
 
     /// The stored record of an identifier.
     pub async fn record(&self, id: &Identifier) -> Result<Option<StoredRecord>> {
+        let key = self.row_key(id);
         let row = sqlx::query("SELECT suite, verifier, sealed FROM accounts WHERE identifier = $1")
-            .bind(id.as_str())
+            .bind(&key)
             .fetch_optional(&self.db.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let suite: i64 = row.try_get(0)?;
-        let verifier: Vec<u8> = row.try_get(1)?;
-        let sealed: Vec<u8> = row.try_get(2)?;
+        let ring = &self.keys.ring;
+        let verifier = ring.unwrap(
+            Field::Verifier,
+            key.as_bytes(),
+            &row.try_get::<Vec<u8>, _>(1)?,
+        )?;
+        let sealed = ring.unwrap(
+            Field::Sealed,
+            key.as_bytes(),
+            &row.try_get::<Vec<u8>, _>(2)?,
+        )?;
         let record = StoredRecord {
             suite: Suite::from_id(u8::try_from(suite)?)?,
             verifier: Verifier::from_bytes(
                 verifier
+                    .expose()
                     .try_into()
                     .map_err(|_| anyhow::anyhow!("corrupt verifier"))?,
             ),
-            sealed: SealedData::from_bytes(&sealed)?,
+            sealed: SealedData::from_bytes(sealed.expose())?,
         };
         Ok(Some(record))
     }
@@ -159,10 +379,13 @@ impl Store {
         now_ms: i64,
         max_identifiers: u32,
     ) -> Result<Upsert> {
+        let key = self.row_key(id);
+        let ring = &self.keys.ring;
         let row = sqlx::query(
             "INSERT INTO accounts \
-               (identifier, suite, verifier, sealed, subject_der, subject_name, created_ms, updated_ms) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $7 \
+               (identifier, suite, verifier, sealed, subject_der, subject_name, created_ms, updated_ms, \
+                identifier_sealed) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $7, $9 \
              WHERE (SELECT COUNT(*) FROM accounts WHERE subject_der = $5) < $8 \
                 OR EXISTS (SELECT 1 FROM accounts WHERE identifier = $1 AND subject_der = $5) \
              ON CONFLICT (identifier) DO UPDATE SET \
@@ -171,14 +394,15 @@ impl Store {
              WHERE accounts.subject_der = excluded.subject_der \
              RETURNING created_ms",
         )
-        .bind(id.as_str())
+        .bind(&key)
         .bind(i64::from(record.suite.id()))
-        .bind(record.verifier.expose().to_vec())
-        .bind(record.sealed.as_bytes().to_vec())
+        .bind(ring.wrap(Field::Verifier, key.as_bytes(), record.verifier.expose()))
+        .bind(ring.wrap(Field::Sealed, key.as_bytes(), record.sealed.as_bytes()))
         .bind(subject_der.to_vec())
         .bind(subject_name)
         .bind(now_ms)
         .bind(i64::from(max_identifiers))
+        .bind(ring.wrap(Field::Identifier, key.as_bytes(), id.as_str().as_bytes()))
         .fetch_optional(&self.db.pool)
         .await?;
         // A subject at its cap is told so whether the identifier is free or taken: otherwise
@@ -243,7 +467,7 @@ impl Store {
             "SELECT failures, last_attempt_ms, locked, window_failures \
              FROM guesses WHERE identifier = $1",
         )
-        .bind(id.as_str())
+        .bind(self.row_key(id))
         .fetch_optional(&self.db.pool)
         .await?;
         row.map(|r| guess_from_row(&r)).transpose()
@@ -282,7 +506,7 @@ impl Store {
              WHERE guesses.locked = 0 AND guesses.last_attempt_ms <= $2 - $3 \
              RETURNING failures, last_attempt_ms, locked, window_failures",
         )
-        .bind(id.as_str())
+        .bind(self.row_key(id))
         .bind(now_ms)
         .bind(rules.spacing_ms)
         .bind(i64::from(rules.max_failures))
@@ -303,7 +527,7 @@ impl Store {
             "SELECT pending_suite, pending_session, pending_tag, pending_expires_ms \
              FROM guesses WHERE identifier = $1 AND pending_session IS NOT NULL",
         )
-        .bind(id.as_str())
+        .bind(self.row_key(id))
         .fetch_optional(&self.db.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -331,7 +555,7 @@ impl Store {
                pending_expires_ms = NULL \
              WHERE identifier = $1 AND pending_session = $2",
         )
-        .bind(id.as_str())
+        .bind(self.row_key(id))
         .bind(session_id.to_vec())
         .execute(&self.db.pool)
         .await?;
@@ -344,7 +568,7 @@ impl Store {
             "UPDATE guesses SET failures = 0, window_failures = 0, locked = 0 \
              WHERE identifier = $1",
         )
-        .bind(id.as_str())
+        .bind(self.row_key(id))
         .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -352,13 +576,14 @@ impl Store {
 
     /// Deletes an account and its counters.
     pub async fn delete(&self, id: &Identifier) -> Result<bool> {
+        let key = self.row_key(id);
         let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query("DELETE FROM accounts WHERE identifier = $1")
-            .bind(id.as_str())
+            .bind(&key)
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM guesses WHERE identifier = $1")
-            .bind(id.as_str())
+            .bind(&key)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -369,17 +594,24 @@ impl Store {
     pub async fn list(&self, only: Option<&Identifier>) -> Result<Vec<AccountSummary>> {
         let rows = sqlx::query(
             "SELECT a.identifier, a.subject_name, a.created_ms, a.updated_ms, \
-               COALESCE(g.failures, 0), COALESCE(g.locked, 0) \
+               COALESCE(g.failures, 0), COALESCE(g.locked, 0), a.identifier_sealed \
              FROM accounts a LEFT JOIN guesses g ON g.identifier = a.identifier \
-             WHERE $1 = '' OR a.identifier = $1 ORDER BY a.identifier",
+             WHERE $1 = '' OR a.identifier = $1",
         )
-        .bind(only.map(Identifier::as_str).unwrap_or(""))
+        .bind(only.map(|id| self.row_key(id)).unwrap_or_default())
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter()
+        let mut list = rows
+            .iter()
             .map(|r| {
+                let key: String = r.try_get(0)?;
+                let id = self.keys.ring.unwrap(
+                    Field::Identifier,
+                    key.as_bytes(),
+                    &r.try_get::<Vec<u8>, _>(6)?,
+                )?;
                 Ok(AccountSummary {
-                    identifier: r.try_get(0)?,
+                    identifier: String::from_utf8(id.expose().to_vec())?,
                     subject: r.try_get(1)?,
                     created_ms: r.try_get(2)?,
                     updated_ms: r.try_get(3)?,
@@ -387,7 +619,9 @@ impl Store {
                     locked: r.try_get::<i64, _>(5)? != 0,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        list.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        Ok(list)
     }
 
     /// Number of accounts (for metrics and tests).
@@ -397,6 +631,46 @@ impl Store {
             .await?;
         Ok(row.try_get(0)?)
     }
+}
+
+/// The named server secret, unwrapped, storing `candidate` wrapped if there is none. One an
+/// older version stored in clear is wrapped now.
+async fn meta_secret(
+    db: &Database,
+    ring: &Keyring,
+    name: &str,
+    candidate: &[u8; 32],
+) -> Result<[u8; 32]> {
+    let wrapped = ring.wrap(Field::Secret, name.as_bytes(), candidate);
+    let mut stored = meta_insert_get(db, name, &wrapped).await?;
+    if stored.len() == 32 {
+        sqlx::query("UPDATE meta SET value = $1 WHERE name = $2 AND value = $3")
+            .bind(ring.wrap(Field::Secret, name.as_bytes(), &stored))
+            .bind(name)
+            .bind(&stored)
+            .execute(&db.pool)
+            .await?;
+        stored = meta_insert_get(db, name, &wrapped).await?;
+    }
+    let plain = ring.unwrap(Field::Secret, name.as_bytes(), &stored)?;
+    plain
+        .expose()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("stored secret {name} has a bad length"))
+}
+
+/// Stores `value` under `name` unless a value is there, and returns what is there.
+async fn meta_insert_get(db: &Database, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+    sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(value.to_vec())
+        .execute(&db.pool)
+        .await?;
+    let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
+        .bind(name)
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(row.try_get(0)?)
 }
 
 fn guess_from_row(row: &sqlx::any::AnyRow) -> Result<GuessState> {

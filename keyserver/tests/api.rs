@@ -176,7 +176,10 @@ async fn spacing_and_lock_then_unlock(db: Db) {
     } else {
         server.config.database.clone()
     };
+    // Instances on one database share its key-encryption key.
+    let kek = server.config.kek_path();
     let fast = start(dir2.path(), &pki, database, |c| {
+        c.kek_file = Some(kek);
         c.limits.min_spacing_secs = 0;
         c.limits.max_failures = 3;
     })
@@ -373,7 +376,8 @@ async fn two_instances_on_one_postgres_share_counters() {
         tempfile::tempdir().expect("dir"),
     );
     let a = start(d1.path(), &pki, database.clone(), |_| {}).await;
-    let b = start(d2.path(), &pki, database, |_| {}).await;
+    let kek = a.config.kek_path();
+    let b = start(d2.path(), &pki, database, |c| c.kek_file = Some(kek)).await;
     let owner = pki.client("heidi");
     assert_eq!(
         register(

@@ -150,9 +150,10 @@ async fn kill_mid_flight(db: Db) {
     // Restart on the same data and check.
     let mut child = spawn(dir.path(), &database, port);
     wait_healthy(&client, &base).await;
-    let store = keyserver::store::Store::open(&config.database_url())
-        .await
-        .expect("open");
+    let store =
+        keyserver::store::Store::open(&config.database_url(), config.keyring().expect("KEK"))
+            .await
+            .expect("open");
     for i in 0..12 {
         let id = Identifier::parse(&format!("acked{i}")).expect("id");
         assert!(

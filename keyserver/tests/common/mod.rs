@@ -142,6 +142,10 @@ pub fn config_in(dir: &Path, pki: &Pki, database: String) -> (Config, String) {
     std::fs::write(dir.join("tls/server.crt"), &cert).expect("write cert");
     std::fs::write(dir.join("tls/server.key"), key).expect("write key");
     std::fs::write(dir.join("operator-ca.pem"), pki.ca_pem()).expect("write ca");
+    let kek = dir.join("secrets/kek.key");
+    if !kek.exists() {
+        keyserver::kek::Kek::create(&kek).expect("KEK");
+    }
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
