@@ -2,7 +2,8 @@
 //! as JSON what was decoded and how fast. Used by the end-to-end tests and the zap benchmark.
 
 use crate::config::BoxConfig;
-use crate::player::{Frame, FrameHandler, Player, StatsSnapshot};
+use crate::frame::{Frame, save_png};
+use crate::player::{FrameHandler, Player, StatsSnapshot};
 use crate::session::{LoginTimings, login};
 use serde::Serialize;
 use stb_protocol::Password;
@@ -37,26 +38,6 @@ pub struct Report {
     pub channels: Vec<ChannelReport>,
     /// Logged out and every secret dropped.
     pub logged_out: bool,
-}
-
-/// Writes an RGBA frame as a PNG file.
-pub fn save_png(frame: &Frame, path: &std::path::Path) -> anyhow::Result<()> {
-    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut encoder = png::Encoder::new(file, frame.width, frame.height);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header()?;
-    let row = frame.width as usize * 4;
-    let mut pixels = Vec::with_capacity(row * frame.height as usize);
-    for line in frame
-        .rgba
-        .chunks(frame.stride.max(1))
-        .take(frame.height as usize)
-    {
-        pixels.extend_from_slice(&line[..row.min(line.len())]);
-    }
-    writer.write_image_data(&pixels)?;
-    Ok(())
 }
 
 /// Plays `channels` for `dwell` each. With `snapshot`, the picture on screen at the end of

@@ -2,6 +2,7 @@
 //! registration upload. Errors come out as what the person on the sofa must be told.
 
 use crate::config::{BoxConfig, client_trusting};
+use crate::register::RegisterError;
 use stb_protocol::eke::RecoverResponse;
 use stb_protocol::{ClientRecovery, Confirm, PasswordKeys, PersonalData, RegisterRequest};
 use std::time::Duration;
@@ -31,6 +32,18 @@ pub enum LoginError {
     /// A server answered something unexpected.
     #[error("unexpected answer from {0}")]
     Protocol(String),
+    /// The box's own configuration is unusable (a trust file missing or unreadable).
+    #[error("this box is not set up correctly: {0}")]
+    Configuration(String),
+    /// The recovered certificate, key or operator CA cannot be used for TLS.
+    #[error("the account's certificate cannot be used: {0}")]
+    Identity(String),
+    /// Deriving the keys from the password failed on the box (memory, a stopped task).
+    #[error("the password could not be processed on this box")]
+    KeyDerivation,
+    /// The login was stopped before it finished (the box is shutting down).
+    #[error("the login was interrupted")]
+    Interrupted,
 }
 
 /// Client of the key server.
@@ -128,16 +141,17 @@ impl KeyServer {
         identity: reqwest::Identity,
         ca: Option<&std::path::Path>,
         request: &RegisterRequest,
-    ) -> anyhow::Result<()> {
-        let http = client_trusting(ca, Some(identity))?;
-        let reply = self.post(&http, "/v1/register", request.encode()).await?;
+    ) -> Result<(), RegisterError> {
+        let http = client_trusting(ca, Some(identity))
+            .map_err(|e| RegisterError::Configuration(format!("{e:#}")))?;
+        let reply = self
+            .post(&http, "/v1/register", request.encode())
+            .await
+            .map_err(|_| RegisterError::KeyServerUnreachable)?;
         let status = reply.status();
         if !status.is_success() {
-            let text = reply.text().await.unwrap_or_default();
-            anyhow::bail!(
-                "the key server refused the registration ({status}): {}",
-                text.trim()
-            );
+            let reason = reply.text().await.unwrap_or_default().trim().to_owned();
+            return Err(RegisterError::KeyServerRefused { status, reason });
         }
         Ok(())
     }

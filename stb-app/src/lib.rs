@@ -1,10 +1,14 @@
-//! The set-top box without its screens: login by EKE with the key server, mutual TLS to the
-//! content server with the recovered certificate, licenses, a decrypting GStreamer player,
-//! zapping, registration, and a headless mode for automation. The Slint UI builds on this.
+//! The set-top box: login by EKE with the key server, mutual TLS to the content server with
+//! the recovered certificate, licenses, a decrypting GStreamer player, zapping, registration,
+//! a headless mode for automation, and the TV screens (`ui`, Slint) driven by the remote
+//! (`remote`, evdev). The screens' Slint code is compiled in the `stb-ui` crate; `ui` here
+//! is the plain Rust that drives them (a sans-IO model, the view, the controller).
 #![forbid(unsafe_code)]
 
+pub mod channel_keys;
 pub mod config;
 pub mod feed;
+pub mod frame;
 pub mod harden;
 pub mod headless;
 pub mod keyserver_client;
@@ -12,4 +16,5 @@ pub mod player;
 pub mod register;
 pub mod remote;
 pub mod session;
+mod sync;
 pub mod ui;

@@ -213,13 +213,14 @@ fn main() -> Result<()> {
             }
             let password = read_secret_line(&mut lines, "the password")?;
             let again = read_secret_line(&mut lines, "the password again")?;
-            rt.block_on(async {
-                let data = stb_app::register::enroll(&config, &code).await?;
-                let account = data.account.clone();
-                stb_app::register::register(&config, data, &identifier, password, again).await?;
-                println!("registered {identifier} for {account}");
-                anyhow::Ok(())
-            })?;
+            let account = rt.block_on(stb_app::register::enroll_and_register(
+                &config,
+                &code,
+                &identifier,
+                password,
+                again,
+            ))?;
+            println!("registered {identifier} for {account}");
         }
     }
     Ok(())

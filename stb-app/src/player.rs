@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use crate::frame::Frame;
+use crate::sync::lock;
+
 /// What the pipeline has done since the last zap.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -97,24 +100,6 @@ impl Stats {
             errors: lock(&self.errors).clone(),
         }
     }
-}
-
-/// Locks, ignoring poisoning (the data stays usable after a panic elsewhere).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A decoded video frame for the UI.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Bytes per row.
-    pub stride: usize,
-    /// RGBA8 pixels, `stride * height` bytes.
-    pub rgba: Vec<u8>,
 }
 
 /// Receives frames from the streaming thread (the UI moves them to its own thread).
@@ -324,11 +309,10 @@ impl Player {
     }
 
     /// Pushes decrypted MPEG-TS bytes.
-    pub fn push(&self, ts: Vec<u8>) -> Result<()> {
+    pub fn push(&self, ts: Vec<u8>) -> Result<(), gst::FlowError> {
         self.appsrc
             .push_buffer(gst::Buffer::from_mut_slice(ts))
-            .map_err(|e| anyhow::anyhow!("pipeline refused data: {e:?}"))?;
-        Ok(())
+            .map(|_| ())
     }
 }
 

@@ -2,6 +2,7 @@
 //! server built from certificate A and KR, the channel list and the unwrapped channel keys.
 //! Dropping it (logout, power key, timeout, exit) wipes every secret it holds.
 
+use crate::channel_keys::{ChannelKeys, KeyUnusable, unix_now};
 use crate::config::BoxConfig;
 use crate::keyserver_client::{KeyServer, LoginError};
 use base64::Engine;
@@ -9,9 +10,26 @@ use stb_protocol::content_api::ChannelList;
 use stb_protocol::{
     ChannelKey, Identifier, KeyId, License, LicenseKey, Password, PasswordKeys, PersonalData, Suite,
 };
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 use zeroize::Zeroizing;
+
+/// Why the license could not be (re)loaded.
+#[derive(Debug, Error)]
+pub enum LicenseError {
+    /// The content server could not be reached or the connection broke.
+    #[error("content server unreachable: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    /// The content server refused, with its reason.
+    #[error("{0}")]
+    Refused(String),
+    /// The license did not decode.
+    #[error("bad license: {0}")]
+    Malformed(#[source] stb_protocol::DecodeError),
+    /// An entry did not open under KS (tampered, or another subscriber's).
+    #[error("license entry does not open: {0}")]
+    Invalid(#[source] stb_protocol::Error),
+}
 
 /// How long each login step took (for the headless report and the benchmark).
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -28,7 +46,7 @@ pub struct LoginTimings {
 pub struct Session {
     data: PersonalData,
     http: reqwest::Client,
-    keys: std::sync::RwLock<HashMap<KeyId, ChannelKey>>,
+    keys: std::sync::RwLock<ChannelKeys>,
     /// The operator's channel list for this subscriber.
     pub channels: ChannelList,
     /// Login timings.
@@ -58,10 +76,10 @@ fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
 pub(crate) fn identity(
     certificate_der: &[u8],
     key_pkcs8: &[u8],
-) -> anyhow::Result<reqwest::Identity> {
+) -> Result<reqwest::Identity, reqwest::Error> {
     let mut both = pem("CERTIFICATE", certificate_der);
     both.push_str(&pem("PRIVATE KEY", key_pkcs8));
-    Ok(reqwest::Identity::from_pem(both.as_bytes())?)
+    reqwest::Identity::from_pem(both.as_bytes())
 }
 
 /// Logs in: KP and VP from (N, P), one EKE round trip, then mutual TLS to the content server.
@@ -76,10 +94,11 @@ pub async fn login(
     let keys =
         tokio::task::spawn_blocking(move || PasswordKeys::derive(Suite::CURRENT, &id, &password))
             .await
-            .map_err(|_| LoginError::Protocol("the key derivation".into()))?
-            .map_err(|_| LoginError::Protocol("the key derivation".into()))?;
+            .map_err(|_| LoginError::KeyDerivation)?
+            .map_err(|_| LoginError::KeyDerivation)?;
     let kdf_ms = started.elapsed().as_millis() as u64;
-    let keyserver = KeyServer::new(config).map_err(|e| LoginError::Protocol(e.to_string()))?;
+    let keyserver =
+        KeyServer::new(config).map_err(|e| LoginError::Configuration(format!("{e:#}")))?;
     let t = Instant::now();
     let data = keyserver.recover(keys).await?;
     let recover_ms = t.elapsed().as_millis() as u64;
@@ -97,22 +116,24 @@ impl Session {
     /// Builds the mutual-TLS client from D and fetches the channel list and the license.
     pub async fn open(data: PersonalData) -> Result<Self, LoginError> {
         let unreachable = || LoginError::Unreachable("the content server".into());
-        let protocol = |_| LoginError::Protocol("the content server".into());
+        // D came out of the recovery whole (its MAC checked): a certificate, key or CA in it
+        // that TLS cannot use is a fault of this account's data, not of a server's answer.
+        let unusable = |e: reqwest::Error| LoginError::Identity(e.to_string());
         let http = reqwest::Client::builder()
             .tls_certs_only([
-                reqwest::Certificate::from_der(&data.operator_ca_der).map_err(protocol)?
+                reqwest::Certificate::from_der(&data.operator_ca_der).map_err(unusable)?
             ])
             .identity(
                 identity(&data.certificate_der, data.private_key_pkcs8.expose())
-                    .map_err(|e| LoginError::Protocol(e.to_string()))?,
+                    .map_err(unusable)?,
             )
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(protocol)?;
+            .map_err(unusable)?;
         let mut session = Self {
             data,
             http,
-            keys: std::sync::RwLock::new(HashMap::new()),
+            keys: std::sync::RwLock::default(),
             channels: ChannelList {
                 account: String::new(),
                 package: String::new(),
@@ -136,7 +157,13 @@ impl Session {
         };
         session.channels = serde_json::from_slice(&list)
             .map_err(|_| LoginError::Protocol("the content server".into()))?;
-        session.refresh_license().await.map_err(|_| unreachable())?;
+        session.refresh_license().await.map_err(|e| match e {
+            LicenseError::Unreachable(_) => unreachable(),
+            LicenseError::Refused(reason) => LoginError::Refused(reason),
+            LicenseError::Malformed(_) | LicenseError::Invalid(_) => {
+                LoginError::Protocol("the content server".into())
+            }
+        })?;
         Ok(session)
     }
 
@@ -155,41 +182,35 @@ impl Session {
         &self.http
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.content_url()))
-            .send()
-            .await?;
-        let status = r.status();
-        let body = r.bytes().await?.to_vec();
-        if !status.is_success() {
-            anyhow::bail!("{}", String::from_utf8_lossy(&body).trim());
-        }
-        Ok(body)
-    }
-
     /// Fetches the license and unwraps the channel keys with KS (current and next epoch).
     /// The feeder calls it again when a segment names a key it does not have (a new epoch).
-    pub async fn refresh_license(&self) -> anyhow::Result<()> {
-        let license = License::decode(&self.get("/v1/license").await?)?;
-        let wrap = LicenseKey::from_ks(&self.data.ks);
-        let mut keys = HashMap::new();
-        for entry in &license.entries {
-            let key = wrap.unwrap(entry)?;
-            keys.insert(key.key_id, key);
+    pub async fn refresh_license(&self) -> Result<(), LicenseError> {
+        let r = self
+            .http
+            .get(format!("{}/v1/license", self.content_url()))
+            .send()
+            .await
+            .map_err(LicenseError::Unreachable)?;
+        let status = r.status();
+        let body = r.bytes().await.map_err(LicenseError::Unreachable)?;
+        if !status.is_success() {
+            return Err(LicenseError::Refused(
+                String::from_utf8_lossy(&body).trim().to_owned(),
+            ));
         }
+        let license = License::decode(&body).map_err(LicenseError::Malformed)?;
+        let keys = ChannelKeys::unwrap(&license, &LicenseKey::from_ks(&self.data.ks))
+            .map_err(LicenseError::Invalid)?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(())
     }
 
-    /// The key of a segment, if the license has it.
-    pub fn key(&self, key_id: &KeyId) -> Option<ChannelKey> {
+    /// The key of a segment, if the license has it and it is valid now (by the box's clock).
+    pub fn key(&self, key_id: &KeyId) -> Result<ChannelKey, KeyUnusable> {
         self.keys
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key_id)
-            .cloned()
+            .get(key_id, unix_now())
     }
 
     /// Number of channel keys held.

@@ -5,7 +5,7 @@
 //! test can drive the box that way.
 
 use super::keymap::{Action, Keymap, RAW_EVENT_SIZE, decode_raw};
-use crate::player::lock;
+use crate::sync::lock;
 use evdev::KeyCode;
 use std::collections::HashSet;
 use std::io::Read;

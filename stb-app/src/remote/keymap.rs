@@ -142,11 +142,6 @@ impl Keymap {
         self.map.get(&code).copied()
     }
 
-    /// Whether any key of `keys` is mapped.
-    pub fn maps_any<'a>(&self, mut keys: impl Iterator<Item = &'a KeyCode>) -> bool {
-        keys.any(|k| self.map.contains_key(k))
-    }
-
     /// The action an input event asks for: key presses, and auto-repeats of the keys that
     /// repeat. Releases, other event types and unmapped keys give nothing.
     pub fn event(&self, event: InputEvent) -> Option<Action> {

@@ -6,9 +6,11 @@ use super::AppWindow;
 use super::model::{Effect, Feed, LoggedIn, Model, Timer};
 use super::view::{WindowKey, render, window_key};
 use crate::config::BoxConfig;
-use crate::player::{FeedState, Frame, FrameHandler, Player, lock};
+use crate::frame::Frame;
+use crate::player::{FeedState, FrameHandler, Player};
 use crate::remote::Action;
 use crate::session::{Session, login};
+use crate::sync::lock;
 use slint::{ComponentHandle, Image, Rgba8Pixel, SharedPixelBuffer};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -85,13 +87,12 @@ impl FrameSlot {
 pub fn to_image(frame: &Frame) -> Image {
     let mut buffer = SharedPixelBuffer::<Rgba8Pixel>::new(frame.width, frame.height);
     let row = frame.width as usize * 4;
-    let out = buffer.make_mut_bytes();
-    for (dst, src) in out
+    for (dst, src) in buffer
+        .make_mut_bytes()
         .chunks_exact_mut(row)
-        .zip(frame.rgba.chunks(frame.stride.max(1)))
+        .zip(frame.rows())
     {
-        let n = row.min(src.len());
-        dst[..n].copy_from_slice(&src[..n]);
+        dst[..src.len()].copy_from_slice(src);
     }
     Image::from_rgba8(buffer)
 }
@@ -186,9 +187,7 @@ impl Controller {
                     let Some(this) = me.upgrade() else { return };
                     let result = match result {
                         Ok(r) => r,
-                        Err(_) => Err(crate::keyserver_client::LoginError::Protocol(
-                            "the box".into(),
-                        )),
+                        Err(_) => Err(crate::keyserver_client::LoginError::Interrupted),
                     };
                     let view = result.map(|session| {
                         let session = Arc::new(session);
@@ -211,19 +210,21 @@ impl Controller {
             } => {
                 let config = self.config.clone();
                 let task = self.rt.spawn(async move {
-                    let data = crate::register::enroll(&config, &code).await?;
-                    let account = data.account.clone();
-                    crate::register::register(&config, data, &identifier, password, confirmation)
-                        .await?;
-                    anyhow::Ok(account)
+                    crate::register::enroll_and_register(
+                        &config,
+                        &code,
+                        &identifier,
+                        password,
+                        confirmation,
+                    )
+                    .await
                 });
                 let me = self.me.clone();
                 self.spawn_local(async move {
-                    let result = match task.await {
-                        Ok(Ok(account)) => Ok(account),
-                        Ok(Err(e)) => Err(format!("{e:#}")),
-                        Err(_) => Err("the registration stopped".into()),
-                    };
+                    // A task that did not finish (runtime shutting down) made no keys.
+                    let result = task.await.unwrap_or_else(|e| {
+                        Err(crate::register::RegisterError::Keys(e.to_string()))
+                    });
                     if let Some(this) = me.upgrade() {
                         dispatch(&this, |m| m.register_done(result));
                     }

@@ -6,8 +6,9 @@ use super::AppWindow;
 use super::controller::to_image;
 use super::model::{Feed, LoggedIn, Model, Timer};
 use super::view::render;
+use crate::frame::Frame;
 use crate::keyserver_client::LoginError;
-use crate::player::{Frame, Player};
+use crate::player::Player;
 use crate::remote::Action;
 use anyhow::{Context, Result};
 use slint::ComponentHandle;
@@ -89,7 +90,9 @@ pub fn first_frame(ts: &Path) -> Result<Frame> {
         })),
     )?;
     for chunk in bytes.chunks(188 * 1024).take(8) {
-        player.push(chunk.to_vec())?;
+        player
+            .push(chunk.to_vec())
+            .map_err(|e| anyhow::anyhow!("pipeline refused data: {e:?}"))?;
     }
     let mut frame = rx
         .recv_timeout(Duration::from_secs(10))
@@ -156,7 +159,7 @@ fn save(window: &MinimalSoftwareWindow, w: u32, h: u32, path: &Path) -> Result<(
         stride: w as usize * 4,
         rgba,
     };
-    crate::headless::save_png(&frame, path)
+    crate::frame::save_png(&frame, path)
 }
 
 /// From a fresh keyboard (every new field starts there): down to the wide row, right to Done.
@@ -285,7 +288,9 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "register-failed",
             then(wizard(), &|m| {
-                m.register_done(Err("this enrollment code was already used".into()));
+                m.register_done(Err(crate::register::RegisterError::EnrollmentRefused(
+                    "this enrollment code was already used".into(),
+                )));
             }),
             false,
         ),

@@ -56,15 +56,15 @@ impl Model {
             Err(e) => {
                 self.on_password = true;
                 self.keyboard.reset();
-                self.alert = Some(match e {
+                self.alert = Some(match &e {
                     LoginError::WrongCredentials => Alert::new(
                         "Wrong identifier or password",
                         "Check both and try again. After several wrong tries the account locks.",
                     ),
                     LoginError::RetryIn(s) => {
-                        self.retry_until_countdown = s;
+                        self.retry_until_countdown = *s;
                         fx.push(Effect::Arm(Timer::Countdown, Duration::from_secs(1)));
-                        retry_alert(s)
+                        retry_alert(*s)
                     }
                     LoginError::Locked => Alert::new(
                         "Account locked",
@@ -72,21 +72,27 @@ impl Model {
                     ),
                     LoginError::BadIdentifier(reason) => {
                         self.on_password = false;
-                        Alert::new("Check your identifier", capitalise(&reason))
+                        Alert::new("Check your identifier", capitalise(reason))
                     }
-                    LoginError::Refused(reason) => {
-                        Alert::new("Access refused", capitalise(&reason))
-                    }
+                    LoginError::Refused(reason) => Alert::new("Access refused", capitalise(reason)),
                     LoginError::Unreachable(what) => Alert::new(
                         "Cannot reach the service",
                         format!(
                             "{} does not answer. Check the network cable, then try again.",
-                            capitalise(&what)
+                            capitalise(what)
                         ),
                     ),
                     LoginError::Protocol(what) => Alert::new(
                         "Service error",
                         format!("Unexpected answer from {what}. Try again later."),
+                    ),
+                    LoginError::Configuration(_) | LoginError::Identity(_) => Alert::new(
+                        "Cannot log in on this box",
+                        format!("{}. Call your operator.", capitalise(&e.to_string())),
+                    ),
+                    LoginError::KeyDerivation | LoginError::Interrupted => Alert::new(
+                        "Cannot log in right now",
+                        format!("{}. Try again.", capitalise(&e.to_string())),
                     ),
                 });
             }

@@ -3,6 +3,7 @@
 
 use super::overlays::{Alert, retry_alert};
 use super::{Effect, Model, Screen, Step, capitalise};
+use crate::register::RegisterError;
 use crate::remote::Action;
 use crate::ui::keyboard::{Press, Special};
 use stb_protocol::password::{PolicyViolation, check_policy, strength};
@@ -43,13 +44,31 @@ pub struct FormView {
     pub hint: String,
 }
 
-#[derive(Default)]
 pub(super) struct Form {
     identifier: String,
     password: Zeroizing<String>,
     confirmation: Zeroizing<String>,
     code: String,
     message: String,
+}
+
+/// An empty password field with room for the longest password: a `String` that grew while
+/// typing would move to a bigger buffer and free the old one unwiped, a copy of what was
+/// typed so far. Reserved once, it never moves; `Zeroizing` wipes it when dropped.
+fn secret_field() -> Zeroizing<String> {
+    Zeroizing::new(String::with_capacity(MAX_PASSWORD * char::MAX.len_utf8()))
+}
+
+impl Default for Form {
+    fn default() -> Self {
+        Self {
+            identifier: String::new(),
+            password: secret_field(),
+            confirmation: secret_field(),
+            code: String::new(),
+            message: String::new(),
+        }
+    }
 }
 
 impl Model {
@@ -262,7 +281,7 @@ impl Model {
             },
             Screen::Register(Step::Password) => match self.policy_advice() {
                 None => {
-                    self.form.confirmation = Zeroizing::default();
+                    self.form.confirmation = secret_field();
                     self.enter(Screen::Register(Step::Confirm));
                 }
                 Some(reason) => self.form.message = capitalise(&reason),
@@ -296,7 +315,9 @@ impl Model {
             self.form.message = "Type your identifier first".into();
             return;
         }
+        // The typed buffer itself moves into the password (no copy); the field gets a new one.
         let password = Password::new(std::mem::take(&mut *self.form.password));
+        self.form.password = secret_field();
         self.form.message.clear();
         self.busy = Some("Checking your password\u{2026}".into());
         fx.push(Effect::Login {
@@ -306,7 +327,7 @@ impl Model {
     }
 
     /// The registration finished: `Ok(account)` or the reason it failed.
-    pub fn register_done(&mut self, result: Result<String, String>) -> Vec<Effect> {
+    pub fn register_done(&mut self, result: Result<String, RegisterError>) -> Vec<Effect> {
         self.busy = None;
         match result {
             Ok(account) => {
@@ -320,12 +341,39 @@ impl Model {
                     format!("Welcome, {account}. Log in with your identifier and new password."),
                 ));
             }
-            Err(reason) => {
+            Err(e) => {
                 self.enter(Screen::Register(Step::Code));
-                self.alert = Some(Alert::new("Registration failed", capitalise(&reason)));
+                self.alert = Some(registration_failed(&e));
             }
         }
         vec![]
+    }
+}
+
+/// What the person on the sofa is told about a failed registration.
+fn registration_failed(e: &RegisterError) -> Alert {
+    let title = "Registration failed";
+    match e {
+        RegisterError::EnrollmentUnreachable(_) | RegisterError::KeyServerUnreachable => {
+            Alert::new(
+                title,
+                format!(
+                    "{}. Check the network cable, then try again.",
+                    capitalise(&e.to_string())
+                ),
+            )
+        }
+        RegisterError::Configuration(_) | RegisterError::Keys(_) => Alert::new(
+            title,
+            format!("{}. Call your operator.", capitalise(&e.to_string())),
+        ),
+        // The operator's and the key server's reasons, and the policy's, are already words
+        // for the person holding the remote.
+        RegisterError::EnrollmentRefused(_)
+        | RegisterError::EnrollmentAnswer(_)
+        | RegisterError::Identifier(_)
+        | RegisterError::Policy(_)
+        | RegisterError::KeyServerRefused { .. } => Alert::new(title, capitalise(&e.to_string())),
     }
 }
 
@@ -333,7 +381,9 @@ impl Model {
 mod tests {
     use super::super::testing::*;
     use super::super::*;
+    use super::MAX_PASSWORD;
     use crate::keyserver_client::LoginError;
+    use crate::register::RegisterError;
 
     #[test]
     fn login_moves_the_password_out_and_keeps_no_copy() {
@@ -391,6 +441,66 @@ mod tests {
         m.action(Action::Ok);
         m.typed('z');
         assert!(matches!(m.done()[..], [Effect::Login { .. }]));
+    }
+
+    /// Typing up to the longest password (in the widest characters) never moves the field to
+    /// a new buffer, and neither does a character past the limit.
+    #[test]
+    fn password_fields_never_reallocate_while_typing() {
+        let fields = |m: &Model| {
+            [&m.form.password, &m.form.confirmation].map(|f| (f.as_ptr(), f.capacity()))
+        };
+        let mut m = Model::new(None);
+        for c in "alice".chars() {
+            m.typed(c);
+        }
+        m.done();
+        let before = fields(&m);
+        assert!(before[0].1 >= MAX_PASSWORD * 4);
+        for _ in 0..=MAX_PASSWORD {
+            m.typed('\u{1F4FA}'); // a television, 4 bytes in UTF-8
+            assert_eq!(fields(&m), before, "login password moved");
+        }
+        assert_eq!(m.form.password.chars().count(), MAX_PASSWORD);
+        // After the login the field is a fresh reserved buffer again.
+        m.done();
+        m.login_done(Err(LoginError::WrongCredentials));
+        m.action(Action::Ok);
+        let after_login = fields(&m);
+        assert!(after_login[0].1 >= MAX_PASSWORD * 4);
+        m.typed('x');
+        assert_eq!(fields(&m), after_login);
+
+        // The wizard's password and its confirmation.
+        let mut m = Model::new(None);
+        m.action(Action::Menu);
+        for _ in 0..12 {
+            m.action(Action::Digit(0));
+        }
+        m.done();
+        for c in "bob".chars() {
+            m.typed(c);
+        }
+        m.done();
+        let before = fields(&m);
+        for _ in 0..=MAX_PASSWORD {
+            m.typed('\u{1F4FA}');
+        }
+        m.action(Action::Delete);
+        m.typed('!');
+        assert_eq!(fields(&m)[0], before[0], "new password moved");
+        m.form.password.clear();
+        for c in "Sofa-Remote#2026!".chars() {
+            m.typed(c);
+        }
+        m.done();
+        assert_eq!(m.screen(), Screen::Register(Step::Confirm));
+        let confirm = fields(&m)[1];
+        assert!(confirm.1 >= MAX_PASSWORD * 4);
+        for _ in 0..=MAX_PASSWORD {
+            m.typed('\u{1F4FA}');
+        }
+        assert_eq!(fields(&m)[1], confirm, "confirmation moved");
     }
 
     #[test]
@@ -453,7 +563,13 @@ mod tests {
             }
             other => panic!("expected a registration, got {other:?}"),
         }
-        m.register_done(Err("this enrollment code was already used".into()));
+        m.register_done(Err(RegisterError::EnrollmentRefused(
+            "this enrollment code was already used".into(),
+        )));
+        assert_eq!(
+            m.alert().map(|a| a.detail.as_str()),
+            Some("This enrollment code was already used")
+        );
         assert_eq!(m.screen(), Screen::Register(Step::Code));
         assert!(m.form.password.is_empty() && m.form.confirmation.is_empty());
     }
