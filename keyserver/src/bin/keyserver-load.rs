@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use stb_protocol::eke::RecoverResponse;
 use stb_protocol::*;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -101,9 +102,7 @@ async fn run(args: Args) -> Result<()> {
     std::fs::write(dir.join("tls/server.crt"), &server_cert)?;
     std::fs::write(dir.join("tls/server.key"), server_key)?;
     std::fs::write(dir.join("ca.pem"), pki.ca.pem())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = stb_server_common::listener::free_loopback_port()?;
     let exe = match &args.keyserver {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("keyserver"),
@@ -133,24 +132,20 @@ async fn run(args: Args) -> Result<()> {
     .arg(dir.join("ca.pem"))
     .env("RUST_LOG", "warn")
     .stdout(Stdio::null());
-    let child = ServerChild(
+    let mut child = ServerChild(
         cmd.spawn()
             .with_context(|| format!("starting {}", exe.display()))?,
     );
     let pid = child.0.id();
     let base = format!("https://127.0.0.1:{port}");
-    let probe = client(&server_cert, None)?;
-    let mut up = false;
-    for _ in 0..100 {
-        if probe.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if !up {
-        bail!("keyserver did not start");
-    }
+    tokio::task::block_in_place(|| {
+        stb_server_common::listener::wait_for_server(
+            &mut child.0,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(10),
+        )
+    })
+    .context("keyserver did not start")?;
 
     // Register the accounts (not measured).
     let registrar = client(&server_cert, Some(&identity))?;
