@@ -29,3 +29,12 @@ do_install:append() {
     install -m 0644 ${S}/packaging/debian/keyserver/keyserver.service ${D}${systemd_system_unitdir}/
     install -m 0644 ${S}/packaging/debian/keyserver/config.toml ${D}${sysconfdir}/keyserver/
 }
+
+# The key-encryption key is per machine and never in the image: made at first boot, root-only,
+# and handed to the service by the unit (LoadCredential=kek:/etc/keyserver/kek.key).
+# nooelint: oelint.task.docstrings - a package script, not a task
+pkg_postinst_ontarget:${PN}() {
+    if [ ! -e ${sysconfdir}/keyserver/kek.key ]; then
+        ${bindir}/keyserver kek new --out ${sysconfdir}/keyserver/kek.key >/dev/null
+    fi
+}
