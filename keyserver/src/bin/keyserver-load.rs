@@ -102,6 +102,8 @@ async fn run(args: Args) -> Result<()> {
     std::fs::write(dir.join("tls/server.crt"), &server_cert)?;
     std::fs::write(dir.join("tls/server.key"), server_key)?;
     std::fs::write(dir.join("ca.pem"), pki.ca.pem())?;
+    // Where `serve` looks for the key-encryption key by default (DATA_DIR/secrets/kek.key).
+    keyserver::kek::Kek::create(&dir.join("secrets/kek.key"))?;
     let port = stb_server_common::listener::free_loopback_port()?;
     let exe = match &args.keyserver {
         Some(p) => p.clone(),
