@@ -3,6 +3,7 @@
 //! messages.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod kek;

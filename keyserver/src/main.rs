@@ -164,7 +164,12 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Init { names, force } => runtime.block_on(init(&config, names, force)),
+        Command::Init { names, force } => runtime.block_on(async {
+            for line in keyserver::admin::init(&config, &names, force).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }),
         Command::Serve(args) => {
             apply_serve_args(&mut config, args)?;
             runtime.block_on(serve(config))
@@ -202,72 +207,6 @@ fn apply_serve_args(config: &mut Config, args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn init(config: &Config, mut names: Vec<String>, force: bool) -> Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    restrict(&config.data_dir, 0o700)?;
-    let (cert, key) = (config.tls_cert_path(), config.tls_key_path());
-    if cert.exists() && key.exists() && !force {
-        println!("TLS key pair kept: {}", cert.display());
-    } else {
-        names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
-        let (cert_pem, key_pem) = stb_server_common::tls::self_signed(&names)?;
-        for path in [&cert, &key] {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-        }
-        stb_server_common::write_private(&key, key_pem.as_bytes())?;
-        std::fs::write(&cert, cert_pem)?;
-        println!(
-            "TLS certificate for {}: {}",
-            names.join(", "),
-            cert.display()
-        );
-    }
-    let kek_path = config.kek_path();
-    let made_kek = !kek_path.exists();
-    if made_kek {
-        let kek = Kek::create(&kek_path)?;
-        println!(
-            "key-encryption key {} made: {} (back it up apart from the database)",
-            kek.id(),
-            kek_path.display()
-        );
-    }
-    let store = match Store::open(&config.database_url(), config.keyring()?).await {
-        Ok(store) => store,
-        Err(e) => {
-            if made_kek {
-                // A new key for an existing database is never the right key: do not leave it.
-                let _ = std::fs::remove_file(&kek_path);
-            }
-            return Err(e);
-        }
-    };
-    store
-        .secret("fake_record_secret", &stb_protocol::random_array())
-        .await?;
-    store
-        .secret("audit_id_key", &stb_protocol::random_array())
-        .await?;
-    println!(
-        "database ready: {:?} ({} accounts)",
-        store.backend(),
-        store.count_accounts().await?
-    );
-    if config.operator_ca.is_none() {
-        println!("note: set operator_ca (or --operator-ca) to accept registrations");
-    }
-    Ok(())
-}
-
-fn restrict(path: &std::path::Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting permissions of {}", path.display()))
-}
-
 async fn serve(config: Config) -> Result<()> {
     let running = keyserver::server::start(&config).await?;
     stb_server_common::shutdown_signal().await?;
@@ -298,7 +237,7 @@ async fn kek(config: &Config, action: KekAction) -> Result<()> {
 }
 
 async fn accounts(config: &Config, action: AccountsAction) -> Result<()> {
-    let store = Store::open(&config.database_url(), config.keyring()?).await?;
+    let store = keyserver::admin::open_store(config).await?;
     let parse = |s: &str| Identifier::parse(s).with_context(|| format!("identifier {s:?}"));
     match action {
         AccountsAction::List { json } => {
@@ -330,30 +269,15 @@ async fn accounts(config: &Config, action: AccountsAction) -> Result<()> {
         }
         AccountsAction::Unlock { identifier } => {
             let id = parse(&identifier)?;
-            if !store.unlock(&id).await? {
-                bail!("{id} has no guess counter (never tried, or unknown)");
-            }
-            audit(config, &store, "unlock", &id).await?;
+            keyserver::admin::unlock(config, &store, &id).await?;
             println!("{id} unlocked");
         }
         AccountsAction::Delete { identifier } => {
             let id = parse(&identifier)?;
-            if !store.delete(&id).await? {
-                bail!("no account {id}");
-            }
-            audit(config, &store, "delete", &id).await?;
+            keyserver::admin::delete(config, &store, &id).await?;
             println!("{id} deleted");
         }
     }
-    Ok(())
-}
-
-async fn audit(config: &Config, store: &Store, event: &str, id: &Identifier) -> Result<()> {
-    let key = store
-        .secret("audit_id_key", &stb_protocol::random_array())
-        .await?;
-    keyserver::audit::AuditLog::open(&config.audit_log_path(), key)?
-        .record(event, id, None, None, "operator");
     Ok(())
 }
 
