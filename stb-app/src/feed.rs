@@ -4,7 +4,7 @@
 //! (not entitled, revoked) is reported and ends the feed.
 
 use crate::channel_keys::KeyUnusable;
-use crate::player::{FeedState, Player, Stats};
+use crate::player::{Player, Stats};
 use crate::session::{LicenseError, Session};
 use futures_util::StreamExt;
 use gstreamer as gst;
@@ -12,6 +12,31 @@ use stb_protocol::{DecodeError, SegmentCipher, SegmentSplitter};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::watch;
+
+/// Where the feeder stands with the channel being played. The feeder publishes each change on
+/// a `watch` channel; the UI's overlays follow it (no polling).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub enum FeedState {
+    /// Connecting to the channel.
+    #[default]
+    Starting,
+    /// Segments are flowing.
+    Playing,
+    /// The connection was lost or the server is away; retrying with backoff.
+    Reconnecting,
+    /// The operator refused the channel (not entitled, revoked), with its reason.
+    Refused(String),
+}
+
+/// Publishes `new` if it differs from the last state (receivers wake on changes only).
+fn publish(state: &watch::Sender<FeedState>, new: FeedState) {
+    state.send_if_modified(|current| {
+        let changed = *current != new;
+        *current = new;
+        changed
+    });
+}
 
 /// What went wrong with a channel's stream (recorded in the player's report; the UI shows
 /// the [`FeedState`] that follows from it).
@@ -64,8 +89,13 @@ pub enum FeedError {
     Pipeline(gst::FlowError),
 }
 
-/// Runs until aborted (zap, stop) or refused.
-pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
+/// Runs until aborted (zap, stop) or refused; every change of its state goes to `state`.
+pub async fn feed(
+    session: Arc<Session>,
+    player: Arc<Player>,
+    channel: u16,
+    state: watch::Sender<FeedState>,
+) {
     let stats: Arc<Stats> = player.stats().clone();
     let url = format!("{}/v1/channels/{channel}/stream", session.content_url());
     let mut backoff = Duration::from_millis(250);
@@ -80,18 +110,18 @@ pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
                         Some(Ok(chunk)) => split.push(&chunk),
                         Some(Err(e)) => {
                             stats.error(FeedError::ConnectionLost(e).to_string());
-                            stats.set_feed(FeedState::Reconnecting);
+                            publish(&state, FeedState::Reconnecting);
                             break;
                         }
                         None => {
                             stats.error(FeedError::StreamEnded.to_string());
-                            stats.set_feed(FeedState::Reconnecting);
+                            publish(&state, FeedState::Reconnecting);
                             break;
                         }
                     }
                     match play_segments(&session, &player, &mut split).await {
                         Ok(0) => {}
-                        Ok(_) => stats.set_feed(FeedState::Playing),
+                        Ok(_) => publish(&state, FeedState::Playing),
                         Err(e) => stats.error(e.to_string()),
                     }
                 }
@@ -99,16 +129,16 @@ pub async fn feed(session: Arc<Session>, player: Arc<Player>, channel: u16) {
             Ok(r) if r.status().is_client_error() => {
                 let reason = r.text().await.unwrap_or_default().trim().to_owned();
                 stats.error(FeedError::Refused(reason.clone()).to_string());
-                stats.set_feed(FeedState::Refused(reason));
+                publish(&state, FeedState::Refused(reason));
                 return;
             }
             Ok(r) => {
                 stats.error(FeedError::ServerError(r.status()).to_string());
-                stats.set_feed(FeedState::Reconnecting);
+                publish(&state, FeedState::Reconnecting);
             }
             Err(e) => {
                 stats.error(FeedError::Unreachable(e).to_string());
-                stats.set_feed(FeedState::Reconnecting);
+                publish(&state, FeedState::Reconnecting);
             }
         }
         tokio::time::sleep(backoff).await;

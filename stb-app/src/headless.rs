@@ -83,7 +83,14 @@ pub async fn run(
     let pipeline_ready_ms = logged_in.elapsed().as_millis() as u64;
     for &number in channels {
         player.zap()?;
-        let feeder = tokio::spawn(crate::feed::feed(session.clone(), player.clone(), number));
+        // The report reads the player's stats; nobody follows the state here.
+        let (state, _) = tokio::sync::watch::channel(crate::feed::FeedState::Starting);
+        let feeder = tokio::spawn(crate::feed::feed(
+            session.clone(),
+            player.clone(),
+            number,
+            state,
+        ));
         tokio::time::sleep(dwell).await;
         feeder.abort();
         let _ = feeder.await;

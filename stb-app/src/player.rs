@@ -24,21 +24,6 @@ pub struct Stats {
     zapped_at: Mutex<Option<Instant>>,
     first_frame: Mutex<Option<Duration>>,
     errors: Mutex<Vec<String>>,
-    feed: Mutex<FeedState>,
-}
-
-/// Where the feeder stands with the channel being played (for the UI's overlays).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub enum FeedState {
-    /// Connecting to the channel.
-    #[default]
-    Starting,
-    /// Segments are flowing.
-    Playing,
-    /// The connection was lost or the server is away; retrying with backoff.
-    Reconnecting,
-    /// The operator refused the channel (not entitled, revoked), with its reason.
-    Refused(String),
 }
 
 /// A snapshot of [`Stats`].
@@ -60,7 +45,6 @@ impl Stats {
         self.audio_buffers.store(0, Ordering::SeqCst);
         *lock(&self.first_frame) = None;
         lock(&self.errors).clear();
-        *lock(&self.feed) = FeedState::Starting;
         *lock(&self.zapped_at) = Some(Instant::now());
     }
 
@@ -79,16 +63,6 @@ impl Stats {
         if errors.len() < 50 && !errors.contains(&message) {
             errors.push(message);
         }
-    }
-
-    /// The feeder's state changed.
-    pub fn set_feed(&self, state: FeedState) {
-        *lock(&self.feed) = state;
-    }
-
-    /// The feeder's state.
-    pub fn feed(&self) -> FeedState {
-        lock(&self.feed).clone()
     }
 
     /// Current values.
@@ -112,6 +86,9 @@ pub struct Player {
     appsrc: gst_app::AppSrc,
     volume: gst::Element,
     stats: Arc<Stats>,
+    /// Zaps one at a time: two flushes interleaved (READY, READY, PLAYING, PLAYING from
+    /// zaps on different threads) could let one channel's data into the other's start.
+    zapping: Mutex<()>,
 }
 
 fn make(factory: &str) -> Result<gst::Element> {
@@ -136,6 +113,171 @@ fn video_decoder() -> Result<gst::Element> {
     Ok(dec)
 }
 
+/// The elements the player keeps or instruments after building.
+struct Pipeline {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    demux: gst::Element,
+    vparse: gst::Element,
+    vdec: gst::Element,
+    aqueue: gst::Element,
+    adec: gst::Element,
+    volume: gst::Element,
+}
+
+/// Builds and links the elements (nothing runs yet).
+fn create_pipeline(
+    video_sink: &str,
+    audio_sink: &str,
+    frames: Option<FrameHandler>,
+) -> Result<Pipeline> {
+    gst::init()?;
+    let pipeline = gst::Pipeline::new();
+    let caps = gst::Caps::builder("video/mpegts")
+        .field("systemstream", true)
+        .field("packetsize", 188i32)
+        .build();
+    let appsrc = gst_app::AppSrc::builder()
+        .caps(&caps)
+        .is_live(true)
+        .format(gst::Format::Bytes)
+        .max_bytes(8 << 20)
+        .build();
+    let demux = make("tsdemux")?;
+    // tsdemux holds live data back 700 ms by default to smooth packet-by-packet arrival.
+    // Segments reach the box whole, so that only delayed every zap's first picture on a
+    // synchronised sink (the UI: 762 ms -> 162 ms, still 25 pictures/s; BENCHMARKS.md).
+    demux.set_property("latency", DEMUX_LATENCY_MS);
+    let vparse = make("h264parse")?;
+    let vdec = video_decoder()?;
+    let vconv = make("videoconvert")?;
+    let vqueue = make("queue")?;
+    let vsink = match (video_sink, frames) {
+        ("appsink", Some(handler)) => rgba_appsink(handler).upcast(),
+        ("appsink", None) => anyhow::bail!("the appsink video sink needs a frame handler"),
+        (factory, _) => make(factory)?,
+    };
+    let aqueue = make("queue")?;
+    let aparse = make("aacparse")?;
+    let adec = make("avdec_aac")?;
+    let aconv = make("audioconvert")?;
+    let ares = make("audioresample")?;
+    let volume = make("volume")?;
+    let asink = make(audio_sink)?;
+    if video_sink == "fakesink" {
+        vsink.set_property("sync", false);
+    }
+    if audio_sink == "fakesink" {
+        asink.set_property("sync", false);
+    }
+    pipeline.add_many([
+        appsrc.upcast_ref(),
+        &demux,
+        &vparse,
+        &vdec,
+        &vconv,
+        &vqueue,
+        &vsink,
+        &aqueue,
+        &aparse,
+        &adec,
+        &aconv,
+        &ares,
+        &volume,
+        &asink,
+    ])?;
+    appsrc.link(&demux)?;
+    gst::Element::link_many([&vparse, &vdec, &vconv, &vqueue, &vsink])?;
+    gst::Element::link_many([&aqueue, &aparse, &adec, &aconv, &ares, &volume, &asink])?;
+    Ok(Pipeline {
+        pipeline,
+        appsrc,
+        demux,
+        vparse,
+        vdec,
+        aqueue,
+        adec,
+        volume,
+    })
+}
+
+/// tsdemux makes its pads once it has seen the PMT, again after every reset (zap): each new
+/// pad replaces the old link to the video or audio branch.
+fn link_demuxer_pads(p: &Pipeline) -> Result<()> {
+    let (vtarget, atarget) = (
+        p.vparse.static_pad("sink").context("h264parse pad")?,
+        p.aqueue.static_pad("sink").context("queue pad")?,
+    );
+    p.demux.connect_pad_added(move |_, pad| {
+        let Some(caps) = pad.current_caps() else {
+            return;
+        };
+        let Some(name) = caps.structure(0).map(|s| s.name().to_string()) else {
+            return;
+        };
+        let target = if name.starts_with("video/x-h264") {
+            &vtarget
+        } else if name.starts_with("audio/mpeg") {
+            &atarget
+        } else {
+            return;
+        };
+        if let Some(old) = target.peer() {
+            let _ = old.unlink(target);
+        }
+        if let Err(e) = pad.link(target) {
+            tracing::warn!(error = ?e, %name, "could not link demuxer pad");
+        }
+    });
+    Ok(())
+}
+
+/// Pad probes on the decoders' outputs count frames and audio buffers into `stats`.
+fn count_decoded(p: &Pipeline, stats: &Arc<Stats>) -> Result<()> {
+    let s = stats.clone();
+    p.vdec.static_pad("src").context("decoder pad")?.add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, _| {
+            s.frame();
+            gst::PadProbeReturn::Ok
+        },
+    );
+    let s = stats.clone();
+    p.adec.static_pad("src").context("decoder pad")?.add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, _| {
+            s.audio_buffers.fetch_add(1, Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        },
+    );
+    Ok(())
+}
+
+/// Errors on the bus go to the stats (and the report), never into the void. The thread ends
+/// with the pipeline's end of stream or when the player (its stats) is gone.
+fn watch_bus(pipeline: &gst::Pipeline, stats: std::sync::Weak<Stats>) -> Result<()> {
+    let bus = pipeline.bus().context("pipeline bus")?;
+    std::thread::Builder::new()
+        .name("gst-bus".into())
+        .spawn(move || {
+            for msg in bus.iter_timed(gst::ClockTime::NONE) {
+                let Some(stats) = stats.upgrade() else { break };
+                match msg.view() {
+                    gst::MessageView::Error(e) => {
+                        stats.error(format!(
+                            "{}: {}",
+                            e.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                            e.error()
+                        ));
+                    }
+                    gst::MessageView::Eos(_) => break,
+                    _ => {}
+                }
+            }
+        })?;
+    Ok(())
+}
+
 impl Player {
     /// Builds the pipeline with the given sink factories (`fakesink` for tests).
     pub fn new(video_sink: &str, audio_sink: &str) -> Result<Self> {
@@ -149,139 +291,20 @@ impl Player {
         audio_sink: &str,
         frames: Option<FrameHandler>,
     ) -> Result<Self> {
-        gst::init()?;
-        let pipeline = gst::Pipeline::new();
-        let caps = gst::Caps::builder("video/mpegts")
-            .field("systemstream", true)
-            .field("packetsize", 188i32)
-            .build();
-        let appsrc = gst_app::AppSrc::builder()
-            .caps(&caps)
-            .is_live(true)
-            .format(gst::Format::Bytes)
-            .max_bytes(8 << 20)
-            .build();
-        let demux = make("tsdemux")?;
-        // tsdemux holds live data back 700 ms by default to smooth packet-by-packet arrival.
-        // Segments reach the box whole, so that only delayed every zap's first picture on a
-        // synchronised sink (the UI: 762 ms -> 162 ms, still 25 pictures/s; BENCHMARKS.md).
-        demux.set_property("latency", DEMUX_LATENCY_MS);
-        let vparse = make("h264parse")?;
-        let vdec = video_decoder()?;
-        let vconv = make("videoconvert")?;
-        let vqueue = make("queue")?;
-        let vsink = match (video_sink, frames) {
-            ("appsink", Some(handler)) => rgba_appsink(handler).upcast(),
-            ("appsink", None) => anyhow::bail!("the appsink video sink needs a frame handler"),
-            (factory, _) => make(factory)?,
-        };
-        let aqueue = make("queue")?;
-        let aparse = make("aacparse")?;
-        let adec = make("avdec_aac")?;
-        let aconv = make("audioconvert")?;
-        let ares = make("audioresample")?;
-        let volume = make("volume")?;
-        let asink = make(audio_sink)?;
-        if video_sink == "fakesink" {
-            vsink.set_property("sync", false);
-        }
-        if audio_sink == "fakesink" {
-            asink.set_property("sync", false);
-        }
-        pipeline.add_many([
-            appsrc.upcast_ref(),
-            &demux,
-            &vparse,
-            &vdec,
-            &vconv,
-            &vqueue,
-            &vsink,
-            &aqueue,
-            &aparse,
-            &adec,
-            &aconv,
-            &ares,
-            &volume,
-            &asink,
-        ])?;
-        appsrc.link(&demux)?;
-        gst::Element::link_many([&vparse, &vdec, &vconv, &vqueue, &vsink])?;
-        gst::Element::link_many([&aqueue, &aparse, &adec, &aconv, &ares, &volume, &asink])?;
-
-        // tsdemux makes its pads once it has seen the PMT, again after every reset (zap).
-        let (vtarget, atarget) = (
-            vparse.static_pad("sink").context("h264parse pad")?,
-            aqueue.static_pad("sink").context("queue pad")?,
-        );
-        demux.connect_pad_added(move |_, pad| {
-            let Some(caps) = pad.current_caps() else {
-                return;
-            };
-            let Some(name) = caps.structure(0).map(|s| s.name().to_string()) else {
-                return;
-            };
-            let target = if name.starts_with("video/x-h264") {
-                &vtarget
-            } else if name.starts_with("audio/mpeg") {
-                &atarget
-            } else {
-                return;
-            };
-            if let Some(old) = target.peer() {
-                let _ = old.unlink(target);
-            }
-            if let Err(e) = pad.link(target) {
-                tracing::warn!(error = ?e, %name, "could not link demuxer pad");
-            }
-        });
-
+        let p = create_pipeline(video_sink, audio_sink, frames)?;
+        link_demuxer_pads(&p)?;
         let stats = Arc::new(Stats::default());
-        let s = stats.clone();
-        vdec.static_pad("src").context("decoder pad")?.add_probe(
-            gst::PadProbeType::BUFFER,
-            move |_, _| {
-                s.frame();
-                gst::PadProbeReturn::Ok
-            },
-        );
-        let s = stats.clone();
-        adec.static_pad("src").context("decoder pad")?.add_probe(
-            gst::PadProbeType::BUFFER,
-            move |_, _| {
-                s.audio_buffers.fetch_add(1, Ordering::SeqCst);
-                gst::PadProbeReturn::Ok
-            },
-        );
-
-        // Errors on the bus go to the stats (and the UI), never into the void.
-        let bus = pipeline.bus().context("pipeline bus")?;
-        let s = Arc::downgrade(&stats);
-        std::thread::Builder::new()
-            .name("gst-bus".into())
-            .spawn(move || {
-                for msg in bus.iter_timed(gst::ClockTime::NONE) {
-                    let Some(stats) = s.upgrade() else { break };
-                    match msg.view() {
-                        gst::MessageView::Error(e) => {
-                            stats.error(format!(
-                                "{}: {}",
-                                e.src().map(|s| s.name().to_string()).unwrap_or_default(),
-                                e.error()
-                            ));
-                        }
-                        gst::MessageView::Eos(_) => break,
-                        _ => {}
-                    }
-                }
-            })?;
-        pipeline
+        count_decoded(&p, &stats)?;
+        watch_bus(&p.pipeline, Arc::downgrade(&stats))?;
+        p.pipeline
             .set_state(gst::State::Playing)
             .context("starting the pipeline")?;
         Ok(Self {
-            pipeline,
-            appsrc,
-            volume,
+            pipeline: p.pipeline,
+            appsrc: p.appsrc,
+            volume: p.volume,
             stats,
+            zapping: Mutex::new(()),
         })
     }
 
@@ -292,6 +315,7 @@ impl Player {
 
     /// Flushes everything for a new channel. The caller then feeds the new channel.
     pub fn zap(&self) -> Result<()> {
+        let _one_at_a_time = lock(&self.zapping);
         self.pipeline
             .set_state(gst::State::Ready)
             .context("flushing the pipeline")?;

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{PASSWORD, stack};
+use stb_app::feed::FeedState;
 use stb_app::player::Player;
 use stb_protocol::Password;
 use std::sync::Arc;
@@ -119,11 +120,21 @@ async fn register_login_play_zap_refusals_restart_logout() {
     assert!(session.key_count() >= 2);
     let player = Arc::new(Player::new("fakesink", "fakesink").expect("player"));
     player.zap().expect("zap");
-    let feeder = tokio::spawn(stb_app::feed::feed(session.clone(), player.clone(), 4));
+    let (state, mut changes) = tokio::sync::watch::channel(FeedState::Starting);
+    let feeder = tokio::spawn(stb_app::feed::feed(
+        session.clone(),
+        player.clone(),
+        4,
+        state,
+    ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(player.stats().snapshot().video_frames > 0);
+    // The feeder pushes each change of its state.
+    assert_eq!(*changes.borrow_and_update(), FeedState::Playing);
     stack.content.take().expect("running").shutdown().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(changes.has_changed().expect("feeder running"));
+    assert_eq!(*changes.borrow_and_update(), FeedState::Reconnecting);
     let before = player.stats().snapshot().video_frames;
     stack.content = Some(
         content_server::server::start(&stack.content_config)
@@ -131,6 +142,7 @@ async fn register_login_play_zap_refusals_restart_logout() {
             .expect("restart"),
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*changes.borrow(), FeedState::Playing);
     let after = player.stats().snapshot();
     assert!(
         after.video_frames > before + 25,

@@ -1,13 +1,15 @@
-//! The adapter between the model and the world: it carries out the model's effects (login
-//! and registration on the tokio runtime, zaps on the player, Slint timers), moves decoded
-//! frames into the window and feeds every key back into the model. It lives on the UI thread.
+//! The adapter between the model and the world: it carries out the model's effects (login,
+//! registration and zaps on the tokio runtime, results posted back to the UI thread; Slint
+//! timers), moves decoded frames into the window, follows the feeder's state as it changes
+//! and feeds every key back into the model. It lives on the UI thread and never blocks it.
 
 use super::AppWindow;
-use super::model::{Effect, Feed, LoggedIn, Model, Timer};
+use super::model::{Effect, LoggedIn, Model, Timer};
 use super::view::{WindowKey, render, window_key};
 use crate::config::BoxConfig;
+use crate::feed::FeedState;
 use crate::frame::Frame;
-use crate::player::{FeedState, FrameHandler, Player};
+use crate::player::{FrameHandler, Player};
 use crate::remote::Action;
 use crate::session::{Session, login};
 use crate::sync::lock;
@@ -19,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often the feeder's state and the clock are looked at.
-const POLL: Duration = Duration::from_millis(500);
+/// How often the clock on screen is refreshed.
+const CLOCK: Duration = Duration::from_millis(500);
 
 /// The latest decoded frame, waiting for the UI thread. Only one is ever queued: a slow
 /// screen drops frames instead of falling behind the sound.
@@ -28,6 +30,9 @@ const POLL: Duration = Duration::from_millis(500);
 pub struct FrameSlot {
     frame: Mutex<Option<Frame>>,
     scheduled: AtomicBool,
+    /// Set from a zap's start to its flush: frames of the old channel still on their way
+    /// are dropped, so the screen stays black.
+    holding: AtomicBool,
     zapped_at: Mutex<Option<std::time::Instant>>,
     /// Pictures put on screen since the zap, and when the current window of 125 began
     /// (debug log of the rate: a smooth channel shows 25/s).
@@ -39,9 +44,17 @@ impl FrameSlot {
         lock(&self.frame).take()
     }
 
-    /// After a flush: drops the waiting frame; the next picture is timed from `since`.
+    /// A zap or logout began: drops the waiting frame and every frame until [`Self::flushed`].
+    fn hold(&self) {
+        self.holding.store(true, Ordering::Release);
+        self.take();
+    }
+
+    /// After a flush: drops the waiting frame, shows frames again; the next picture is timed
+    /// from `since`.
     fn flushed(&self, since: Option<std::time::Instant>) {
         self.take();
+        self.holding.store(false, Ordering::Release);
         // The picture rate is counted per channel: a window never spans a zap.
         *lock(&self.shown) = (0, None);
         *lock(&self.zapped_at) = since;
@@ -67,6 +80,9 @@ impl FrameSlot {
     pub fn handler(self: &Arc<Self>, ui: slint::Weak<AppWindow>) -> FrameHandler {
         let slot = self.clone();
         Arc::new(move |frame: Frame| {
+            if slot.holding.load(Ordering::Acquire) {
+                return;
+            }
             *lock(&slot.frame) = Some(frame);
             if !slot.scheduled.swap(true, Ordering::AcqRel) {
                 let slot = slot.clone();
@@ -106,10 +122,12 @@ pub struct Controller {
     player: Arc<Player>,
     frames: Arc<FrameSlot>,
     session: Option<Arc<Session>>,
+    /// The zap in flight or the feeder of the channel playing (on the runtime).
     feeder: Option<tokio::task::JoinHandle<()>>,
+    /// Counts zaps: a state change of an earlier channel's feeder is not shown.
+    zaps: u64,
     timers: HashMap<Timer, slint::Timer>,
-    poll: slint::Timer,
-    last_feed: FeedState,
+    clock: slint::Timer,
     me: std::rc::Weak<RefCell<Controller>>,
 }
 
@@ -117,7 +135,7 @@ pub struct Controller {
 pub type Shared = Rc<RefCell<Controller>>;
 
 impl Controller {
-    /// Wires `ui` to a new controller: window keys, the frame path, the status poll.
+    /// Wires `ui` to a new controller: window keys, the frame path, the clock.
     pub fn attach(
         ui: &AppWindow,
         config: BoxConfig,
@@ -137,9 +155,9 @@ impl Controller {
                 frames,
                 session: None,
                 feeder: None,
+                zaps: 0,
                 timers: HashMap::new(),
-                poll: slint::Timer::default(),
-                last_feed: FeedState::Starting,
+                clock: slint::Timer::default(),
                 me: me.clone(),
             })
         });
@@ -154,12 +172,12 @@ impl Controller {
                 None => {}
             }
         });
-        let weak = Rc::downgrade(&this);
+        let weak = ui.as_weak();
         this.borrow()
-            .poll
-            .start(slint::TimerMode::Repeated, POLL, move || {
-                if let Some(this) = weak.upgrade() {
-                    poll(&this);
+            .clock
+            .start(slint::TimerMode::Repeated, CLOCK, move || {
+                if let Some(ui) = weak.upgrade() {
+                    ui.set_clock(super::view::clock().into());
                 }
             });
         render(&this.borrow().model, ui);
@@ -232,17 +250,22 @@ impl Controller {
             }
             Effect::Play(number) => self.play(number),
             Effect::Logout => {
-                self.stop_feeder();
-                if let Err(e) = self.player.zap() {
-                    tracing::warn!(error = %e, "flushing the player at logout");
-                }
-                self.clear_picture(None);
-                // The last reference: D, KS, KR and the channel keys are wiped as it drops.
-                if let Some(session) = self.session.take()
-                    && let Ok(session) = Arc::try_unwrap(session)
-                {
-                    session.logout();
-                }
+                self.zaps += 1;
+                self.clear_picture();
+                let feeder = self.feeder.take();
+                let session = self.session.take();
+                let player = self.player.clone();
+                self.rt.spawn(async move {
+                    stop(feeder).await;
+                    if let Err(e) = flush(player).await {
+                        tracing::warn!(error = %e, "flushing the player at logout");
+                    }
+                    // The feeder held the only other reference: D, KS, KR and the channel
+                    // keys are wiped as this one drops.
+                    if let Some(session) = session.and_then(|s| Arc::try_unwrap(s).ok()) {
+                        session.logout();
+                    }
+                });
             }
             Effect::Volume { level, muted } => {
                 self.player.set_volume(f64::from(level) / 100.0, muted);
@@ -273,38 +296,69 @@ impl Controller {
         }
     }
 
-    fn stop_feeder(&mut self) {
-        if let Some(feeder) = self.feeder.take() {
-            feeder.abort();
-            // Wait for it to stop so no segment of the old channel reaches the new one.
-            let _ = self.rt.block_on(feeder);
-        }
-    }
-
-    fn clear_picture(&self, zap_started: Option<std::time::Instant>) {
-        self.frames.flushed(zap_started);
+    /// Black at once, and no frame shown until the flush that follows is done.
+    fn clear_picture(&self) {
+        self.frames.hold();
         if let Some(ui) = self.ui.upgrade() {
             ui.set_video(Image::default());
         }
     }
 
+    /// A zap: black at once; on the runtime, the old feeder stops (awaited, so no segment
+    /// of the old channel reaches the new one), the pipeline flushes on a blocking thread,
+    /// and the new feeder starts. Its state changes come back to the UI thread as they
+    /// happen.
     fn play(&mut self, number: u16) {
         let started = std::time::Instant::now();
-        self.stop_feeder();
-        if let Err(e) = self.player.zap() {
-            self.player.stats().error(format!("zap: {e}"));
-        }
-        // After the flush no frame of the old channel can arrive: black until the new one.
-        self.clear_picture(Some(started));
-        self.last_feed = FeedState::Starting;
-        if let Some(session) = &self.session {
-            self.feeder = Some(self.rt.spawn(crate::feed::feed(
-                session.clone(),
-                self.player.clone(),
-                number,
-            )));
-        }
+        self.zaps += 1;
+        let zap = self.zaps;
+        self.clear_picture();
+        let (state, mut changes) = tokio::sync::watch::channel(FeedState::Starting);
+        let old = self.feeder.take();
+        let (player, session) = (self.player.clone(), self.session.clone());
+        let (frames, ui) = (self.frames.clone(), self.ui.clone());
+        self.feeder = Some(self.rt.spawn(async move {
+            stop(old).await;
+            if let Err(e) = flush(player.clone()).await {
+                player.stats().error(format!("zap: {e}"));
+            }
+            // After the flush no frame of the old channel can arrive; one shown meanwhile
+            // is cleared (this runs before any frame of the new channel is posted).
+            frames.flushed(Some(started));
+            let _ = ui.upgrade_in_event_loop(|ui| ui.set_video(Image::default()));
+            if let Some(session) = session {
+                crate::feed::feed(session, player, number, state).await;
+            }
+        }));
+        let me = self.me.clone();
+        self.spawn_local(async move {
+            // Ends when the feeder ends or is aborted (its sender drops).
+            while changes.changed().await.is_ok() {
+                let state = changes.borrow_and_update().clone();
+                let Some(this) = me.upgrade() else { return };
+                if this.borrow().zaps != zap {
+                    return;
+                }
+                if state != FeedState::Starting {
+                    dispatch(&this, |m| m.feed(state));
+                }
+            }
+        });
     }
+}
+
+/// Aborts a feeder (or a zap in flight) and waits until it has stopped.
+async fn stop(feeder: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(feeder) = feeder {
+        feeder.abort();
+        let _ = feeder.await;
+    }
+}
+
+/// Flushes the pipeline off the async threads: a state change waits for the streaming
+/// threads.
+async fn flush(player: Arc<Player>) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || player.zap()).await?
 }
 
 /// Runs `f` on the model, carries out its effects and redraws.
@@ -317,28 +371,6 @@ pub fn dispatch(this: &Shared, f: impl FnOnce(&mut Model) -> Vec<Effect>) {
     if let Some(ui) = c.ui.upgrade() {
         render(&c.model, &ui);
     }
-}
-
-fn poll(this: &Shared) {
-    let state = {
-        let c = this.borrow();
-        if let Some(ui) = c.ui.upgrade() {
-            ui.set_clock(super::view::clock().into());
-        }
-        let state = c.player.stats().feed();
-        if c.feeder.is_none() || state == c.last_feed {
-            return;
-        }
-        state
-    };
-    this.borrow_mut().last_feed = state.clone();
-    let feed = match state {
-        FeedState::Starting => return,
-        FeedState::Playing => Feed::Playing,
-        FeedState::Reconnecting => Feed::Reconnecting,
-        FeedState::Refused(reason) => Feed::Refused(reason),
-    };
-    dispatch(this, |m| m.feed(feed));
 }
 
 /// The `ui` command: the window (winit on a desktop, linuxkms on the box, as `SLINT_BACKEND`

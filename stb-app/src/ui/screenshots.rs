@@ -4,8 +4,9 @@
 
 use super::AppWindow;
 use super::controller::to_image;
-use super::model::{Feed, LoggedIn, Model, Timer};
+use super::model::{LoggedIn, Model, Timer};
 use super::view::render;
+use crate::feed::FeedState;
 use crate::frame::Frame;
 use crate::keyserver_client::LoginError;
 use crate::player::Player;
@@ -318,7 +319,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "player-reconnecting",
             then(quiet(), &|m| {
-                m.feed(Feed::Reconnecting);
+                m.feed(FeedState::Reconnecting);
             }),
             true,
         ),

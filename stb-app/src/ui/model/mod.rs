@@ -13,7 +13,7 @@ mod overlays;
 mod zap;
 
 pub use form::{FieldView, FormView};
-pub use overlays::{Alert, Feed, MENU};
+pub use overlays::{Alert, MENU};
 pub use zap::{BANNER, NUMBER_ENTRY};
 
 use super::keyboard::Keyboard;

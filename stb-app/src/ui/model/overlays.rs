@@ -2,6 +2,7 @@
 //! status line.
 
 use super::{Effect, Model, Screen, Timer, VOLUME_BAR, VOLUME_STEP, capitalise};
+use crate::feed::FeedState;
 use crate::remote::Action;
 
 /// A modal message: OK or Back dismisses it.
@@ -23,17 +24,6 @@ impl Alert {
             countdown: None,
         }
     }
-}
-
-/// What the player reports about the channel being fed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Feed {
-    /// Pictures are coming.
-    Playing,
-    /// The connection was lost; the feeder retries.
-    Reconnecting,
-    /// The operator refused the channel, with its reason.
-    Refused(String),
 }
 
 /// Entries of the small menu.
@@ -79,16 +69,17 @@ impl Model {
     }
 
     /// The feeder's state for the channel playing.
-    pub fn feed(&mut self, feed: Feed) -> Vec<Effect> {
+    pub fn feed(&mut self, feed: FeedState) -> Vec<Effect> {
         if self.account.is_none() {
             return vec![];
         }
         match feed {
-            Feed::Playing => self.status = None,
-            Feed::Reconnecting => {
+            FeedState::Starting => {}
+            FeedState::Playing => self.status = None,
+            FeedState::Reconnecting => {
                 self.status = Some("Connection lost \u{2014} reconnecting\u{2026}".into())
             }
-            Feed::Refused(reason) => {
+            FeedState::Refused(reason) => {
                 self.status = None;
                 if self.alert.is_none() {
                     self.alert = Some(Alert::new("Channel not available", capitalise(&reason)));
@@ -115,6 +106,7 @@ pub(super) fn retry_alert(seconds: u64) -> Alert {
 mod tests {
     use super::super::testing::*;
     use super::super::*;
+    use crate::feed::FeedState;
 
     #[test]
     fn volume_and_mute() {
@@ -138,11 +130,11 @@ mod tests {
     #[test]
     fn feed_states_show_and_clear() {
         let (mut m, _) = logged_in();
-        m.feed(Feed::Reconnecting);
+        m.feed(FeedState::Reconnecting);
         assert!(m.status().is_some_and(|s| s.contains("reconnecting")));
-        m.feed(Feed::Playing);
+        m.feed(FeedState::Playing);
         assert!(m.status().is_none());
-        m.feed(Feed::Refused("not entitled to channel 1".into()));
+        m.feed(FeedState::Refused("not entitled to channel 1".into()));
         assert_eq!(
             m.alert().map(|a| a.detail.as_str()),
             Some("Not entitled to channel 1")
