@@ -3,10 +3,11 @@
 //! temporary directory, the way an operator and a box would.
 
 use anyhow::{Context, Result, bail};
+use stb_server_common::listener::wait_for_server;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The demo subscriber's password in these tests.
 pub const PASSWORD: &str = "Sofa-Remote#2026!";
@@ -172,24 +173,20 @@ impl Stack {
         c
     }
 
-    fn wait_healthy(port: u16, ca: &Path, log: &Path) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let ok = Command::new("curl")
-                .args(["-sf", "-o", "/dev/null", "--cacert"])
-                .arg(ca)
-                .arg(format!("https://127.0.0.1:{port}/healthz"))
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    /// Waits until the server just started accepts connections on each of `ports` (it
+    /// binds them once its database, keys and certificates are loaded); fails at once,
+    /// with its log, when it exits.
+    fn wait_listening(server: &mut Server, ports: &[u16], log: &Path) -> Result<()> {
+        for &port in ports {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            wait_for_server(&mut server.0, addr, Duration::from_secs(20)).map_err(|e| {
+                anyhow::anyhow!(
+                    "server on {port}: {e}: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })?;
         }
-        bail!(
-            "server on {port} not healthy: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        )
+        Ok(())
     }
 
     /// Starts (or restarts) the content server.
@@ -218,8 +215,8 @@ impl Stack {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        self.content = Some(Server(child));
-        Self::wait_healthy(self.enroll_port, &self.ca(), &log)
+        let server = self.content.insert(Server(child));
+        Self::wait_listening(server, &[self.content_port, self.enroll_port], &log)
     }
 
     /// Starts (or restarts) the key server.
@@ -246,12 +243,8 @@ impl Stack {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        self.keyserver = Some(Server(child));
-        Self::wait_healthy(
-            self.key_port,
-            &self.dir.path().join("keyserver/tls/server.crt"),
-            &log,
-        )
+        let server = self.keyserver.insert(Server(child));
+        Self::wait_listening(server, &[self.key_port], &log)
     }
 
     /// `stb-app` with this stack's box configuration, `stdin` written to it.

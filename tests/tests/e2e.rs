@@ -46,6 +46,58 @@ fn enroll_register_login_play_zap_refusal_logout() {
     assert_eq!(report["logged_out"], true);
 }
 
+/// What the box's own end-to-end test covered beyond the test above: the password policy at
+/// the desk's command, the identifier typed in another case, and the picture saved.
+#[test]
+fn weak_password_refused_identifier_normalised_picture_saved() {
+    let (stack, code) = Stack::start("Alice Martin", "basic", &[]).expect("stack");
+    let weak = stack
+        .stb_app(
+            &["register", "--code", &code, "--identifier", "alice"],
+            "password!!\npassword!!\n",
+        )
+        .expect("register")
+        .wait_with_output()
+        .expect("register");
+    assert!(!weak.status.success());
+    let stderr = String::from_utf8_lossy(&weak.stderr);
+    assert!(stderr.contains("too easy to guess"), "{stderr}");
+    // The enrollment went through before the policy check: the desk issues a new code.
+    let code = stack.new_code("Alice Martin").expect("code");
+    let out = stack.register(&code, "alice").expect("register");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let snapshot = stack.dir.path().join("snapshot.png");
+    let child = stack
+        .stb_app(
+            &[
+                "headless",
+                "--identifier",
+                "Alice",
+                "--channels",
+                "1",
+                "--dwell-secs",
+                "2.5",
+                "--snapshot",
+                snapshot.to_str().expect("path"),
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .expect("headless");
+    let out = child.wait_with_output().expect("report");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("report: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(report["account"], "Alice Martin", "{report}");
+    assert!(frames(&report, 0) >= 25, "{report}");
+    let png = std::fs::read(&snapshot).expect("snapshot written");
+    assert_eq!(&png[1..4], b"PNG");
+}
+
 #[test]
 fn wrong_password_retry_time_lock_and_operator_unlock() {
     let (stack, code) = Stack::start(

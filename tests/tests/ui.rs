@@ -1,20 +1,20 @@
-//! The UI end to end under Slint's testing backend with mock time: the real key server and
-//! content server on loopback, the real player decoding into the window, and a person's
-//! keys. Register through the wizard, a wrong password, log in, watch, zap by number,
-//! CH+, last channel, a channel outside the package, log out. One test: the backend can be
-//! set up once per process.
+//! The box's UI end to end under Slint's testing backend with mock time: the real key server
+//! and content server binaries on loopback (the harness), the real player decoding into the
+//! window, and a person's keys. Register through the wizard, a wrong password, log in, watch,
+//! zap by number, CH+, last channel, a channel outside the package, the content server
+//! killed and restarted (the status line follows the feeder), log out. One test: the backend
+//! can be set up once per process.
 #![allow(missing_docs)]
 
-mod common;
-
-use common::{PASSWORD, stack};
 use i_slint_backend_testing::{ElementHandle, ElementQuery, mock_elapsed_time};
 use slint::ComponentHandle;
 use slint::platform::{Key, WindowEvent};
+use stb_app::config::BoxConfig;
 use stb_app::player::Player;
 use stb_app::ui::controller::{Controller, FrameSlot, Shared};
 use stb_app::ui::model::Screen;
 use stb_app::ui::{AppWindow, DrawnScreen};
+use stb_e2e::{PASSWORD, Stack};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -97,7 +97,10 @@ fn register_login_watch_zap_logout_with_the_remote() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (stack, code) = rt.block_on(stack());
+    let (mut stack, code) = Stack::start("Alice Martin", "basic", &[]).expect("stack");
+    // Typed as the subscriber reads it from the desk's letter, without the dashes.
+    let code: String = code.chars().filter(char::is_ascii_digit).collect();
+    let config = BoxConfig::load(&stack.dir.path().join("box.toml")).expect("box config");
     let ui = AppWindow::new().expect("window");
     ui.show().expect("show");
     let frames = Arc::new(FrameSlot::default());
@@ -105,13 +108,7 @@ fn register_login_watch_zap_logout_with_the_remote() {
         Player::with_frames("appsink", "fakesink", Some(frames.handler(ui.as_weak())))
             .expect("player"),
     );
-    let c = Controller::attach(
-        &ui,
-        stack.box_config.clone(),
-        rt.handle().clone(),
-        player,
-        frames,
-    );
+    let c = Controller::attach(&ui, config, rt.handle().clone(), player, frames);
     assert!(shows(&ui, "Welcome"));
 
     // First run: the registration wizard, from MENU on the login screen.
@@ -229,6 +226,18 @@ fn register_login_watch_zap_logout_with_the_remote() {
     assert!(shows(&ui, "MUTE"));
     mock_elapsed_time(Duration::from_millis(3100));
     assert!(shows(&ui, "MUTE"), "mute stays shown while muted");
+
+    // The content server dies mid-play: the status line says so as soon as the feeder
+    // does, and goes when the pictures come back.
+    stack.content.as_mut().expect("content server").kill();
+    pump_until(&ui, "the reconnecting line", |ui| {
+        ui.get_status().contains("reconnecting")
+    });
+    stack.start_content().expect("restart");
+    pump_until(&ui, "the status line to clear", |ui| {
+        ui.get_status().is_empty()
+    });
+    assert_eq!(c.borrow().model().current().map(|ch| ch.number), Some(2));
 
     // The channel list, then log out from the menu: every secret goes with the session.
     key(&ui, Key::Escape);
