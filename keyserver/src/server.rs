@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
-use tower_http::timeout::TimeoutLayer;
 
 /// A started server.
 #[derive(Debug)]
@@ -93,14 +92,10 @@ pub async fn start(config: &Config) -> Result<Running> {
     let listener = stb_server_common::listener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = router(state.clone())
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout(),
-        ))
-        .layer(axum::middleware::map_response(
-            stb_server_common::listener::plain_errors,
-        ));
+    let app = stb_server_common::listener::request_layers(
+        router(state.clone()),
+        config.request_timeout(),
+    );
     let gate = Gate::within_open_files(&config.connections, 1);
     state.metrics.connections_max(gate.max());
     let service = TlsService {

@@ -40,15 +40,12 @@ fn spawn(dir: &Path, database: &str, port: u16) -> Child {
     cmd.spawn().expect("spawn keyserver")
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        let reply = client.get(format!("{base}/healthz")).send().await;
-        if reply.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("keyserver did not become healthy");
+fn wait_started(child: &mut Child, port: u16) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    tokio::task::block_in_place(|| {
+        stb_server_common::listener::wait_for_server(child, addr, Duration::from_secs(10))
+    })
+    .expect("keyserver did not start");
 }
 
 async fn kill_mid_flight(db: Db) {
@@ -60,7 +57,7 @@ async fn kill_mid_flight(db: Db) {
     let base = format!("https://127.0.0.1:{port}");
     let client = client_for(&server_cert, None);
     let mut child = spawn(dir.path(), &database, port);
-    wait_healthy(&client, &base).await;
+    wait_started(&mut child, port);
 
     // Phase 1: acknowledged registrations and counted wrong guesses.
     let owner = pki.client("crash-owner");
@@ -149,7 +146,7 @@ async fn kill_mid_flight(db: Db) {
     );
     // Restart on the same data and check.
     let mut child = spawn(dir.path(), &database, port);
-    wait_healthy(&client, &base).await;
+    wait_started(&mut child, port);
     let store =
         keyserver::store::Store::open(&config.database_url(), config.keyring().expect("KEK"))
             .await

@@ -299,9 +299,8 @@ pub fn request_layers(app: axum::Router, request_timeout: Duration) -> axum::Rou
 }
 
 /// Gives error responses without a body (404 and 405 from routing, 408 from the request
-/// timeout) the one line of text every other error of these servers carries ([`request_layers`]
-/// puts it in place).
-pub async fn plain_errors(response: axum::response::Response) -> axum::response::Response {
+/// timeout) the one line of text every other error of these servers carries.
+async fn plain_errors(response: axum::response::Response) -> axum::response::Response {
     use axum::body::HttpBody;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
