@@ -55,6 +55,16 @@ impl BoxConfig {
     }
 }
 
+/// aws-lc (the TLS provider) seeds its random generator on first use: that took about 80 ms
+/// here, and a login's first ClientHello waited for it. Done at start on a thread of its own,
+/// it is over long before a viewer has typed a password.
+pub fn warm_up_tls() {
+    std::thread::spawn(|| {
+        let mut byte = [0u8; 1];
+        let _ = aws_lc_rs::rand::fill(&mut byte);
+    });
+}
+
 /// A reqwest client that trusts only the certificates in `ca_pem` (or the PEM file at `path`).
 pub(crate) fn client_trusting(
     ca: Option<&Path>,

@@ -132,6 +132,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    stb_app::config::warm_up_tls();
     let mut config = if cli.config.exists() {
         BoxConfig::load(&cli.config)?
     } else {

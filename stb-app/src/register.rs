@@ -65,6 +65,9 @@ pub async fn enroll_and_register(
     password: Password,
     confirmation: Password,
 ) -> Result<String, RegisterError> {
+    // A code buys one certificate: refuse a password the key server would not get before
+    // spending the code on it.
+    check_policy(&password, &confirmation, &Identifier::parse(identifier)?)?;
     let data = enroll(config, code).await?;
     let account = data.account.clone();
     register(config, data, identifier, password, confirmation).await?;

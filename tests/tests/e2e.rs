@@ -62,8 +62,7 @@ fn weak_password_refused_identifier_normalised_picture_saved() {
     assert!(!weak.status.success());
     let stderr = String::from_utf8_lossy(&weak.stderr);
     assert!(stderr.contains("too easy to guess"), "{stderr}");
-    // The enrollment went through before the policy check: the desk issues a new code.
-    let code = stack.new_code("Alice Martin").expect("code");
+    // The policy is checked before the code is spent: the same code still registers.
     let out = stack.register(&code, "alice").expect("register");
     assert!(
         out.status.success(),
