@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Builds the box's Debian bookworm system: a root filesystem with the stb-app package and its
-# dependencies, the box unit enabled on tty1, DHCP networking, no login prompt; for arm64 also
-# a bootable Raspberry Pi 4 (64-bit) SD-card image.
+# dependencies, the box unit enabled, DHCP networking, no login prompt; and a bootable disk:
+# for amd64 a PC disk image (BIOS -> syslinux -> Debian's kernel -> systemd -> stb-app on the
+# console), for arm64 a Raspberry Pi 4 (64-bit) SD-card image.
 #
+#   packaging/image/build-image.sh --arch amd64
+#       -> target/image-amd64/stb-amd64.img   (raw disk: dd it onto a disk, or boot it in QEMU:
+#                                               packaging/vm/system-test.sh)
 #   packaging/image/build-image.sh --arch arm64 [--deb target/debian-arm64/stb-app_*.deb]
 #       -> target/image-arm64/stb-rpi4-arm64.img   (write it with: dd if=... of=/dev/sdX bs=4M)
 #   packaging/image/build-image.sh --arch amd64 --rootfs-only
-#       -> target/image-amd64/root/ and rootfs.ext4  (what CI exercises on this machine)
+#       -> target/image-amd64/root/ and rootfs.ext4  (no kernel, no boot loader)
 #
 # Options: --config FILE installs that box configuration as /etc/stb-app/config.toml (the
 # operator's key server URL and CA); --mirror URL; --out DIR; --size-mb N (image size).
-# Root is needed (debootstrap, chroot). The SD image is assembled without loop devices:
-# `mkfs.ext4 -d` fills the root partition from the directory, mtools fills the FAT boot
-# partition, sfdisk writes the table. Building arm64 on an amd64 host needs qemu-user-static
-# with binfmt_misc registered (the default on a Debian host once qemu-user-static is
-# installed; not available on the CI machine, which exercises the amd64 root only).
+# Root is needed (debootstrap, chroot). Disk images are assembled without loop devices or
+# mounts: `mkfs.ext4 -d` fills the root partition from the directory, mtools fills the FAT boot
+# partition (and syslinux installs its boot sector through mtools), sfdisk writes the table,
+# `dd` puts the partitions at their offsets. Building arm64 on an amd64 host needs
+# qemu-user-static with binfmt_misc registered (the default on a Debian host once
+# qemu-user-static is installed; not available on the CI machine, which builds amd64).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,7 +39,7 @@ while (($#)); do
     --mirror) mirror=$2; shift 2 ;;
     --size-mb) size_mb=$2; shift 2 ;;
     --rootfs-only) rootfs_only=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -51,6 +56,7 @@ started=$(date +%s)
 
 tools=(debootstrap e2fsprogs)
 [ "$rootfs_only" = 1 ] || tools+=(mtools dosfstools fdisk)
+[ "$rootfs_only" = 0 ] && [ "$arch" = amd64 ] && tools+=(syslinux syslinux-common)
 [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ] && tools+=(qemu-user-static)
 scripts/install-deps.sh "${tools[@]}"
 if [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ] &&
@@ -90,6 +96,10 @@ if [ "$arch" = arm64 ]; then
   # Kernel and the Pi's boot firmware from Debian (raspi-firmware copies the kernel, the
   # initramfs and the device trees into /boot/firmware on every kernel update).
   packages+=(linux-image-arm64 raspi-firmware firmware-brcm80211 initramfs-tools)
+elif [ "$rootfs_only" = 0 ]; then
+  # A PC: Debian's kernel (virtio, DRM drivers such as virtio-gpu, i915, amdgpu's KMS) and an
+  # initramfs that finds the root by its label.
+  packages+=(linux-image-amd64 initramfs-tools)
 fi
 in_root apt-get update -qq
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -97,7 +107,7 @@ in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-r
 in_root apt-get clean
 rm -f "$root/tmp/"*.deb
 
-# The box: its own name, DHCP on every wired port, the UI on tty1 instead of a login prompt,
+# The box: its own name, DHCP on every wired port, the UI on the console instead of a login prompt,
 # no root password (locked), journald in memory only (nothing about the subscriber on disk).
 echo stb >"$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tstb\n' >"$root/etc/hosts"
@@ -134,10 +144,62 @@ if [ "$rootfs_only" = 1 ]; then
   exit 0
 fi
 
-# --- Raspberry Pi 4 SD image: FAT boot partition (firmware, kernel, DTBs), ext4 root. ---
 boot_mb=256
 root_mb=$((size_mb - boot_mb - 4))
 ((root_mb >= rootfs_mb)) || { echo "--size-mb too small: the root needs ${rootfs_mb} MB" >&2; exit 1; }
+
+# Writes the partition table (boot: FAT32, active; root: Linux) and both partitions into $1.
+assemble() {
+  local img=$1 bootimg=$2 rootimg=$3
+  truncate -s "${size_mb}M" "$img"
+  sfdisk -q "$img" <<SFDISK
+label: dos
+start=8192, size=$((boot_mb * 2048)), type=c, bootable
+start=$((8192 + boot_mb * 2048)), size=$((root_mb * 2048)), type=83
+SFDISK
+  dd if="$bootimg" of="$img" bs=1M seek=4 conv=notrunc status=none
+  dd if="$rootimg" of="$img" bs=1M seek=$((4 + boot_mb)) conv=notrunc status=none
+}
+
+if [ "$arch" = amd64 ]; then
+  # --- PC disk image: MBR (syslinux's), FAT boot partition (syslinux, kernel, initramfs),
+  # ext4 root. The BIOS runs the MBR, which runs the active partition's boot sector.
+  kernels=("$root"/boot/vmlinuz-*)   # one: linux-image-amd64's
+  kernel=${kernels[-1]}
+  initrd=$root/boot/initrd.img-${kernel##*/vmlinuz-}
+  [ -f "$initrd" ] || { echo "no initramfs for $kernel" >&2; exit 1; }
+  echo "LABEL=stb-root  /  ext4  defaults,noatime  0 1" >"$root/etc/fstab"
+  img=$out/stb-amd64.img
+  bootimg=$out/boot.vfat
+  rootimg=$out/root.ext4
+  rm -f "$img" "$bootimg" "$rootimg"
+  mkfs.vfat -C -F 32 -n STB-BOOT "$bootimg" $((boot_mb * 1024)) >/dev/null
+  # The serial console comes last so systemd's own messages go there (a headless box's
+  # service port); tty1 stays free for the UI, the kernel writes to tty3.
+  cat >"$out/syslinux.cfg" <<'CFG'
+DEFAULT stb
+PROMPT 0
+TIMEOUT 0
+LABEL stb
+  LINUX /vmlinuz
+  INITRD /initrd.img
+  APPEND root=LABEL=stb-root rootfstype=ext4 ro quiet console=tty3 console=ttyS0,115200
+CFG
+  export MTOOLS_SKIP_CHECK=1
+  mcopy -i "$bootimg" "$kernel" ::/vmlinuz
+  mcopy -i "$bootimg" "$initrd" ::/initrd.img
+  mcopy -i "$bootimg" "$out/syslinux.cfg" ::/syslinux.cfg
+  syslinux --install "$bootimg"
+  mkfs.ext4 -q -F -L stb-root -d "$root" "$rootimg" "${root_mb}M"
+  assemble "$img" "$bootimg" "$rootimg"
+  # syslinux's MBR code (440 bytes: the partition table after it stays).
+  dd if=/usr/lib/syslinux/mbr/mbr.bin of="$img" bs=440 count=1 conv=notrunc status=none
+  rm -f "$bootimg" "$rootimg" "$out/syslinux.cfg"
+  echo "PC disk image: $img (${size_mb} MB, sparse), kernel ${kernel##*/}, $(($(date +%s) - started)) s"
+  exit 0
+fi
+
+# --- Raspberry Pi 4 SD image: FAT boot partition (firmware, kernel, DTBs), ext4 root. ---
 cat >"$root/etc/fstab" <<'FSTAB'
 LABEL=stb-root  /               ext4  defaults,noatime  0 1
 LABEL=STB-BOOT  /boot/firmware  vfat  defaults          0 2
@@ -164,13 +226,6 @@ MTOOLS_SKIP_CHECK=1 mcopy -s -i "$bootimg" "$root/boot/firmware/"* ::/
 # The boot files live on the FAT partition only.
 find "$root/boot/firmware" -mindepth 1 -delete
 mkfs.ext4 -q -F -L stb-root -d "$root" "$rootimg" "${root_mb}M"
-truncate -s "${size_mb}M" "$img"
-sfdisk -q "$img" <<SFDISK
-label: dos
-start=8192, size=$((boot_mb * 2048)), type=c, bootable
-start=$((8192 + boot_mb * 2048)), size=$((root_mb * 2048)), type=83
-SFDISK
-dd if="$bootimg" of="$img" bs=1M seek=4 conv=notrunc status=none
-dd if="$rootimg" of="$img" bs=1M seek=$((4 + boot_mb)) conv=notrunc status=none
+assemble "$img" "$bootimg" "$rootimg"
 rm -f "$bootimg" "$rootimg"
 echo "SD image: $img (${size_mb} MB), $(($(date +%s) - started)) s"
