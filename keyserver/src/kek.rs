@@ -218,17 +218,13 @@ impl Keyring {
         let id = key_id(wrapped).ok_or(KekError::Malformed {
             field: field.name(),
         })?;
-        let kek = std::iter::once(&self.current)
-            .chain(&self.others)
+        let kek = self
+            .keys()
             .find(|k| k.id == id)
             .ok_or_else(|| KekError::UnknownKey {
                 field: field.name(),
                 found: hex::encode(id),
-                have: std::iter::once(&self.current)
-                    .chain(&self.others)
-                    .map(Kek::id)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                have: self.keys().map(Kek::id).collect::<Vec<_>>().join(", "),
             })?;
         kek.key
             .open(field.context(), &aad(&id, row), &wrapped[1 + ID_LEN..])
@@ -236,6 +232,11 @@ impl Keyring {
                 field: field.name(),
                 id: hex::encode(id),
             })
+    }
+
+    /// Every key of the ring, the current one first.
+    fn keys(&self) -> impl Iterator<Item = &Kek> {
+        std::iter::once(&self.current).chain(&self.others)
     }
 
     /// Whether `wrapped` is under the current key (a rotation re-wraps the others).

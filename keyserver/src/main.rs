@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand};
 use keyserver::config::Config;
 use keyserver::kek::Kek;
 use keyserver::monitor::{Monitor, Thresholds};
-use keyserver::store::Store;
 use stb_protocol::Identifier;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::net::SocketAddr;
@@ -220,9 +219,8 @@ async fn kek(config: &Config, action: KekAction) -> Result<()> {
         println!("{} {}", kek.id(), out.display());
         return Ok(());
     }
-    let ring = config.keyring()?;
-    let current = ring.current_id();
-    let store = Store::open(&config.database_url(), ring).await?;
+    let store = keyserver::admin::open_store(config).await?;
+    let current = store.current_kek_id();
     if let KekAction::Rewrap = action {
         println!(
             "{} value(s) re-wrapped under {current}",

@@ -6,7 +6,6 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::revocation::Revocation;
 use crate::routes::{AppState, SourceRate, admin_router, router};
-use crate::store::Store;
 use anyhow::{Context, Result};
 use stb_protocol::ServerSecret;
 use stb_server_common::gate::Gate;
@@ -38,7 +37,7 @@ impl Running {
 
 /// Opens the database, loads the keys, binds the listeners and starts serving.
 pub async fn start(config: &Config) -> Result<Running> {
-    let store = Store::open(&config.database_url(), config.keyring()?).await?;
+    let store = crate::admin::open_store(config).await?;
     let secret = store
         .secret("fake_record_secret", &stb_protocol::random_array())
         .await?;

@@ -143,6 +143,11 @@ impl Store {
         Ok(store)
     }
 
+    /// The id of the KEK new values are wrapped under.
+    pub fn current_kek_id(&self) -> String {
+        self.keys.ring.current_id()
+    }
+
     /// The row key of an identifier: HMAC-SHA256 under the identifier key, hex.
     fn row_key(&self, id: &Identifier) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.keys.identifier_key.expose())
