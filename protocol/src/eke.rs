@@ -17,6 +17,7 @@
 //! server learns nothing about the password from a request. See `docs/protocol.md`.
 
 use crate::codec::{Reader, Writer, msg};
+use crate::curve::Scalar;
 use crate::error::{DecodeError, Error, Result};
 use crate::identifier::Identifier;
 use crate::personal::{PersonalData, SEALED_LEN, SealedData};
@@ -26,9 +27,7 @@ use crate::secret::SecretArray;
 use crate::suite::{PasswordKeys, Suite, Verifier};
 use hmac::{Hmac, KeyInit, Mac};
 use p256::elliptic_curve::Generate;
-use p256::elliptic_curve::group::Group;
 use p256::elliptic_curve::group::GroupEncoding;
-use p256::elliptic_curve::point::AffineCoordinates;
 use p256::{AffinePoint, NistP256, NonZeroScalar, ProjectivePoint};
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
@@ -228,12 +227,7 @@ pub(crate) struct SessionKeys {
 
 /// keys = HKDF-SHA256(salt = TH, ikm = x(Z), info = "stb-eke/v1/session-keys"), 96 bytes:
 /// response encryption key, response MAC key, confirmation key.
-pub(crate) fn session_keys(z: &ProjectivePoint, th: &[u8; 32]) -> Result<SessionKeys> {
-    let affine = z.to_affine();
-    if bool::from(affine.is_identity()) {
-        return Err(Error::InvalidPoint);
-    }
-    let zx = SecretArray::new(affine.x().into());
+pub(crate) fn session_keys(zx: &SecretArray<32>, th: &[u8; 32]) -> Result<SessionKeys> {
     let mut okm = SecretArray::new([0u8; 96]);
     expand(
         Some(th),
@@ -262,7 +256,7 @@ fn confirm_tag(key: &SecretArray<32>, th: &[u8; 32]) -> [u8; 32] {
 #[derive(Debug)]
 pub struct ClientRecovery {
     keys: PasswordKeys,
-    a: NonZeroScalar,
+    a: Scalar,
     x_star: [u8; POINT_LEN],
     pw_b: ProjectivePoint,
 }
@@ -279,7 +273,8 @@ impl ClientRecovery {
         a: NonZeroScalar,
     ) -> Result<(Self, RecoverRequest)> {
         let (pw_a, pw_b) = password_elements(keys.verifier())?;
-        let x_star = encode_point(&(ProjectivePoint::mul_by_generator(&*a) + pw_a));
+        let a = Scalar::new(&a)?;
+        let x_star = encode_point(&(a.mul_generator()? + pw_a));
         let request = RecoverRequest {
             suite: keys.suite(),
             identifier: keys.identifier().clone(),
@@ -304,15 +299,18 @@ impl ClientRecovery {
         if response.suite != self.keys.suite() {
             return Err(DecodeError::UnsupportedSuite(response.suite.id()).into());
         }
-        let y_star = decode_point(&response.y_star)?;
-        let z = (y_star - self.pw_b) * *self.a;
+        let y = (decode_point(&response.y_star)? - self.pw_b).to_affine();
+        if bool::from(y.is_identity()) {
+            return Err(Error::InvalidPoint);
+        }
+        let zx = self.a.mul_x(&y)?;
         let th = transcript_hash(
             self.keys.suite(),
             self.keys.identifier(),
             &self.x_star,
             &response.y_star,
         );
-        let session = session_keys(&z, &th)?;
+        let session = session_keys(&zx, &th)?;
         let sealed = session
             .response
             .open(RESPONSE_CONTEXT, &th, &response.body)?;
@@ -443,17 +441,19 @@ pub(crate) fn answer_with(
     };
     let (pw_a, pw_b) = password_elements(&record.verifier)?;
     let x_star = decode_point(&request.x_star)?;
-    let mut x = x_star - pw_a;
+    let b = Scalar::new(&b)?;
+    let b_g = b.mul_generator()?;
+    let mut x = (x_star - pw_a).to_affine();
     // X is the identity only when X* = PwA, which a client can only send by knowing VP's
     // hash: refusing with an error would confirm a password guess without counting it. Go on
     // with an unpredictable point instead; the box then fails like any wrong guess.
-    if bool::from(x.to_affine().is_identity()) {
-        x = ProjectivePoint::mul_by_generator(&*b) + x_star;
+    if bool::from(x.is_identity()) {
+        x = (b_g + x_star).to_affine();
     }
-    let y_star = encode_point(&(ProjectivePoint::mul_by_generator(&*b) + pw_b));
-    let z = x * *b;
+    let y_star = encode_point(&(b_g + pw_b));
+    let zx = b.mul_x(&x)?;
     let th = transcript_hash(request.suite, &request.identifier, &request.x_star, &y_star);
-    let session = session_keys(&z, &th)?;
+    let session = session_keys(&zx, &th)?;
     let body = session
         .response
         .seal(RESPONSE_CONTEXT, &th, iv, record.sealed.as_bytes());

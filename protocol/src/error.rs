@@ -60,6 +60,10 @@ pub enum Error {
     /// The segment cipher refused a key or a buffer (never with a 16-byte key).
     #[error("segment cipher failed")]
     Cipher,
+    /// The elliptic-curve library refused a scalar or a point (never with the values this
+    /// crate passes it).
+    #[error("elliptic-curve operation failed")]
+    Curve,
 }
 
 /// Shorthand for results of this crate.

@@ -30,6 +30,7 @@
 
 mod codec;
 pub mod content_api;
+mod curve;
 pub mod eke;
 pub mod enrollment_code;
 pub mod error;
