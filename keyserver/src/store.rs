@@ -488,6 +488,7 @@ impl Store {
         rules: AttemptRules,
         pending: &PendingRow,
     ) -> Result<Option<GuessState>> {
+        let _turn = self.db.write_turn().await;
         let row = sqlx::query(
             "INSERT INTO guesses (identifier, failures, last_attempt_ms, locked, \
                pending_suite, pending_session, pending_tag, pending_expires_ms, \
@@ -553,6 +554,7 @@ impl Store {
     /// stays (so once it is full, each later unconfirmed attempt locks again). Returns
     /// whether it was still there.
     pub async fn confirm(&self, id: &Identifier, session_id: &[u8; 32]) -> Result<bool> {
+        let _turn = self.db.write_turn().await;
         let done = sqlx::query(
             "UPDATE guesses SET failures = 0, locked = 0, \
                window_failures = CASE WHEN window_failures > 0 THEN window_failures - 1 ELSE 0 END, \

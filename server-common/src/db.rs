@@ -7,6 +7,7 @@ use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which database engine a pool talks to.
@@ -33,8 +34,15 @@ pub async fn open(url: &str, sqlite: &Migrator, postgres: &Migrator) -> Result<(
         _ => url.to_owned(),
     };
     let options = AnyConnectOptions::from_str(&url).context("database URL")?;
+    // SQLite runs each connection on a thread of its own and writes one at a time: a few
+    // connections keep its page caches warm and cost fewer thread switches per query than
+    // one per core-heavy request (measured: BENCHMARKS.md). PostgreSQL gets more.
+    let connections = match backend {
+        Backend::Sqlite => 4,
+        Backend::Postgres => 16,
+    };
     let pool = AnyPoolOptions::new()
-        .max_connections(16)
+        .max_connections(connections)
         .acquire_timeout(Duration::from_secs(5))
         .after_connect(move |conn, _| {
             Box::pin(async move {
@@ -83,13 +91,30 @@ pub struct Database {
     pub pool: AnyPool,
     /// The backend.
     pub backend: Backend,
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Database {
     /// Connects and migrates (see [`open`]).
     pub async fn open(url: &str, sqlite: &Migrator, postgres: &Migrator) -> Result<Self> {
         let (pool, backend) = open(url, sqlite, postgres).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            writer: Arc::default(),
+        })
+    }
+
+    /// Take a turn before a write that runs on the request path. SQLite lets one connection
+    /// write at a time and makes the others sleep in its busy handler (1, 2, 5, 10 ms...) and
+    /// try again: under load that cost a recovery milliseconds of latency and CPU for the
+    /// retries. This process's writers queue here instead (another process on the same file
+    /// still meets the busy timeout). PostgreSQL locks rows, not the database: no turn.
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// Checks the database answers.
@@ -114,6 +139,7 @@ impl Database {
         if max < 1 {
             return Ok(false);
         }
+        let _turn = self.write_turn().await;
         let row = sqlx::query(
             "INSERT INTO attempt_windows (scope, item, attempts, window_start_ms) \
              VALUES ($1, $2, 1, $3) \
@@ -138,6 +164,7 @@ impl Database {
     /// Gives back an attempt taken by [`Database::reserve_attempt`] (it turned out not to
     /// count, e.g. a success).
     pub async fn refund_attempt(&self, scope: &str, item: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE attempt_windows SET attempts = attempts - 1 \
              WHERE scope = $1 AND item = $2 AND attempts > 0",

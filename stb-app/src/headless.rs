@@ -3,6 +3,7 @@
 
 use crate::config::BoxConfig;
 use crate::frame::{Frame, save_png};
+use crate::keyserver_client::KeyServer;
 use crate::player::{FrameHandler, Player, StatsSnapshot};
 use crate::session::{LoginTimings, login};
 use serde::Serialize;
@@ -69,7 +70,12 @@ pub async fn run(
         }) as FrameHandler
     });
     let player = tokio::task::spawn_blocking(move || Player::with_frames(&video, &audio, handler));
-    let session = match login(config, identifier, password).await {
+    let session = match async {
+        let keyserver = KeyServer::for_login(config)?;
+        login(&keyserver, identifier, password).await
+    }
+    .await
+    {
         Ok(s) => Arc::new(s),
         Err(e) => {
             report.login_error = Some(e.to_string());

@@ -62,6 +62,11 @@ impl KeyServer {
         })
     }
 
+    /// [`KeyServer::new`] for a login, whose errors are [`LoginError`]s.
+    pub fn for_login(config: &BoxConfig) -> Result<Self, LoginError> {
+        Self::new(config).map_err(|e| LoginError::Configuration(format!("{e:#}")))
+    }
+
     /// POSTs `body`, retrying connection failures with backoff (0.25, 0.5, 1, 2 s).
     async fn post(
         &self,

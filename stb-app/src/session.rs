@@ -3,7 +3,6 @@
 //! Dropping it (logout, power key, timeout, exit) wipes every secret it holds.
 
 use crate::channel_keys::{ChannelKeys, KeyUnusable, unix_now};
-use crate::config::BoxConfig;
 use crate::keyserver_client::{KeyServer, LoginError};
 use base64::Engine;
 use stb_protocol::content_api::ChannelList;
@@ -83,8 +82,10 @@ pub(crate) fn identity(
 }
 
 /// Logs in: KP and VP from (N, P), one EKE round trip, then mutual TLS to the content server.
+/// A box keeps its `keyserver` from one login to the next, so that the next login resumes
+/// the key server's TLS session.
 pub async fn login(
-    config: &BoxConfig,
+    keyserver: &KeyServer,
     identifier: &str,
     password: Password,
 ) -> Result<Session, LoginError> {
@@ -97,8 +98,6 @@ pub async fn login(
             .map_err(|_| LoginError::KeyDerivation)?
             .map_err(|_| LoginError::KeyDerivation)?;
     let kdf_ms = started.elapsed().as_millis() as u64;
-    let keyserver =
-        KeyServer::new(config).map_err(|e| LoginError::Configuration(format!("{e:#}")))?;
     let t = Instant::now();
     let data = keyserver.recover(keys).await?;
     let recover_ms = t.elapsed().as_millis() as u64;

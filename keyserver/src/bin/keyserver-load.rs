@@ -32,6 +32,11 @@ struct Args {
     /// The keyserver binary (default: next to this one).
     #[arg(long)]
     keyserver: Option<PathBuf>,
+    /// Returning boxes: each account keeps its TLS session cache from one recovery to the
+    /// next (as stb-app does between logins), so its later recoveries resume the TLS session
+    /// on their new connection. Without it every recovery is a box's first (full handshake).
+    #[arg(long)]
+    returning: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -78,6 +83,26 @@ fn client(server_cert: &str, identity: Option<&str>) -> Result<reqwest::Client> 
         b = b.identity(reqwest::Identity::from_pem(id.as_bytes())?);
     }
     Ok(b.build()?)
+}
+
+/// A client configuration whose session cache is `store`: one per returning box.
+fn resuming_tls(
+    server_cert: &str,
+    store: Arc<rustls::client::ClientSessionMemoryCache>,
+) -> Result<rustls::ClientConfig> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(server_cert.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(stb_server_common::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::store(store);
+    Ok(config)
 }
 
 fn kp_for(i: usize) -> SecretArray<32> {
@@ -175,13 +200,27 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
+    let boxes = (0..args.accounts)
+        .map(|_| {
+            resuming_tls(
+                &server_cert,
+                Arc::new(rustls::client::ClientSessionMemoryCache::new(4)),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let boxes = Arc::new(boxes);
     let cpu_before = stb_server_common::process_cpu_seconds(pid);
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let (next, base, server_cert) = (next.clone(), base.clone(), server_cert.clone());
-        let (total, accounts) = (args.recoveries, args.accounts);
+        let (total, accounts, returning, boxes) = (
+            args.recoveries,
+            args.accounts,
+            args.returning,
+            boxes.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut failures = 0usize;
@@ -192,7 +231,16 @@ async fn run(args: Args) -> Result<()> {
                 }
                 let i = n % accounts;
                 let t = Instant::now();
-                match one_recovery(&server_cert, &base, i).await {
+                // A new client, hence a new connection, for every recovery either way.
+                let http = if returning {
+                    reqwest::Client::builder()
+                        .use_preconfigured_tls(boxes[i].clone())
+                        .build()
+                        .map_err(anyhow::Error::from)
+                } else {
+                    client(&server_cert, None)
+                };
+                match async { one_recovery(&http?, &base, i).await }.await {
                     Ok(()) => latencies.push(t.elapsed()),
                     Err(e) => {
                         failures += 1;
@@ -234,7 +282,8 @@ async fn run(args: Args) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "backend": backend, "recoveries": ok, "failures": failures,
+                "backend": backend, "returning": args.returning,
+                "recoveries": ok, "failures": failures,
                 "concurrency": args.concurrency, "seconds": elapsed,
                 "per_second": ok as f64 / elapsed, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
                 "server_cpu_ms_per_recovery": cpu * 1e3 / ok.max(1) as f64,
@@ -242,15 +291,20 @@ async fn run(args: Args) -> Result<()> {
         );
     } else {
         println!(
-            "backend {backend}, {ok} recoveries ({failures} failed), concurrency {}",
-            args.concurrency
+            "backend {backend}, {ok} recoveries ({failures} failed), concurrency {}, {}",
+            args.concurrency,
+            if args.returning {
+                "returning boxes (TLS resumed)"
+            } else {
+                "first logins (full TLS handshake)"
+            }
         );
         println!(
             "throughput {:.0} recoveries/s over {elapsed:.2} s",
             ok as f64 / elapsed
         );
         println!(
-            "latency p50 {:.2} ms, p99 {:.2} ms (recover + confirm, new TLS connection)",
+            "latency p50 {:.2} ms, p99 {:.2} ms (recover + confirm, new connection)",
             pct(0.5),
             pct(0.99)
         );
@@ -265,10 +319,9 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Recover + confirm for account `i` on one fresh connection (a new client per recovery, as
-/// a box that just booted; the confirmation reuses the connection like a box would).
-async fn one_recovery(server_cert: &str, base: &str, i: usize) -> Result<()> {
-    let http = client(server_cert, None)?;
+/// Recover + confirm for account `i` on `http`'s new connection (the confirmation reuses the
+/// connection like a box would).
+async fn one_recovery(http: &reqwest::Client, base: &str, i: usize) -> Result<()> {
     let id = Identifier::parse(&format!("load{i}"))?;
     let keys = PasswordKeys::from_kp(Suite::V1, &id, &kp_for(i));
     let (state, request) = ClientRecovery::start(keys, &mut os_rng())?;

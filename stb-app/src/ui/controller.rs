@@ -9,6 +9,7 @@ use super::view::{WindowKey, render, window_key};
 use crate::config::BoxConfig;
 use crate::feed::FeedState;
 use crate::frame::Frame;
+use crate::keyserver_client::{KeyServer, LoginError};
 use crate::player::{FrameHandler, Player};
 use crate::remote::Action;
 use crate::session::{Session, login};
@@ -118,6 +119,8 @@ pub struct Controller {
     model: Model,
     ui: slint::Weak<AppWindow>,
     config: BoxConfig,
+    /// Made at the first login and kept: its TLS session cache lets later logins resume.
+    keyserver: Option<KeyServer>,
     rt: tokio::runtime::Handle,
     player: Arc<Player>,
     frames: Arc<FrameSlot>,
@@ -150,6 +153,7 @@ impl Controller {
                 model: Model::new(inactivity),
                 ui: ui.as_weak(),
                 config,
+                keyserver: None,
                 rt,
                 player,
                 frames,
@@ -184,6 +188,13 @@ impl Controller {
         this
     }
 
+    fn keyserver(&mut self) -> Result<KeyServer, LoginError> {
+        if self.keyserver.is_none() {
+            self.keyserver = Some(KeyServer::for_login(&self.config)?);
+        }
+        Ok(self.keyserver.clone().unwrap_or_else(|| unreachable!()))
+    }
+
     /// The model, for tests and screenshots.
     pub fn model(&self) -> &Model {
         &self.model
@@ -195,17 +206,17 @@ impl Controller {
                 identifier,
                 password,
             } => {
-                let config = self.config.clone();
+                let keyserver = self.keyserver();
                 let task = self
                     .rt
-                    .spawn(async move { login(&config, &identifier, password).await });
+                    .spawn(async move { login(&keyserver?, &identifier, password).await });
                 let me = self.me.clone();
                 self.spawn_local(async move {
                     let result = task.await;
                     let Some(this) = me.upgrade() else { return };
                     let result = match result {
                         Ok(r) => r,
-                        Err(_) => Err(crate::keyserver_client::LoginError::Interrupted),
+                        Err(_) => Err(LoginError::Interrupted),
                     };
                     let view = result.map(|session| {
                         let session = Arc::new(session);
