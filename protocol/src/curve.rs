@@ -68,11 +68,11 @@ mod tests {
         for _ in 0..32 {
             let s = NonZeroScalar::generate_from_rng(&mut rng);
             let t = NonZeroScalar::generate_from_rng(&mut rng);
-            let scalar = Scalar::new(&s).unwrap();
-            let sg = scalar.mul_generator().unwrap();
+            let scalar = Scalar::new(&s).expect("scalar");
+            let sg = scalar.mul_generator().expect("s·G");
             assert_eq!(sg, ProjectivePoint::mul_by_generator(&*s));
             let p = (ProjectivePoint::mul_by_generator(&*t)).to_affine();
-            let x = scalar.mul_x(&p).unwrap();
+            let x = scalar.mul_x(&p).expect("x(s·P)");
             let expected = (ProjectivePoint::from(p) * *s).to_affine().x();
             assert_eq!(x.expose()[..], expected[..]);
         }
