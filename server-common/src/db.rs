@@ -34,9 +34,9 @@ pub async fn open(url: &str, sqlite: &Migrator, postgres: &Migrator) -> Result<(
         _ => url.to_owned(),
     };
     let options = AnyConnectOptions::from_str(&url).context("database URL")?;
-    // SQLite runs each connection on a thread of its own and writes one at a time: a few
-    // connections keep its page caches warm and cost fewer thread switches per query than
-    // one per core-heavy request (measured: BENCHMARKS.md). PostgreSQL gets more.
+    // SQLite runs each connection on a thread of its own and writes one at a time (see
+    // `write_turn`): more connections than cores add threads to switch between and page
+    // caches that each commit makes stale, not throughput. PostgreSQL gets more.
     let connections = match backend {
         Backend::Sqlite => 4,
         Backend::Postgres => 16,
