@@ -85,24 +85,26 @@ fn client(server_cert: &str, identity: Option<&str>) -> Result<reqwest::Client> 
     Ok(b.build()?)
 }
 
-/// A client configuration whose session cache is `store`: one per returning box.
-fn resuming_tls(
-    server_cert: &str,
-    store: Arc<rustls::client::ClientSessionMemoryCache>,
-) -> Result<rustls::ClientConfig> {
+/// Client configurations for `boxes` returning boxes, each with a session cache of its own.
+fn returning_boxes(server_cert: &str, boxes: usize) -> Result<Vec<rustls::ClientConfig>> {
+    use rustls::client::{ClientSessionMemoryCache, Resumption};
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(server_cert.as_bytes()) {
         roots.add(cert?)?;
     }
-    let mut config =
-        rustls::ClientConfig::builder_with_provider(stb_server_common::tls::provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::store(store);
-    Ok(config)
+    let base = rustls::ClientConfig::builder_with_provider(stb_server_common::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((0..boxes)
+        .map(|_| {
+            let mut config = base.clone();
+            config.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(4)));
+            config
+        })
+        .collect())
 }
 
 fn kp_for(i: usize) -> SecretArray<32> {
@@ -200,27 +202,19 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let boxes = (0..args.accounts)
-        .map(|_| {
-            resuming_tls(
-                &server_cert,
-                Arc::new(rustls::client::ClientSessionMemoryCache::new(4)),
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let boxes = Arc::new(boxes);
+    // Empty without --returning: every recovery then gets a client with no session cache.
+    let boxes = Arc::new(if args.returning {
+        returning_boxes(&server_cert, args.accounts)?
+    } else {
+        Vec::new()
+    });
     let cpu_before = stb_server_common::process_cpu_seconds(pid);
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let (next, base, server_cert) = (next.clone(), base.clone(), server_cert.clone());
-        let (total, accounts, returning, boxes) = (
-            args.recoveries,
-            args.accounts,
-            args.returning,
-            boxes.clone(),
-        );
+        let (total, accounts, boxes) = (args.recoveries, args.accounts, boxes.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut failures = 0usize;
@@ -232,13 +226,12 @@ async fn run(args: Args) -> Result<()> {
                 let i = n % accounts;
                 let t = Instant::now();
                 // A new client, hence a new connection, for every recovery either way.
-                let http = if returning {
-                    reqwest::Client::builder()
-                        .use_preconfigured_tls(boxes[i].clone())
+                let http = match boxes.get(i) {
+                    Some(tls) => reqwest::Client::builder()
+                        .use_preconfigured_tls(tls.clone())
                         .build()
-                        .map_err(anyhow::Error::from)
-                } else {
-                    client(&server_cert, None)
+                        .map_err(anyhow::Error::from),
+                    None => client(&server_cert, None),
                 };
                 match async { one_recovery(&http?, &base, i).await }.await {
                     Ok(()) => latencies.push(t.elapsed()),

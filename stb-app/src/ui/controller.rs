@@ -189,10 +189,12 @@ impl Controller {
     }
 
     fn keyserver(&mut self) -> Result<KeyServer, LoginError> {
-        if self.keyserver.is_none() {
-            self.keyserver = Some(KeyServer::for_login(&self.config)?);
+        if let Some(keyserver) = &self.keyserver {
+            return Ok(keyserver.clone());
         }
-        Ok(self.keyserver.clone().unwrap_or_else(|| unreachable!()))
+        let keyserver = KeyServer::for_login(&self.config)?;
+        self.keyserver = Some(keyserver.clone());
+        Ok(keyserver)
     }
 
     /// The model, for tests and screenshots.
