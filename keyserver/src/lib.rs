@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod elements;
 pub mod kek;
 pub mod metrics;
 pub mod monitor;

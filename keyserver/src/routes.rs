@@ -3,6 +3,7 @@
 
 use crate::audit::AuditLog;
 use crate::config::Limits;
+use crate::elements::ElementCache;
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::revocation::{Revocation, Standing};
@@ -17,10 +18,8 @@ use axum::routing::{get, post};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use sha2::{Digest, Sha256};
-use stb_protocol::eke::{self, PendingConfirmation};
-use stb_protocol::{
-    Confirm, Identifier, RecoverRequest, RegisterRequest, SecretArray, ServerSecret,
-};
+use stb_protocol::eke;
+use stb_protocol::{Confirm, Identifier, RecoverRequest, RegisterRequest, ServerSecret};
 use stb_server_common::listener::ConnInfo;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -49,6 +48,8 @@ pub struct AppState {
     pub revocation: Option<Arc<Revocation>>,
     /// Recoveries per source.
     pub recover_rate: SourceRate,
+    /// PwA and PwB of recently answered records.
+    pub elements: ElementCache,
 }
 
 /// A per-source request rate (in memory, per instance): sources are IPv4 addresses or IPv6
@@ -431,15 +432,16 @@ async fn recover(
             .map_err(AppError::RateLimited)?;
         let limits = &state.limits;
         let now = now_ms();
-        // Cheap read first: a refused attempt costs no EKE work.
-        if let Some(guess) = state.store.guess_state(&request.identifier).await? {
+        // Limits first: a refused attempt costs no EKE work.
+        let (guess, record) = state.store.recovery_view(&request.identifier).await?;
+        if let Some(guess) = guess {
             check_limits(&guess, limits, now)?;
         }
-        let record = state.store.record(&request.identifier).await?;
-        let (response, pending) = eke::answer(
+        let (response, pending) = eke::answer_using(
             &request,
             record.as_ref(),
             &state.secret,
+            |verifier| state.elements.get(verifier),
             &mut stb_protocol::os_rng(),
         )
         .map_err(bad)?;
@@ -493,29 +495,17 @@ async fn confirm(
     };
     let work = async {
         let message = message?;
-        let row = state
+        let confirmed = state
             .store
-            .pending(&message.identifier)
-            .await?
-            .ok_or(AppError::BadConfirmation)?;
-        if row.expires_ms < now_ms() {
-            return Err(AppError::BadConfirmation);
-        }
-        let pending = PendingConfirmation {
-            suite: stb_protocol::Suite::from_id(row.suite)
-                .map_err(|_| AppError::BadConfirmation)?,
-            identifier: message.identifier.clone(),
-            session_id: row.session_id,
-            expected_tag: SecretArray::new(row.tag),
-        };
-        if !pending.verify(&message) {
-            return Err(AppError::BadConfirmation);
-        }
-        if !state
-            .store
-            .confirm(&message.identifier, &row.session_id)
-            .await?
-        {
+            .confirm(
+                &message.identifier,
+                message.suite.id(),
+                &message.session_id,
+                &message.tag,
+                now_ms(),
+            )
+            .await?;
+        if !confirmed {
             return Err(AppError::BadConfirmation);
         }
         Ok((StatusCode::NO_CONTENT.into_response(), "confirmed"))

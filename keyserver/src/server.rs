@@ -3,6 +3,7 @@
 
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::elements::ElementCache;
 use crate::metrics::Metrics;
 use crate::revocation::Revocation;
 use crate::routes::{AppState, SourceRate, admin_router, router};
@@ -83,6 +84,7 @@ pub async fn start(config: &Config) -> Result<Running> {
             limits.recover_rate_per_source,
             limits.recover_burst_per_source,
         ),
+        elements: ElementCache::new(crate::elements::DEFAULT_CAPACITY),
     });
     let client_auth = operator_roots.map_or(ClientAuth::None, ClientAuth::Optional);
     let mut tls_config = tls::server_config(chain, key, client_auth)?;
@@ -92,6 +94,9 @@ pub async fn start(config: &Config) -> Result<Running> {
     // number of boxes, where rustls' default session cache holds 256; their keys live in
     // memory only and rustls rotates them (a ticket lasts at most 12 hours).
     tls_config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    // One ticket per connection (rustls sends two): a box needs one for its next login, and
+    // the resumed connection hands it the next. Each ticket is an encryption and a write.
+    tls_config.send_tls13_tickets = 1;
     let acceptor = TlsAcceptor::from(Arc::new(tls_config));
 
     let (mut listeners, stop_rx) = stb_server_common::listener::Listeners::new();

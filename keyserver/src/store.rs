@@ -12,7 +12,7 @@
 use crate::kek::{Field, Keyring};
 use anyhow::{Context, Result};
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 use stb_protocol::{Identifier, SealedData, SecretArray, StoredRecord, Suite, Verifier};
 pub use stb_server_common::db::Backend;
@@ -49,7 +49,7 @@ pub struct PendingRow {
     pub suite: u8,
     /// TH.
     pub session_id: [u8; 32],
-    /// Expected tag.
+    /// Expected tag (the table keeps its SHA-256).
     pub tag: [u8; 32],
     /// Expiry, Unix milliseconds.
     pub expires_ms: i64,
@@ -345,20 +345,57 @@ impl Store {
             .bind(&key)
             .fetch_optional(&self.db.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let suite: i64 = row.try_get(0)?;
+        row.map(|row| self.record_from_columns(&key, &row, 0))
+            .transpose()
+            .map(Option::flatten)
+    }
+
+    /// What a recovery reads, in one statement: the identifier's counters and its record.
+    pub async fn recovery_view(
+        &self,
+        id: &Identifier,
+    ) -> Result<(Option<GuessState>, Option<StoredRecord>)> {
+        let key = self.row_key(id);
+        let row = sqlx::query(
+            "SELECT g.failures, g.last_attempt_ms, g.locked, g.window_failures, \
+               a.suite, a.verifier, a.sealed \
+             FROM (SELECT CAST($1 AS TEXT) AS k) AS q \
+             LEFT JOIN guesses g ON g.identifier = q.k \
+             LEFT JOIN accounts a ON a.identifier = q.k",
+        )
+        .bind(&key)
+        .fetch_one(&self.db.pool)
+        .await?;
+        let guess = match row.try_get::<Option<i64>, _>(0)? {
+            Some(_) => Some(guess_from_row(&row)?),
+            None => None,
+        };
+        Ok((guess, self.record_from_columns(&key, &row, 4)?))
+    }
+
+    /// The record in columns `first..first + 3` (suite, verifier, sealed) of `row`, `None`
+    /// when they are NULL (no account).
+    fn record_from_columns(
+        &self,
+        key: &str,
+        row: &sqlx::any::AnyRow,
+        first: usize,
+    ) -> Result<Option<StoredRecord>> {
+        let Some(suite) = row.try_get::<Option<i64>, _>(first)? else {
+            return Ok(None);
+        };
         let ring = &self.keys.ring;
         let verifier = ring.unwrap(
             Field::Verifier,
             key.as_bytes(),
-            &row.try_get::<Vec<u8>, _>(1)?,
+            &row.try_get::<Vec<u8>, _>(first + 1)?,
         )?;
         let sealed = ring.unwrap(
             Field::Sealed,
             key.as_bytes(),
-            &row.try_get::<Vec<u8>, _>(2)?,
+            &row.try_get::<Vec<u8>, _>(first + 2)?,
         )?;
-        let record = StoredRecord {
+        Ok(Some(StoredRecord {
             suite: Suite::from_id(u8::try_from(suite)?)?,
             verifier: Verifier::from_bytes(
                 verifier
@@ -367,8 +404,7 @@ impl Store {
                     .map_err(|_| anyhow::anyhow!("corrupt verifier"))?,
             ),
             sealed: SealedData::from_bytes(sealed.expose())?,
-        };
-        Ok(Some(record))
+        }))
     }
 
     /// Stores a registration if the identifier is new or belongs to the same subject, and a
@@ -518,7 +554,7 @@ impl Store {
         .bind(i64::from(rules.max_failures))
         .bind(i64::from(pending.suite))
         .bind(pending.session_id.to_vec())
-        .bind(pending.tag.to_vec())
+        .bind(tag_digest(&pending.tag).to_vec())
         .bind(pending.expires_ms)
         .bind(rules.long_window_ms)
         .bind(i64::from(rules.max_failures_long))
@@ -527,43 +563,36 @@ impl Store {
         row.map(|r| guess_from_row(&r)).transpose()
     }
 
-    /// The pending confirmation of an identifier, if any.
-    pub async fn pending(&self, id: &Identifier) -> Result<Option<PendingRow>> {
-        let row = sqlx::query(
-            "SELECT pending_suite, pending_session, pending_tag, pending_expires_ms \
-             FROM guesses WHERE identifier = $1 AND pending_session IS NOT NULL",
-        )
-        .bind(self.row_key(id))
-        .fetch_optional(&self.db.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let suite: i64 = row.try_get(0)?;
-        let session: Vec<u8> = row.try_get(1)?;
-        let tag: Vec<u8> = row.try_get(2)?;
-        let bad = || anyhow::anyhow!("corrupt pending confirmation");
-        Ok(Some(PendingRow {
-            suite: u8::try_from(suite)?,
-            session_id: session.try_into().map_err(|_| bad())?,
-            tag: tag.try_into().map_err(|_| bad())?,
-            expires_ms: row.try_get(3)?,
-        }))
-    }
-
-    /// Consumes the pending confirmation `session_id` (once): resets the consecutive count and
-    /// the lock, and takes this attempt back from the long-window count, which otherwise
-    /// stays (so once it is full, each later unconfirmed attempt locks again). Returns
-    /// whether it was still there.
-    pub async fn confirm(&self, id: &Identifier, session_id: &[u8; 32]) -> Result<bool> {
+    /// Consumes the pending confirmation of `id` if the box's `suite`, `session_id` and
+    /// `tag` match it and it has not expired, in one statement: resets the consecutive count
+    /// and the lock, and takes this attempt back from the long-window count, which otherwise
+    /// stays (so once it is full, each later unconfirmed attempt locks again). Returns whether
+    /// it was consumed; a refusal changes nothing. The row holds SHA-256 of the expected tag
+    /// and the statement compares SHA-256 of the box's: the database's comparison is not
+    /// constant time, and what its timing could tell is a prefix of a hash, which helps
+    /// nobody forge a tag.
+    pub async fn confirm(
+        &self,
+        id: &Identifier,
+        suite: u8,
+        session_id: &[u8; 32],
+        tag: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<bool> {
         let _turn = self.db.write_turn().await;
         let done = sqlx::query(
             "UPDATE guesses SET failures = 0, locked = 0, \
                window_failures = CASE WHEN window_failures > 0 THEN window_failures - 1 ELSE 0 END, \
                pending_suite = NULL, pending_session = NULL, pending_tag = NULL, \
                pending_expires_ms = NULL \
-             WHERE identifier = $1 AND pending_session = $2",
+             WHERE identifier = $1 AND pending_session = $2 AND pending_tag = $3 \
+               AND pending_suite = $4 AND pending_expires_ms >= $5",
         )
         .bind(self.row_key(id))
         .bind(session_id.to_vec())
+        .bind(tag_digest(tag).to_vec())
+        .bind(i64::from(suite))
+        .bind(now_ms)
         .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -678,6 +707,11 @@ async fn meta_insert_get(db: &Database, name: &str, value: &[u8]) -> Result<Vec<
         .fetch_one(&db.pool)
         .await?;
     Ok(row.try_get(0)?)
+}
+
+/// What the guesses table keeps of an expected confirmation tag (see [`Store::confirm`]).
+fn tag_digest(tag: &[u8; 32]) -> [u8; 32] {
+    Sha256::digest(tag).into()
 }
 
 fn guess_from_row(row: &sqlx::any::AnyRow) -> Result<GuessState> {

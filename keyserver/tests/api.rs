@@ -10,6 +10,7 @@ use stb_protocol::*;
 both_backends!(
     register_recover_confirm,
     wrong_password_counts_and_confirmation_is_refused,
+    a_confirmation_counts_once_and_only_with_its_tag,
     spacing_and_lock_then_unlock,
     unknown_identifier_is_indistinguishable,
     other_subject_cannot_overwrite,
@@ -128,6 +129,69 @@ async fn wrong_password_counts_and_confirmation_is_refused(db: Db) {
             .status,
         204
     );
+}
+
+/// The confirmation is checked in one statement against a hash of the expected tag: a wrong
+/// tag, suite or exchange is refused and consumes nothing, the genuine one counts once, and an
+/// expired one is refused.
+async fn a_confirmation_counts_once_and_only_with_its_tag(db: Db) {
+    let (_dir, pki, server) = setup(db, |c| c.limits.min_spacing_secs = 0).await;
+    register(
+        &server.server_cert_pem,
+        &server.url("/v1/register"),
+        &pki.client("dora"),
+        &keys("dora", 1),
+    )
+    .await;
+    let client = server.client(None);
+    let status = |message: Confirm| {
+        let (client, url) = (client.clone(), server.url("/v1/confirm"));
+        async move {
+            post(&client, &url, message.encode())
+                .await
+                .expect("post")
+                .status
+        }
+    };
+    let failures = || async {
+        let id = Identifier::parse("dora").expect("id");
+        let state = server.running.state.store.guess_state(&id).await;
+        state.expect("db").expect("row").failures
+    };
+    let Recovery::Recovered { confirm, .. } =
+        recover(&client, &server.url(""), keys("dora", 1)).await
+    else {
+        panic!("right password refused");
+    };
+    let mut wrong_tag = confirm.clone();
+    wrong_tag.tag[31] ^= 1;
+    let mut other_exchange = confirm.clone();
+    other_exchange.session_id[0] ^= 1;
+    for refused in [wrong_tag, other_exchange] {
+        assert_eq!(status(refused).await, 400);
+    }
+    assert_eq!(failures().await, 1, "refusals change nothing");
+    assert_eq!(status(confirm.clone()).await, 204);
+    assert_eq!(failures().await, 0);
+    assert_eq!(status(confirm).await, 400, "a confirmation counts once");
+
+    let (_dir, pki, server) = setup(db, |c| c.limits.confirm_ttl_secs = 0).await;
+    register(
+        &server.server_cert_pem,
+        &server.url("/v1/register"),
+        &pki.client("dora"),
+        &keys("dora", 1),
+    )
+    .await;
+    let client = server.client(None);
+    let Recovery::Recovered { confirm, .. } =
+        recover(&client, &server.url(""), keys("dora", 1)).await
+    else {
+        panic!("right password refused");
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let expired = post(&client, &server.url("/v1/confirm"), confirm.encode()).await;
+    assert_eq!(expired.expect("post").status, 400);
 }
 
 async fn spacing_and_lock_then_unlock(db: Db) {

@@ -32,6 +32,7 @@ use p256::{AffinePoint, NistP256, NonZeroScalar, ProjectivePoint};
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 /// DST for PwA (client's mask).
 pub const DST_A: &[u8] = b"STB-EKE-V01-CS01-with-P256_XMD:SHA-256_SSWU_RO_-PwA";
@@ -168,6 +169,44 @@ impl Confirm {
 
 // ---------------------------------------------------------------------------------------------
 // Shared derivations
+
+/// PwA and PwB of one verifier: two hash-to-curve evaluations, the costliest step of an answer
+/// after its two scalar multiplications. A key server may keep them from one recovery of a
+/// record to the next ([`answer_using`]). They test passwords as VP does: zeroized on drop,
+/// never printed.
+#[derive(Clone)]
+pub struct PasswordElements {
+    a: ProjectivePoint,
+    b: ProjectivePoint,
+}
+
+impl PasswordElements {
+    /// Derives PwA and PwB from VP.
+    pub fn of(verifier: &Verifier) -> Result<Self> {
+        let (a, b) = password_elements(verifier)?;
+        Ok(Self { a, b })
+    }
+}
+
+/// Constant time (the points' own comparison).
+impl PartialEq for PasswordElements {
+    fn eq(&self, other: &Self) -> bool {
+        self.a == other.a && self.b == other.b
+    }
+}
+
+impl Drop for PasswordElements {
+    fn drop(&mut self) {
+        self.a.zeroize();
+        self.b.zeroize();
+    }
+}
+
+impl std::fmt::Debug for PasswordElements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordElements(..)")
+    }
+}
 
 /// PwA and PwB from VP.
 pub(crate) fn password_elements(verifier: &Verifier) -> Result<(ProjectivePoint, ProjectivePoint)> {
@@ -415,21 +454,47 @@ pub fn answer(
     secret: &ServerSecret,
     rng: &mut impl CryptoRng,
 ) -> Result<(RecoverResponse, PendingConfirmation)> {
+    answer_using(request, record, secret, PasswordElements::of, rng)
+}
+
+/// [`answer`], taking PwA and PwB from `elements` (called once, with the VP of the record
+/// answered from, the fake one included), e.g. from a cache in front of
+/// [`PasswordElements::of`].
+pub fn answer_using(
+    request: &RecoverRequest,
+    record: Option<&StoredRecord>,
+    secret: &ServerSecret,
+    elements: impl FnOnce(&Verifier) -> Result<PasswordElements>,
+    rng: &mut impl CryptoRng,
+) -> Result<(RecoverResponse, PendingConfirmation)> {
     let mut iv = [0u8; 16];
     rng.fill_bytes(&mut iv);
-    answer_with(
+    answer_inner(
         request,
         record,
         secret,
+        elements,
         NonZeroScalar::generate_from_rng(rng),
         iv,
     )
 }
 
+#[cfg(test)]
 pub(crate) fn answer_with(
     request: &RecoverRequest,
     record: Option<&StoredRecord>,
     secret: &ServerSecret,
+    b: NonZeroScalar,
+    iv: [u8; 16],
+) -> Result<(RecoverResponse, PendingConfirmation)> {
+    answer_inner(request, record, secret, PasswordElements::of, b, iv)
+}
+
+fn answer_inner(
+    request: &RecoverRequest,
+    record: Option<&StoredRecord>,
+    secret: &ServerSecret,
+    elements: impl FnOnce(&Verifier) -> Result<PasswordElements>,
     b: NonZeroScalar,
     iv: [u8; 16],
 ) -> Result<(RecoverResponse, PendingConfirmation)> {
@@ -439,7 +504,8 @@ pub(crate) fn answer_with(
         Some(r) if r.suite == request.suite => r,
         _ => &fake,
     };
-    let (pw_a, pw_b) = password_elements(&record.verifier)?;
+    let elements = elements(&record.verifier)?;
+    let (pw_a, pw_b) = (elements.a, elements.b);
     let x_star = decode_point(&request.x_star)?;
     let b = Scalar::new(&b)?;
     let b_g = b.mul_generator()?;
