@@ -47,10 +47,12 @@ pub async fn open(url: &str, sqlite: &Migrator, postgres: &Migrator) -> Result<(
     let pool = AnyPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(5))
-        // sqlx pings every connection it hands out by default: one more round trip to the
-        // SQLite worker thread or the PostgreSQL server per query, a fifth of a recovery's
-        // CPU. A connection that answered a moment ago is alive; one idle for a while (the
-        // PostgreSQL server may have restarted or a firewall dropped it) is checked first.
+        // sqlx pings every connection it hands out by default, and again when it takes it
+        // back (that one cannot be turned off; it closes a connection that broke, e.g. when
+        // the PostgreSQL server restarted). The first ping is one more round trip to the
+        // SQLite worker thread or the PostgreSQL server per query: a connection that answered
+        // a moment ago is alive; one idle for a while (a firewall may have dropped it) is
+        // still checked first.
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
