@@ -7,7 +7,7 @@ use crate::elements::ElementCache;
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::revocation::{Revocation, Standing};
-use crate::store::{AttemptRules, PendingRow, Store, Upsert};
+use crate::store::{AttemptRules, PendingRow, Store, Upsert, tag_digest};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -441,14 +441,17 @@ async fn recover(
             &request,
             record.as_ref(),
             &state.secret,
-            |verifier| state.elements.get(verifier),
+            |verifier| {
+                let row_key = state.store.row_key(&request.identifier);
+                state.elements.get(&row_key, verifier)
+            },
             &mut stb_protocol::os_rng(),
         )
         .map_err(bad)?;
         let row = PendingRow {
             suite: request.suite.id(),
             session_id: pending.session_id,
-            tag: *pending.expected_tag.expose(),
+            tag_digest: tag_digest(pending.expected_tag.expose()),
             expires_ms: now + (limits.confirm_ttl_secs * 1000) as i64,
         };
         // Counted and committed before the response leaves; the statement re-checks the

@@ -49,8 +49,8 @@ pub struct PendingRow {
     pub suite: u8,
     /// TH.
     pub session_id: [u8; 32],
-    /// Expected tag (the table keeps its SHA-256).
-    pub tag: [u8; 32],
+    /// SHA-256 of the expected tag ([`tag_digest`]).
+    pub tag_digest: [u8; 32],
     /// Expiry, Unix milliseconds.
     pub expires_ms: i64,
 }
@@ -149,7 +149,8 @@ impl Store {
     }
 
     /// The row key of an identifier: HMAC-SHA256 under the identifier key, hex.
-    fn row_key(&self, id: &Identifier) -> String {
+    /// The keyed hash that names an identifier's rows.
+    pub fn row_key(&self, id: &Identifier) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.keys.identifier_key.expose())
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(id.as_str().as_bytes());
@@ -554,7 +555,7 @@ impl Store {
         .bind(i64::from(rules.max_failures))
         .bind(i64::from(pending.suite))
         .bind(pending.session_id.to_vec())
-        .bind(tag_digest(&pending.tag).to_vec())
+        .bind(pending.tag_digest.to_vec())
         .bind(pending.expires_ms)
         .bind(rules.long_window_ms)
         .bind(i64::from(rules.max_failures_long))
@@ -710,7 +711,7 @@ async fn meta_insert_get(db: &Database, name: &str, value: &[u8]) -> Result<Vec<
 }
 
 /// What the guesses table keeps of an expected confirmation tag (see [`Store::confirm`]).
-fn tag_digest(tag: &[u8; 32]) -> [u8; 32] {
+pub fn tag_digest(tag: &[u8; 32]) -> [u8; 32] {
     Sha256::digest(tag).into()
 }
 

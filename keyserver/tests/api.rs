@@ -132,50 +132,45 @@ async fn wrong_password_counts_and_confirmation_is_refused(db: Db) {
 }
 
 /// The confirmation is checked in one statement against a hash of the expected tag: a wrong
-/// tag, suite or exchange is refused and consumes nothing, the genuine one counts once, and an
-/// expired one is refused.
+/// tag or exchange is refused and consumes nothing, the genuine one counts once, and an expired
+/// one is refused and changes nothing either.
 async fn a_confirmation_counts_once_and_only_with_its_tag(db: Db) {
-    let (_dir, pki, server) = setup(db, |c| c.limits.min_spacing_secs = 0).await;
-    register(
-        &server.server_cert_pem,
-        &server.url("/v1/register"),
-        &pki.client("dora"),
-        &keys("dora", 1),
-    )
-    .await;
-    let client = server.client(None);
-    let status = |message: Confirm| {
-        let (client, url) = (client.clone(), server.url("/v1/confirm"));
-        async move {
-            post(&client, &url, message.encode())
-                .await
-                .expect("post")
-                .status
-        }
-    };
-    let failures = || async {
-        let id = Identifier::parse("dora").expect("id");
-        let state = server.running.state.store.guess_state(&id).await;
-        state.expect("db").expect("row").failures
-    };
-    let Recovery::Recovered { confirm, .. } =
-        recover(&client, &server.url(""), keys("dora", 1)).await
-    else {
-        panic!("right password refused");
-    };
+    let (_dir, server, client, confirm) = recovered_dora(db, |_| {}).await;
     let mut wrong_tag = confirm.clone();
     wrong_tag.tag[31] ^= 1;
     let mut other_exchange = confirm.clone();
     other_exchange.session_id[0] ^= 1;
     for refused in [wrong_tag, other_exchange] {
-        assert_eq!(status(refused).await, 400);
+        assert_eq!(confirm_status(&client, &server, &refused).await, 400);
     }
-    assert_eq!(failures().await, 1, "refusals change nothing");
-    assert_eq!(status(confirm.clone()).await, 204);
-    assert_eq!(failures().await, 0);
-    assert_eq!(status(confirm).await, 400, "a confirmation counts once");
+    assert_eq!(dora_failures(&server).await, 1, "refusals change nothing");
+    assert_eq!(confirm_status(&client, &server, &confirm).await, 204);
+    assert_eq!(dora_failures(&server).await, 0);
+    let again = confirm_status(&client, &server, &confirm).await;
+    assert_eq!(again, 400, "a confirmation counts once");
 
-    let (_dir, pki, server) = setup(db, |c| c.limits.confirm_ttl_secs = 0).await;
+    let (_dir, server, client, confirm) =
+        recovered_dora(db, |c| c.limits.confirm_ttl_secs = 0).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(confirm_status(&client, &server, &confirm).await, 400);
+    assert_eq!(
+        dora_failures(&server).await,
+        1,
+        "an expired one changes nothing"
+    );
+}
+
+/// A server configured by `config` where "dora" registered and recovered once (not yet
+/// confirmed): the server, a client and the confirmation to send.
+async fn recovered_dora(
+    db: Db,
+    config: impl FnOnce(&mut keyserver::config::Config),
+) -> (tempfile::TempDir, Server, reqwest::Client, Confirm) {
+    let (dir, pki, server) = setup(db, |c| {
+        c.limits.min_spacing_secs = 0;
+        config(c);
+    })
+    .await;
     register(
         &server.server_cert_pem,
         &server.url("/v1/register"),
@@ -189,9 +184,21 @@ async fn a_confirmation_counts_once_and_only_with_its_tag(db: Db) {
     else {
         panic!("right password refused");
     };
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let expired = post(&client, &server.url("/v1/confirm"), confirm.encode()).await;
-    assert_eq!(expired.expect("post").status, 400);
+    (dir, server, client, confirm)
+}
+
+async fn confirm_status(client: &reqwest::Client, server: &Server, confirm: &Confirm) -> u16 {
+    let url = server.url("/v1/confirm");
+    post(client, &url, confirm.encode())
+        .await
+        .expect("post")
+        .status
+}
+
+async fn dora_failures(server: &Server) -> u32 {
+    let id = Identifier::parse("dora").expect("id");
+    let state = server.running.state.store.guess_state(&id).await;
+    state.expect("db").expect("row").failures
 }
 
 async fn spacing_and_lock_then_unlock(db: Db) {

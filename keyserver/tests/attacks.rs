@@ -282,7 +282,7 @@ async fn counter_rows_are_pruned_alike_and_their_rate_is_capped(db: Db) {
     let pending = keyserver::store::PendingRow {
         suite: 1,
         session_id: [1; 32],
-        tag: [2; 32],
+        tag_digest: [2; 32],
         expires_ms: 0,
     };
     store
