@@ -433,18 +433,15 @@ async fn recover(
         let limits = &state.limits;
         let now = now_ms();
         // Limits first: a refused attempt costs no EKE work.
-        let (guess, record) = state.store.recovery_view(&request.identifier).await?;
-        if let Some(guess) = guess {
-            check_limits(&guess, limits, now)?;
+        let view = state.store.recovery_view(&request.identifier).await?;
+        if let Some(guess) = &view.guess {
+            check_limits(guess, limits, now)?;
         }
         let (response, pending) = eke::answer_using(
             &request,
-            record.as_ref(),
+            view.record.as_ref(),
             &state.secret,
-            |verifier| {
-                let row_key = state.store.row_key(&request.identifier);
-                state.elements.get(&row_key, verifier)
-            },
+            |verifier| state.elements.get(&view.row_key, verifier),
             &mut stb_protocol::os_rng(),
         )
         .map_err(bad)?;

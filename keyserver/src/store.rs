@@ -42,6 +42,17 @@ pub struct GuessState {
     pub window_failures: u32,
 }
 
+/// What a recovery reads about its identifier ([`Store::recovery_view`]).
+#[derive(Debug)]
+pub struct RecoveryView {
+    /// The identifier's row key (the keyed hash that names its rows).
+    pub row_key: String,
+    /// Its counters, if it has any.
+    pub guess: Option<GuessState>,
+    /// Its record, if it has one.
+    pub record: Option<StoredRecord>,
+}
+
 /// A confirmation the server waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRow {
@@ -149,8 +160,7 @@ impl Store {
     }
 
     /// The row key of an identifier: HMAC-SHA256 under the identifier key, hex.
-    /// The keyed hash that names an identifier's rows.
-    pub fn row_key(&self, id: &Identifier) -> String {
+    fn row_key(&self, id: &Identifier) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.keys.identifier_key.expose())
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(id.as_str().as_bytes());
@@ -352,11 +362,8 @@ impl Store {
     }
 
     /// What a recovery reads, in one statement: the identifier's counters and its record.
-    pub async fn recovery_view(
-        &self,
-        id: &Identifier,
-    ) -> Result<(Option<GuessState>, Option<StoredRecord>)> {
-        let key = self.row_key(id);
+    pub async fn recovery_view(&self, id: &Identifier) -> Result<RecoveryView> {
+        let row_key = self.row_key(id);
         let row = sqlx::query(
             "SELECT g.failures, g.last_attempt_ms, g.locked, g.window_failures, \
                a.suite, a.verifier, a.sealed \
@@ -364,14 +371,19 @@ impl Store {
              LEFT JOIN guesses g ON g.identifier = q.k \
              LEFT JOIN accounts a ON a.identifier = q.k",
         )
-        .bind(&key)
+        .bind(&row_key)
         .fetch_one(&self.db.pool)
         .await?;
         let guess = match row.try_get::<Option<i64>, _>(0)? {
             Some(_) => Some(guess_from_row(&row)?),
             None => None,
         };
-        Ok((guess, self.record_from_columns(&key, &row, 4)?))
+        let record = self.record_from_columns(&row_key, &row, 4)?;
+        Ok(RecoveryView {
+            row_key,
+            guess,
+            record,
+        })
     }
 
     /// The record in columns `first..first + 3` (suite, verifier, sealed) of `row`, `None`

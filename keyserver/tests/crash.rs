@@ -191,7 +191,12 @@ async fn kill_mid_flight(db: Db) {
         &keys("storm0", 1),
     )
     .await;
-    assert!(reply.status == 201 || reply.status == 200);
+    assert!(
+        reply.status == 201 || reply.status == 200,
+        "re-registration after the restart answered {}: {}",
+        reply.status,
+        String::from_utf8_lossy(&reply.body)
+    );
     assert!(matches!(
         recover(&client, &base, keys("acked0", 1)).await,
         Recovery::Recovered { .. }

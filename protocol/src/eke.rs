@@ -188,7 +188,7 @@ impl PasswordElements {
     }
 }
 
-/// Constant time (the points' own comparison).
+/// Whether both points are the same (what a cache's tests compare).
 impl PartialEq for PasswordElements {
     fn eq(&self, other: &Self) -> bool {
         self.a == other.a && self.b == other.b
@@ -469,7 +469,7 @@ pub fn answer_using(
 ) -> Result<(RecoverResponse, PendingConfirmation)> {
     let mut iv = [0u8; 16];
     rng.fill_bytes(&mut iv);
-    answer_inner(
+    answer_with(
         request,
         record,
         secret,
@@ -479,18 +479,7 @@ pub fn answer_using(
     )
 }
 
-#[cfg(test)]
 pub(crate) fn answer_with(
-    request: &RecoverRequest,
-    record: Option<&StoredRecord>,
-    secret: &ServerSecret,
-    b: NonZeroScalar,
-    iv: [u8; 16],
-) -> Result<(RecoverResponse, PendingConfirmation)> {
-    answer_inner(request, record, secret, PasswordElements::of, b, iv)
-}
-
-fn answer_inner(
     request: &RecoverRequest,
     record: Option<&StoredRecord>,
     secret: &ServerSecret,

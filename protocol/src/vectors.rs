@@ -66,6 +66,7 @@ fn compute() -> Value {
         &request,
         Some(&register.record),
         &secret,
+        eke::PasswordElements::of,
         scalar(0xbb),
         [0x22; 16],
     )
@@ -236,6 +237,7 @@ fn stored_messages_interoperate() {
         &request,
         Some(&register.record),
         &ServerSecret::from_bytes([0x42; 32]),
+        eke::PasswordElements::of,
         scalar(0xbb),
         [0x22; 16],
     )
@@ -285,6 +287,7 @@ fn invalid_points_are_refused_by_both_sides() {
             &bad_request,
             Some(&register.record),
             &ServerSecret::from_bytes([0x42; 32]),
+            eke::PasswordElements::of,
             scalar(0xbb),
             [0x22; 16],
         );
