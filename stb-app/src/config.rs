@@ -57,12 +57,26 @@ impl BoxConfig {
 
 /// aws-lc (the TLS provider) seeds its random generator on first use: that took about 80 ms
 /// here, and a login's first ClientHello waited for it. Done at start on a thread of its own,
-/// it is over long before a viewer has typed a password.
-pub fn warm_up_tls() {
-    std::thread::spawn(|| {
+/// it is over long before a viewer has typed a password. Dropping the guard waits for the
+/// thread: a process that exits while aws-lc is still seeding runs its exit handlers under the
+/// seeding thread's feet, and a short command (`screenshots`) once died of SIGABRT that way.
+#[must_use = "dropping the guard waits for the warm-up"]
+pub fn warm_up_tls() -> TlsWarmUp {
+    TlsWarmUp(Some(std::thread::spawn(|| {
         let mut byte = [0u8; 1];
         let _ = aws_lc_rs::rand::fill(&mut byte);
-    });
+    })))
+}
+
+/// The TLS warm-up thread; joined on drop (see [`warm_up_tls`]).
+pub struct TlsWarmUp(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for TlsWarmUp {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A reqwest client that trusts only the certificates in `ca_pem` (or the PEM file at `path`).

@@ -132,7 +132,8 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    stb_app::config::warm_up_tls();
+    // Declared before everything it must outlive: dropped last, after the runtime.
+    let _tls_warm_up = stb_app::config::warm_up_tls();
     let mut config = if cli.config.exists() {
         BoxConfig::load(&cli.config)?
     } else {
