@@ -16,7 +16,8 @@ the box configuration (URLs, the two CAs, the remote), that udev rule, journald 
 the serial console, and a probe unit that logs stb-app's memory every few seconds.
 
 Flow: boot -> login screen -> identifier and password typed on the on-screen keyboard with the
-remote -> channel 1's picture -> CH+ -> channel 2 -> POWER -> login screen. Screens are taken
+remote -> channel 1's picture -> CH+ -> channel 2 -> POWER (standby: dark) -> POWER (channel 2
+again, no password) -> MENU, Log out, OK -> "Logged out" -> login screen. Screens are taken
 over QMP (screendump) and checked by their pixels; the serial log (kernel, systemd, journal)
 must show no panic and never the password. Prints the timings and writes report.json.
 """
@@ -136,6 +137,11 @@ def is_logged_out(s):
     # A message box over the login screen dimmed by the scrim: dark, a little text.
     return s["black"] > 0.5 and s["saturated"] < 0.05 and s["bright"] > 0.001 \
         and s["centre"] > 35
+
+
+def is_standby(s):
+    # Nothing on screen: every sampled pixel near black.
+    return s["black"] > 0.995 and s["bright"] == 0
 
 
 def is_channel1(s):
@@ -510,16 +516,32 @@ def main():
         save("vm-channel2", shot)
         time.sleep(6)  # a probe line while channel 2 plays
 
-        print("== POWER")
+        print("== POWER: standby")
         press(["power"])
         t = time.monotonic()
+        shot = wait_for("the dark screen of standby", is_standby, args.step_timeout, still=True)
+        report["power_to_standby_s"] = round(time.monotonic() - t, 1)
+        save("vm-standby", shot)
+        time.sleep(2)
+        print("== POWER again: the same channel, no password")
+        press(["power"])
+        t = time.monotonic()
+        shot = wait_for("channel 2's picture after standby", is_channel2, args.step_timeout,
+                        moving=True)
+        report["standby_to_picture_s"] = round(time.monotonic() - t, 1)
+
+        print("== MENU, Log out, OK")
+        press(["home", "down", "ret"])  # HOME is mapped to the menu, like MENU
+        time.sleep(1)
+        save("vm-logout-confirm", screen())
+        press(["ret"])
+        t = time.monotonic()
         # "Logged out" over the dimmed login screen: dark, some text, and no video behind.
-        shot = wait_for("the logged-out message after POWER", is_logged_out, args.step_timeout,
-                        still=True)
-        report["power_to_logged_out_s"] = round(time.monotonic() - t, 1)
+        shot = wait_for("the logged-out message", is_logged_out, args.step_timeout, still=True)
+        report["confirm_to_logged_out_s"] = round(time.monotonic() - t, 1)
         save("vm-logout", shot)
         press(["ret"])  # OK closes the message: the login screen
-        shot = wait_for("the login screen after POWER and OK", is_login, args.step_timeout)
+        shot = wait_for("the login screen after logging out", is_login, args.step_timeout)
         save("vm-login-again", shot)
         time.sleep(1)
         qmp.command("quit")

@@ -23,6 +23,10 @@ pub struct BoxConfig {
     pub audio_sink: String,
     /// Log out after this long without a key press (seconds, 0 = never).
     pub inactivity_timeout_secs: u64,
+    /// Log out after this long in standby (seconds, 0 = never).
+    pub standby_logout_secs: u64,
+    /// POWER logs out instead of going to standby: a box shared by strangers (hotel room).
+    pub hotel: bool,
     /// Keymap file (`KEY_*` names to actions); the built-in one when absent.
     pub keymap: Option<PathBuf>,
     /// Remote devices to read (evdev nodes, or FIFOs of raw input events); empty = every
@@ -40,6 +44,8 @@ impl Default for BoxConfig {
             video_sink: "autovideosink".into(),
             audio_sink: "autoaudiosink".into(),
             inactivity_timeout_secs: 4 * 3600,
+            standby_logout_secs: 4 * 3600,
+            hotel: false,
             keymap: None,
             input_devices: vec![],
         }
@@ -47,6 +53,16 @@ impl Default for BoxConfig {
 }
 
 impl BoxConfig {
+    /// When the UI's session ends by itself, and what POWER does.
+    pub fn session_rules(&self) -> crate::ui::model::SessionRules {
+        let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+        crate::ui::model::SessionRules {
+            inactivity: secs(self.inactivity_timeout_secs),
+            standby: secs(self.standby_logout_secs),
+            power_logs_out: self.hotel,
+        }
+    }
+
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
         let text =

@@ -239,11 +239,25 @@ fn register_login_watch_zap_logout_with_the_remote() {
     });
     assert_eq!(c.borrow().model().current().map(|ch| ch.number), Some(2));
 
-    // The channel list, then log out from the menu: every secret goes with the session.
+    // POWER is standby: dark, the stream closed, the session kept in memory; POWER again
+    // plays channel 2 without a password.
+    key(&ui, Key::F12);
+    assert!(ui.get_standby() && video_width(&ui) == 0);
+    assert!(c.borrow().model().account().is_some());
+    key(&ui, Key::F12);
+    assert!(!ui.get_standby() && shows(&ui, "Sport Live"));
+    pump_until(&ui, "pictures of channel 2 after standby", |ui| {
+        video_width(ui) > 0
+    });
+
+    // The channel list, then log out from the menu, which asks once: every secret goes
+    // with the session.
     key(&ui, Key::Escape);
     assert!(shows(&ui, "Channels") && shows(&ui, "not subscribed"));
     key(&ui, Key::F2);
     key(&ui, Key::DownArrow);
+    key(&ui, Key::Return);
+    assert!(shows(&ui, "Log out?") && c.borrow().model().account().is_some());
     key(&ui, Key::Return);
     assert!(shows(&ui, "Logged out"));
     assert_eq!(screen(&c), Screen::Login);

@@ -42,7 +42,7 @@ pub enum Action {
     Info,
     /// The small menu (channel list, log out).
     Menu,
-    /// Power: log out, erase every secret.
+    /// Power: standby, or log out on a hotel box.
     Power,
 }
 

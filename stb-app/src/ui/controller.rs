@@ -146,11 +146,10 @@ impl Controller {
         player: Arc<Player>,
         frames: Arc<FrameSlot>,
     ) -> Shared {
-        let inactivity = (config.inactivity_timeout_secs > 0)
-            .then(|| Duration::from_secs(config.inactivity_timeout_secs));
+        let rules = config.session_rules();
         let this = Rc::new_cyclic(|me| {
             RefCell::new(Self {
-                model: Model::new(inactivity),
+                model: Model::new(rules),
                 ui: ui.as_weak(),
                 config,
                 keyserver: None,
@@ -263,22 +262,20 @@ impl Controller {
             }
             Effect::Play(number) => self.play(number),
             Effect::Logout => {
-                self.zaps += 1;
-                self.clear_picture();
-                let feeder = self.feeder.take();
+                let stopped = self.stop_playing();
                 let session = self.session.take();
-                let player = self.player.clone();
                 self.rt.spawn(async move {
-                    stop(feeder).await;
-                    if let Err(e) = flush(player).await {
-                        tracing::warn!(error = %e, "flushing the player at logout");
-                    }
+                    stopped.await;
                     // The feeder held the only other reference: D, KS, KR and the channel
                     // keys are wiped as this one drops.
                     if let Some(session) = session.and_then(|s| Arc::try_unwrap(s).ok()) {
                         session.logout();
                     }
                 });
+            }
+            Effect::Standby => {
+                let stopped = self.stop_playing();
+                self.rt.spawn(stopped);
             }
             Effect::Volume { level, muted } => {
                 self.player.set_volume(f64::from(level) / 100.0, muted);
@@ -306,6 +303,21 @@ impl Controller {
     fn spawn_local(&self, fut: impl std::future::Future<Output = ()> + 'static) {
         if let Err(e) = slint::spawn_local(fut) {
             tracing::error!(error = %e, "no event loop for background work");
+        }
+    }
+
+    /// Black at once; the returned future stops the feeder (the stream is closed) and
+    /// flushes the pipeline (no picture, no sound). Runs on the runtime.
+    fn stop_playing(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.zaps += 1;
+        self.clear_picture();
+        let feeder = self.feeder.take();
+        let player = self.player.clone();
+        async move {
+            stop(feeder).await;
+            if let Err(e) = flush(player).await {
+                tracing::warn!(error = %e, "flushing the player");
+            }
         }
     }
 

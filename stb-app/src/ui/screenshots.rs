@@ -4,7 +4,7 @@
 
 use super::AppWindow;
 use super::controller::to_image;
-use super::model::{LoggedIn, Model, Timer};
+use super::model::{LoggedIn, Model, SessionRules, Timer};
 use super::view::render;
 use crate::feed::FeedState;
 use crate::frame::Frame;
@@ -196,7 +196,7 @@ fn fill(model: &mut Model, text: &str) {
 
 /// Logged in, the first channel playing, the banner gone.
 fn watching() -> Model {
-    let mut m = Model::new(None);
+    let mut m = Model::new(SessionRules::default());
     m.login_done(Ok(LoggedIn {
         account: "Ada Lovelace".into(),
         package: "basic".into(),
@@ -212,8 +212,12 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         f(&mut m);
         m
     };
-    let login = || then(Model::new(None), &|m| fill(m, "ada.lovelace"));
-    let wizard = || then(Model::new(None), &|m| press(m, &[Menu]));
+    let login = || {
+        then(Model::new(SessionRules::default()), &|m| {
+            fill(m, "ada.lovelace")
+        })
+    };
+    let wizard = || then(Model::new(SessionRules::default()), &|m| press(m, &[Menu]));
     let to_password = |m: &mut Model| {
         fill(m, "000000000000");
         fill(m, "ada.lovelace");
@@ -324,6 +328,11 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             true,
         ),
         ("menu", then(quiet(), &|m| press(m, &[Menu, Down])), true),
+        (
+            "logout-confirm",
+            then(quiet(), &|m| press(m, &[Menu, Down, Action::Ok])),
+            true,
+        ),
     ]);
     scenes
 }

@@ -170,7 +170,15 @@ pub fn render(model: &Model, ui: &AppWindow) {
     let alert = model.alert();
     ui.set_alert_title(alert.map(|a| a.title.clone()).unwrap_or_default().into());
     ui.set_alert_detail(alert.map(|a| a.detail.clone()).unwrap_or_default().into());
+    let (ok, cancel) = if model.confirming_logout() {
+        ("OK  Log out", "Keep watching")
+    } else {
+        ("OK", "")
+    };
+    ui.set_alert_ok(ok.into());
+    ui.set_alert_cancel(cancel.into());
     ui.set_busy(model.busy().unwrap_or_default().into());
+    ui.set_standby(model.standby());
 }
 
 fn model_of_fields(fields: Vec<super::model::FieldView>) -> ModelRc<FieldItem> {

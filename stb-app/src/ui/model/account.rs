@@ -1,28 +1,74 @@
-//! The account on screen: the login's result (first channel or why not), logout and its
-//! reasons (Power, the menu, inactivity).
+//! The account on screen: the login's result (first channel or why not), standby, logout
+//! and its reasons (the menu, inactivity, a long standby, POWER on a hotel box).
 
 use super::form::Form;
 use super::overlays::{Alert, retry_alert};
-use super::{Effect, LoggedIn, Model, Screen, Timer, capitalise};
+use super::{BANNER, Effect, LoggedIn, Model, Screen, Timer, capitalise};
 use crate::keyserver_client::LoginError;
 use std::time::Duration;
+
+/// Timers that run only while a session is on screen.
+const SESSION_TIMERS: [Timer; 4] = [
+    Timer::Inactivity,
+    Timer::Banner,
+    Timer::NumberEntry,
+    Timer::VolumeBar,
+];
 
 impl Model {
     pub(super) fn logout(&mut self, fx: &mut Vec<Effect>, title: &str, detail: &str) {
         fx.push(Effect::Logout);
-        for t in [
-            Timer::Inactivity,
-            Timer::Banner,
-            Timer::NumberEntry,
-            Timer::VolumeBar,
-        ] {
+        for t in SESSION_TIMERS {
             fx.push(Effect::Cancel(t));
         }
-        let (inactivity, volume, muted) = (self.inactivity, self.volume, self.muted);
-        *self = Self::new(inactivity);
+        fx.push(Effect::Cancel(Timer::Standby));
+        let (rules, volume, muted) = (self.rules, self.volume, self.muted);
+        *self = Self::new(rules);
         self.volume = volume;
         self.muted = muted;
         self.alert = Some(Alert::new(title, detail));
+    }
+
+    /// The menu's Log out: asks once (OK logs out, BACK keeps watching).
+    pub(super) fn ask_logout(&mut self) {
+        self.confirm_logout = true;
+        self.alert = Some(Alert::new(
+            "Log out?",
+            "Every key of your account will be erased from this box. To watch again you \
+             will type your password.",
+        ));
+    }
+
+    /// POWER while logged in: picture and sound off, the stream closed, the session's keys
+    /// kept in memory (never on disk) for the next POWER, at most for the standby limit.
+    pub(super) fn enter_standby(&mut self, fx: &mut Vec<Effect>) {
+        self.standby = true;
+        fx.push(Effect::Standby);
+        for t in SESSION_TIMERS {
+            fx.push(Effect::Cancel(t));
+        }
+        if let Some(limit) = self.rules.standby {
+            fx.push(Effect::Arm(Timer::Standby, limit));
+        }
+        (self.menu, self.confirm_logout, self.alert, self.status) = (None, false, None, None);
+        (self.banner, self.volume_bar) = (false, false);
+        self.entry.clear();
+    }
+
+    /// POWER in standby: back to what was on screen, the channel playing again.
+    pub(super) fn resume(&mut self, fx: &mut Vec<Effect>) {
+        self.standby = false;
+        fx.push(Effect::Cancel(Timer::Standby));
+        if let Some(after) = self.rules.inactivity {
+            fx.push(Effect::Arm(Timer::Inactivity, after));
+        }
+        if let Some(number) = self.current {
+            fx.push(Effect::Play(number));
+            if self.screen == Screen::Player {
+                self.banner = true;
+                fx.push(Effect::Arm(Timer::Banner, BANNER));
+            }
+        }
     }
 
     /// The login finished.
@@ -34,7 +80,7 @@ impl Model {
                 self.form = Form::default();
                 self.on_password = false;
                 self.account = Some(account);
-                if let Some(after) = self.inactivity {
+                if let Some(after) = self.rules.inactivity {
                     fx.push(Effect::Arm(Timer::Inactivity, after));
                 }
                 match self
@@ -116,22 +162,89 @@ mod tests {
     }
 
     #[test]
-    fn power_menu_and_inactivity_log_out() {
+    fn menu_after_confirming_inactivity_and_hotel_power_log_out() {
         for how in 0..3 {
             let (mut m, _) = logged_in();
             let fx = match how {
-                0 => m.action(Action::Power),
-                1 => {
+                0 => {
                     m.action(Action::Menu);
                     m.action(Action::Down);
+                    m.action(Action::Ok);
+                    assert!(m.confirming_logout() && m.account().is_some());
                     m.action(Action::Ok)
                 }
-                _ => m.timer(Timer::Inactivity),
+                1 => m.timer(Timer::Inactivity),
+                _ => {
+                    m = Model::new(rules(true));
+                    m.login_done(Ok(LoggedIn {
+                        account: "Alice".into(),
+                        package: "basic".into(),
+                        channels: channels(),
+                    }));
+                    m.action(Action::Power)
+                }
             };
             assert!(fx.iter().any(|e| matches!(e, Effect::Logout)), "case {how}");
             assert_eq!(m.screen(), Screen::Login);
             assert!(m.account().is_none() && m.channels().is_empty());
+            assert!(!m.standby() && !m.confirming_logout());
             assert_eq!(m.alert().map(|a| a.title.as_str()), Some("Logged out"));
         }
+    }
+
+    #[test]
+    fn back_keeps_the_session_when_asked_to_log_out() {
+        let (mut m, _) = logged_in();
+        m.action(Action::Menu);
+        m.action(Action::Down);
+        m.action(Action::Ok);
+        let fx = m.action(Action::Back);
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Logout)));
+        assert!(m.account().is_some() && m.alert().is_none() && !m.confirming_logout());
+        assert_eq!(m.current().map(|c| c.number), Some(1));
+    }
+
+    #[test]
+    fn power_is_standby_and_power_again_plays_the_same_channel() {
+        let (mut m, _) = logged_in();
+        m.action(Action::ChannelUp);
+        let fx = m.action(Action::Power);
+        assert!(m.standby() && m.account().is_some());
+        assert!(fx.iter().any(|e| matches!(e, Effect::Standby)));
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Logout)));
+        assert!(armed(&fx, Timer::Standby) && !armed(&fx, Timer::Inactivity));
+        assert!(!m.banner());
+        // In the dark only POWER counts, and the inactivity rule sleeps too.
+        for a in [
+            Action::Ok,
+            Action::ChannelUp,
+            Action::Menu,
+            Action::Digit(3),
+        ] {
+            assert!(m.action(a).is_empty(), "{a:?}");
+        }
+        assert!(m.timer(Timer::Inactivity).is_empty() && m.standby());
+        let fx = m.action(Action::Power);
+        assert!(!m.standby());
+        assert_eq!(plays(&fx), vec![2], "the channel playing before standby");
+        assert!(armed(&fx, Timer::Inactivity) && m.banner());
+        assert!(
+            fx.iter()
+                .any(|e| matches!(e, Effect::Cancel(Timer::Standby)))
+        );
+        assert_eq!(m.screen(), Screen::Player);
+    }
+
+    #[test]
+    fn a_long_standby_logs_out() {
+        let (mut m, _) = logged_in();
+        m.action(Action::Power);
+        let fx = m.timer(Timer::Standby);
+        assert!(fx.iter().any(|e| matches!(e, Effect::Logout)));
+        assert!(m.account().is_none() && !m.standby());
+        assert!(
+            m.alert()
+                .is_some_and(|a| a.detail.contains("standby for 1 h"))
+        );
     }
 }

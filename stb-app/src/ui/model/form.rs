@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn login_moves_the_password_out_and_keeps_no_copy() {
-        let mut m = Model::new(None);
+        let mut m = Model::new(SessionRules::default());
         for c in "alice".chars() {
             m.typed(c);
         }
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn retry_countdown_blocks_the_next_attempt_until_it_ends() {
-        let mut m = Model::new(None);
+        let mut m = Model::new(SessionRules::default());
         for c in "alice".chars() {
             m.typed(c);
         }
@@ -450,7 +450,7 @@ mod tests {
         let fields = |m: &Model| {
             [&m.form.password, &m.form.confirmation].map(|f| (f.as_ptr(), f.capacity()))
         };
-        let mut m = Model::new(None);
+        let mut m = Model::new(SessionRules::default());
         for c in "alice".chars() {
             m.typed(c);
         }
@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(fields(&m), after_login);
 
         // The wizard's password and its confirmation.
-        let mut m = Model::new(None);
+        let mut m = Model::new(SessionRules::default());
         m.action(Action::Menu);
         for _ in 0..12 {
             m.action(Action::Digit(0));
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn wizard_checks_each_step_before_the_next() {
-        let mut m = Model::new(None);
+        let mut m = Model::new(SessionRules::default());
         m.action(Action::Menu);
         assert_eq!(m.screen(), Screen::Register(Step::Code));
         for d in [1, 2, 3] {

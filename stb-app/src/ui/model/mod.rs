@@ -5,7 +5,7 @@
 //!
 //! One file per flow: `form` (login and the registration wizard), `zap` (channel list,
 //! player, tuning), `overlays` (alerts, menu, volume, feed status) and `account` (the
-//! login's result, logout, inactivity).
+//! login's result, standby, logout, inactivity).
 
 mod account;
 mod form;
@@ -68,6 +68,8 @@ pub enum Timer {
     Countdown,
     /// No key for the configured time: log out.
     Inactivity,
+    /// In standby for the configured time: log out.
+    Standby,
 }
 
 /// Work for the adapter.
@@ -95,6 +97,8 @@ pub enum Effect {
     Play(u16),
     /// Stop playing, drop the session and every secret in it.
     Logout,
+    /// Stop playing (picture and sound off, stream closed); the session stays in memory.
+    Standby,
     /// Set the audio volume (0-100) and mute.
     Volume {
         /// Percent.
@@ -119,6 +123,18 @@ pub struct LoggedIn {
     pub channels: Vec<ChannelInfo>,
 }
 
+/// When a session ends by itself, and what POWER does. The default: never by itself, and
+/// POWER is standby.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionRules {
+    /// No key for this long logs out (None: never).
+    pub inactivity: Option<Duration>,
+    /// Standby for this long logs out (None: never).
+    pub standby: Option<Duration>,
+    /// POWER logs out instead of going to standby (a hotel room's box).
+    pub power_logs_out: bool,
+}
+
 /// Everything on screen.
 pub struct Model {
     screen: Screen,
@@ -140,12 +156,15 @@ pub struct Model {
     volume_bar: bool,
     status: Option<String>,
     menu: Option<usize>,
-    inactivity: Option<Duration>,
+    /// The menu's Log out waits for a confirmation.
+    confirm_logout: bool,
+    standby: bool,
+    rules: SessionRules,
 }
 
 impl Model {
-    /// The login screen; `inactivity` logs out after that long without a key (None: never).
-    pub fn new(inactivity: Option<Duration>) -> Self {
+    /// The login screen.
+    pub fn new(rules: SessionRules) -> Self {
         Self {
             screen: Screen::Login,
             keyboard: Keyboard::default(),
@@ -165,7 +184,9 @@ impl Model {
             volume_bar: false,
             status: None,
             menu: None,
-            inactivity,
+            confirm_logout: false,
+            standby: false,
+            rules,
         }
     }
 
@@ -219,6 +240,14 @@ impl Model {
     pub fn menu(&self) -> Option<usize> {
         self.menu
     }
+    /// Whether the box is in standby (the screen is dark).
+    pub fn standby(&self) -> bool {
+        self.standby
+    }
+    /// Whether the alert asks to confirm a logout (OK logs out, BACK keeps watching).
+    pub fn confirming_logout(&self) -> bool {
+        self.confirm_logout
+    }
     /// The on-screen keyboard.
     pub fn keyboard(&self) -> &Keyboard {
         &self.keyboard
@@ -233,21 +262,44 @@ impl Model {
     /// A remote or keyboard action. Returns the work to do.
     pub fn action(&mut self, action: Action) -> Vec<Effect> {
         let mut fx = Vec::new();
+        if self.standby {
+            // Only POWER wakes the box: a key pressed by mistake in the dark does nothing.
+            if action == Action::Power {
+                self.resume(&mut fx);
+            }
+            return fx;
+        }
+        if action == Action::Power && self.busy.is_none() {
+            if self.account.is_some() {
+                if self.rules.power_logs_out {
+                    self.logout(
+                        &mut fx,
+                        "Logged out",
+                        "Every key of your account was erased from this box.",
+                    );
+                } else {
+                    self.enter_standby(&mut fx);
+                }
+            }
+            return fx;
+        }
         if self.account.is_some()
-            && let Some(after) = self.inactivity
+            && let Some(after) = self.rules.inactivity
         {
             fx.push(Effect::Arm(Timer::Inactivity, after));
         }
         if self.busy.is_some() {
             return fx;
         }
-        if action == Action::Power {
-            if self.account.is_some() {
-                self.logout(
+        if self.confirm_logout {
+            match action {
+                Action::Ok => self.logout(
                     &mut fx,
                     "Logged out",
                     "Every key of your account was erased from this box.",
-                );
+                ),
+                Action::Back => (self.confirm_logout, self.alert) = (false, None),
+                _ => {}
             }
             return fx;
         }
@@ -259,7 +311,7 @@ impl Model {
             return fx;
         }
         if let Some(i) = self.menu {
-            self.menu_action(i, action, &mut fx);
+            self.menu_action(i, action);
             return fx;
         }
         match self.screen {
@@ -312,14 +364,24 @@ impl Model {
                     fx.push(Effect::Arm(Timer::Countdown, Duration::from_secs(1)));
                 }
             }
-            Timer::Inactivity if self.account.is_some() => {
-                let hours = self.inactivity.map_or(0, |d| d.as_secs() / 3600);
-                let detail = if hours >= 1 {
-                    format!(
-                        "No key was pressed for {hours} h. Every key of your account was erased."
-                    )
-                } else {
-                    "No key was pressed for a while. Every key of your account was erased.".into()
+            Timer::Inactivity if self.account.is_some() && !self.standby => {
+                let detail = match whole_hours(self.rules.inactivity) {
+                    Some(h) => format!(
+                        "No key was pressed for {h} h. Every key of your account was erased."
+                    ),
+                    None => "No key was pressed for a while. Every key of your account was erased."
+                        .into(),
+                };
+                self.logout(&mut fx, "Logged out", &detail);
+            }
+            Timer::Standby if self.standby => {
+                let detail = match whole_hours(self.rules.standby) {
+                    Some(h) => format!(
+                        "The box was in standby for {h} h. Every key of your account was erased."
+                    ),
+                    None => "The box was in standby for a while. Every key of your account was \
+                             erased."
+                        .into(),
                 };
                 self.logout(&mut fx, "Logged out", &detail);
             }
@@ -327,6 +389,11 @@ impl Model {
         }
         fx
     }
+}
+
+/// `d` in whole hours, if it is at least one.
+fn whole_hours(d: Option<Duration>) -> Option<u64> {
+    d.map(|d| d.as_secs() / 3600).filter(|&h| h >= 1)
 }
 
 fn capitalise(s: &str) -> String {
@@ -359,8 +426,17 @@ mod testing {
             .collect()
     }
 
+    /// One hour of inactivity or standby; POWER logs out with `hotel`.
+    pub(super) fn rules(hotel: bool) -> SessionRules {
+        SessionRules {
+            inactivity: Some(Duration::from_secs(3600)),
+            standby: Some(Duration::from_secs(3600)),
+            power_logs_out: hotel,
+        }
+    }
+
     pub(super) fn logged_in() -> (Model, Vec<Effect>) {
-        let mut m = Model::new(Some(Duration::from_secs(3600)));
+        let mut m = Model::new(rules(false));
         let fx = m.login_done(Ok(LoggedIn {
             account: "Alice".into(),
             package: "basic".into(),

@@ -47,7 +47,7 @@ impl Model {
         fx.push(Effect::Arm(Timer::VolumeBar, VOLUME_BAR));
     }
 
-    pub(super) fn menu_action(&mut self, i: usize, action: Action, fx: &mut Vec<Effect>) {
+    pub(super) fn menu_action(&mut self, i: usize, action: Action) {
         match action {
             Action::Up => self.menu = Some((i + MENU.len() - 1) % MENU.len()),
             Action::Down => self.menu = Some((i + 1) % MENU.len()),
@@ -56,11 +56,7 @@ impl Model {
                 self.menu = None;
                 match i {
                     0 => self.screen = Screen::Channels,
-                    1 => self.logout(
-                        fx,
-                        "Logged out",
-                        "Every key of your account was erased from this box.",
-                    ),
+                    1 => self.ask_logout(),
                     _ => {}
                 }
             }
