@@ -224,6 +224,11 @@ mod tests {
             assert!(m.action(a).is_empty(), "{a:?}");
         }
         assert!(m.timer(Timer::Inactivity).is_empty() && m.standby());
+        m.feed(crate::feed::FeedState::Refused("gone".into()));
+        assert!(
+            m.alert().is_none(),
+            "a stopped feeder's last word shows nothing"
+        );
         let fx = m.action(Action::Power);
         assert!(!m.standby());
         assert_eq!(plays(&fx), vec![2], "the channel playing before standby");

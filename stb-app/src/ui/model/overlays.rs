@@ -66,7 +66,8 @@ impl Model {
 
     /// The feeder's state for the channel playing.
     pub fn feed(&mut self, feed: FeedState) -> Vec<Effect> {
-        if self.account.is_none() {
+        // In standby the feeder is stopped: a state it sent on the way out shows nothing.
+        if self.account.is_none() || self.standby {
             return vec![];
         }
         match feed {
