@@ -196,13 +196,36 @@ fn fill(model: &mut Model, text: &str) {
 
 /// Logged in, the first channel playing, the banner gone.
 fn watching() -> Model {
+    watching_with(sample_channels(chrono::Utc::now().timestamp_millis()))
+}
+
+fn watching_with(channels: Vec<ChannelInfo>) -> Model {
     let mut m = Model::new(SessionRules::default());
     m.login_done(Ok(LoggedIn {
         account: "Ada Lovelace".into(),
         package: "basic".into(),
-        channels: sample_channels(chrono::Utc::now().timestamp_millis()),
+        channels,
     }));
     m
+}
+
+/// A catalogue of 200 channels made from the sample ones (numbers 1-200).
+fn many_channels() -> Vec<ChannelInfo> {
+    let sample = sample_channels(chrono::Utc::now().timestamp_millis());
+    (1..=200u16)
+        .map(|number| {
+            let base = &sample[usize::from(number - 1) % sample.len()];
+            ChannelInfo {
+                number,
+                name: if number as usize <= sample.len() {
+                    base.name.clone()
+                } else {
+                    format!("{} {}", base.name, number)
+                },
+                ..base.clone()
+            }
+        })
+        .collect()
 }
 
 /// Each screen: name, the model in that state, whether the picture shows.
@@ -302,7 +325,15 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "channels",
             then(watching(), &|m| press(m, &[Back, Down, Down])),
-            false,
+            true,
+        ),
+        (
+            "channels-long",
+            then(watching_with(many_channels()), &|m| {
+                press(m, &[Back, Digit(5), Digit(7)]);
+                m.timer(Timer::NumberEntry);
+            }),
+            true,
         ),
         ("player-banner", watching(), true),
         (

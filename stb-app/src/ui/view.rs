@@ -93,6 +93,25 @@ fn programme(p: &Programme) -> String {
     format!("{}  {}", hh_mm(p.start_ms), p.title)
 }
 
+/// Rows of the channel list on screen at once (they fit the title-safe area at any size).
+pub const LIST_ROWS: usize = 7;
+
+/// The rows on screen: the highlight stays in the middle, except near either end of the list.
+pub fn list_window(selected: usize, len: usize) -> std::ops::Range<usize> {
+    let top = selected
+        .saturating_sub(LIST_ROWS / 2)
+        .min(len.saturating_sub(LIST_ROWS));
+    top..(top + LIST_ROWS).min(len)
+}
+
+/// How far `p` has run at `now_ms`, 0-1; -1 when its times are unknown.
+fn progress(p: &Programme, now_ms: i64) -> f32 {
+    if p.end_ms <= p.start_ms {
+        return -1.0;
+    }
+    ((now_ms - p.start_ms) as f64 / (p.end_ms - p.start_ms) as f64).clamp(0.0, 1.0) as f32
+}
+
 /// The wall clock as the banner shows it.
 pub fn clock() -> String {
     Local::now().format("%H:%M").to_string()
@@ -128,22 +147,31 @@ pub fn render(model: &Model, ui: &AppWindow) {
         ));
     }
     let playing = model.current().map(|c| c.number);
+    let channels = model.channels();
+    let rows = list_window(model.selected(), channels.len());
+    let now_ms = chrono::Utc::now().timestamp_millis();
     ui.set_channels(list(
-        model
-            .channels()
+        channels[rows.clone()]
             .iter()
-            .enumerate()
-            .map(|(i, c)| ChannelRow {
+            .zip(rows.clone())
+            .map(|(c, i)| ChannelRow {
                 number: c.number.to_string().into(),
                 name: c.name.clone().into(),
                 now: programme(&c.now).into(),
                 locked: !c.entitled,
                 selected: i == model.selected(),
                 playing: playing == Some(c.number),
+                progress: progress(&c.now, now_ms),
             })
             .collect(),
     ));
-    ui.set_selected(model.selected() as i32);
+    ui.set_more_above(rows.start > 0);
+    ui.set_more_below(rows.end < channels.len());
+    ui.set_list_position(if channels.is_empty() {
+        SharedString::new()
+    } else {
+        format!("{} / {}", model.selected() + 1, channels.len()).into()
+    });
     if let Some(account) = model.account() {
         ui.set_account(account.account.clone().into());
         ui.set_package(account.package.clone().into());
@@ -200,6 +228,32 @@ mod tests {
 
     fn key(k: Key) -> String {
         char::from(k).to_string()
+    }
+
+    #[test]
+    fn the_list_window_follows_the_highlight_through_any_length() {
+        assert_eq!(list_window(0, 0), 0..0);
+        assert_eq!(list_window(2, 4), 0..4);
+        assert_eq!(list_window(0, 200), 0..LIST_ROWS);
+        assert_eq!(list_window(100, 200), 97..104);
+        assert_eq!(list_window(199, 200), 193..200);
+        for selected in 0..200 {
+            let rows = list_window(selected, 200);
+            assert!(rows.contains(&selected) && rows.len() == LIST_ROWS);
+        }
+    }
+
+    #[test]
+    fn programme_progress() {
+        let p = |start_ms, end_ms| Programme {
+            title: "t".into(),
+            start_ms,
+            end_ms,
+        };
+        assert_eq!(progress(&p(0, 100), 25), 0.25);
+        assert_eq!(progress(&p(0, 100), 500), 1.0);
+        assert_eq!(progress(&p(50, 100), 0), 0.0);
+        assert_eq!(progress(&p(0, 0), 0), -1.0);
     }
 
     #[test]

@@ -352,7 +352,13 @@ impl Model {
     pub fn timer(&mut self, timer: Timer) -> Vec<Effect> {
         let mut fx = Vec::new();
         match timer {
-            Timer::NumberEntry if !self.entry.is_empty() => self.tune_entry(&mut fx),
+            Timer::NumberEntry if !self.entry.is_empty() => {
+                if self.screen == Screen::Channels {
+                    self.jump_to_entry();
+                } else {
+                    self.tune_entry(&mut fx);
+                }
+            }
             Timer::Banner => self.banner = false,
             Timer::VolumeBar => self.volume_bar = false,
             Timer::Countdown => {

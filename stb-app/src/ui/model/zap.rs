@@ -17,14 +17,20 @@ impl Model {
         match action {
             Action::Up if n > 0 => self.selected = (self.selected + n - 1) % n,
             Action::Down if n > 0 => self.selected = (self.selected + 1) % n,
+            Action::Ok if !self.entry.is_empty() => {
+                fx.push(Effect::Cancel(Timer::NumberEntry));
+                self.tune_entry(fx);
+            }
             Action::Ok => {
                 if let Some(c) = self.channels().get(self.selected) {
                     let number = c.number;
                     self.tune(number, fx);
                 }
             }
+            Action::Back if !self.entry.is_empty() => self.cancel_entry(fx),
             Action::Back if self.current.is_some() => self.screen = Screen::Player,
-            Action::Digit(_) | Action::ChannelUp | Action::ChannelDown | Action::LastChannel => {
+            Action::Digit(d) => self.type_digit(d, fx),
+            Action::ChannelUp | Action::ChannelDown | Action::LastChannel => {
                 self.screen = Screen::Player;
                 self.player_action(action, fx);
             }
@@ -36,21 +42,12 @@ impl Model {
 
     pub(super) fn player_action(&mut self, action: Action, fx: &mut Vec<Effect>) {
         match action {
-            Action::Digit(d) => {
-                if self.entry.len() >= 3 {
-                    self.entry.clear();
-                }
-                self.entry.push(char::from(b'0' + d));
-                fx.push(Effect::Arm(Timer::NumberEntry, NUMBER_ENTRY));
-            }
+            Action::Digit(d) => self.type_digit(d, fx),
             Action::Ok if !self.entry.is_empty() => {
                 fx.push(Effect::Cancel(Timer::NumberEntry));
                 self.tune_entry(fx);
             }
-            Action::Back if !self.entry.is_empty() => {
-                self.entry.clear();
-                fx.push(Effect::Cancel(Timer::NumberEntry));
-            }
+            Action::Back if !self.entry.is_empty() => self.cancel_entry(fx),
             Action::Ok | Action::Back => {
                 self.screen = Screen::Channels;
                 self.banner = false;
@@ -98,6 +95,36 @@ impl Model {
             .map_or(if dir > 0 { -1 } else { 0 }, |i| i as i32);
         let next = entitled[((at + dir).rem_euclid(n)) as usize];
         self.tune(next, fx);
+    }
+
+    /// A digit of a channel number (at most 3; a 4th starts again); the entry ends after
+    /// [`NUMBER_ENTRY`] without a digit, or with OK.
+    fn type_digit(&mut self, d: u8, fx: &mut Vec<Effect>) {
+        if self.entry.len() >= 3 {
+            self.entry.clear();
+        }
+        self.entry.push(char::from(b'0' + d));
+        fx.push(Effect::Arm(Timer::NumberEntry, NUMBER_ENTRY));
+    }
+
+    fn cancel_entry(&mut self, fx: &mut Vec<Effect>) {
+        self.entry.clear();
+        fx.push(Effect::Cancel(Timer::NumberEntry));
+    }
+
+    /// Digits typed on the list moved the highlight to that channel, or to the first one
+    /// above the number when there is none (the list is in number order).
+    pub(super) fn jump_to_entry(&mut self) {
+        let entry = std::mem::take(&mut self.entry);
+        let Ok(n) = entry.parse::<u16>() else { return };
+        let channels = self.channels();
+        if let Some(i) = channels
+            .iter()
+            .position(|c| c.number >= n)
+            .or(channels.len().checked_sub(1))
+        {
+            self.selected = i;
+        }
     }
 
     pub(super) fn tune_entry(&mut self, fx: &mut Vec<Effect>) {
@@ -160,6 +187,28 @@ mod tests {
         m.action(Action::Digit(9));
         assert!(plays(&m.timer(Timer::NumberEntry)).is_empty());
         assert_eq!(m.alert().map(|a| a.title.as_str()), Some("No such channel"));
+    }
+
+    #[test]
+    fn digits_on_the_list_move_the_highlight_and_ok_tunes() {
+        let (mut m, _) = logged_in();
+        m.action(Action::Back);
+        assert_eq!(m.screen(), Screen::Channels);
+        m.action(Action::Digit(4));
+        assert_eq!((m.entry(), m.screen()), ("4", Screen::Channels));
+        m.timer(Timer::NumberEntry);
+        assert_eq!(
+            (m.selected(), m.entry()),
+            (3, ""),
+            "channel 4 is the 4th row"
+        );
+        m.action(Action::Digit(9));
+        m.timer(Timer::NumberEntry);
+        assert_eq!(m.selected(), 3, "past the end: the last row");
+        m.action(Action::Digit(2));
+        let fx = m.action(Action::Ok);
+        assert_eq!(plays(&fx), vec![2]);
+        assert_eq!(m.screen(), Screen::Player);
     }
 
     #[test]
