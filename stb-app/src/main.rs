@@ -1,6 +1,6 @@
 //! `stb-app`: the box. `ui` is the TV screen driven by the remote; `headless` plays channels
 //! without a screen and prints a JSON report; `register` is the registration desk's command;
-//! `screenshots` renders every screen to PNG.
+//! `screenshots` renders every screen to PNG; `bench-ui` times the channel list scrolling.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -64,6 +64,18 @@ enum Command {
         /// Only these screens (comma-separated names; default all).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+    },
+    /// Frame times of scrolling a 200-channel list over video (software renderer), as JSON.
+    BenchUi {
+        /// MPEG-TS file whose first picture plays under the list.
+        #[arg(long)]
+        video: Option<PathBuf>,
+        /// Window size.
+        #[arg(long, value_parser = parse_size, default_value = "1920x1080")]
+        size: (u32, u32),
+        /// Frames to draw (one row down each).
+        #[arg(long, default_value_t = 400)]
+        frames: usize,
     },
     /// Log in (password on stdin), play channels, log out, print a JSON report.
     Headless {
@@ -175,6 +187,31 @@ fn main() -> Result<()> {
             for file in files {
                 println!("{}", out.join(file).display());
             }
+        }
+        Command::BenchUi {
+            video,
+            size,
+            frames,
+        } => {
+            let mut ms: Vec<f64> =
+                stb_app::ui::screenshots::bench_list_scroll(video.as_deref(), size, frames)?
+                    .iter()
+                    .map(|d| d.as_secs_f64() * 1000.0)
+                    .collect();
+            ms.sort_by(f64::total_cmp);
+            let at =
+                |q: f64| ms.get(((ms.len() as f64 * q) as usize).min(ms.len().saturating_sub(1)));
+            println!(
+                "{}",
+                serde_json::json!({
+                    "what": "channel list scrolling over video, software renderer, full repaint",
+                    "size": format!("{}x{}", size.0, size.1),
+                    "frames": ms.len(),
+                    "p50_ms": at(0.5),
+                    "p95_ms": at(0.95),
+                    "max_ms": ms.last(),
+                })
+            );
         }
         Command::Headless {
             identifier,

@@ -113,13 +113,7 @@ pub fn render_all(
     only: &[String],
 ) -> Result<Vec<String>> {
     std::fs::create_dir_all(out)?;
-    let window = MinimalSoftwareWindow::new(RepaintBufferType::NewBuffer);
-    slint::platform::set_platform(Box::new(Offscreen {
-        window: window.clone(),
-    }))
-    .map_err(|e| anyhow::anyhow!("Slint platform: {e}"))?;
-    let ui = AppWindow::new()?;
-    ui.show()?;
+    let (window, ui) = offscreen()?;
     let picture = video.map(first_frame).transpose()?.map(|f| to_image(&f));
     let mut written = vec![];
     for &(w, h) in sizes {
@@ -142,13 +136,58 @@ pub fn render_all(
     Ok(written)
 }
 
-fn save(window: &MinimalSoftwareWindow, w: u32, h: u32, path: &Path) -> Result<()> {
+/// The window drawn off screen, with a full repaint on every frame (the picture changes
+/// every frame anyway while video plays).
+fn offscreen() -> Result<(Rc<MinimalSoftwareWindow>, AppWindow)> {
+    let window = MinimalSoftwareWindow::new(RepaintBufferType::NewBuffer);
+    slint::platform::set_platform(Box::new(Offscreen {
+        window: window.clone(),
+    }))
+    .map_err(|e| anyhow::anyhow!("Slint platform: {e}"))?;
+    let ui = AppWindow::new()?;
+    ui.show()?;
+    Ok((window, ui))
+}
+
+/// Frame times of scrolling the 200-channel list over playing video: each frame moves the
+/// highlight one row, copies a new picture in (as the controller does for each decoded
+/// frame) and draws the whole window with the software renderer, as the box does.
+pub fn bench_list_scroll(
+    video: Option<&Path>,
+    (w, h): (u32, u32),
+    frames: usize,
+) -> Result<Vec<Duration>> {
+    let (window, ui) = offscreen()?;
+    window.set_size(slint::PhysicalSize::new(w, h));
+    let picture = video.map(first_frame).transpose()?;
+    let mut model = watching_with(many_channels());
+    press(&mut model, &[Action::Back]);
+    let mut pixels = vec![PremultipliedRgbaColor::default(); (w * h) as usize];
+    let mut times = Vec::with_capacity(frames);
+    for _ in 0..frames {
+        let started = std::time::Instant::now();
+        model.action(Action::Down);
+        render(&model, &ui);
+        if let Some(frame) = &picture {
+            ui.set_video(to_image(frame));
+        }
+        draw(&window, w, &mut pixels);
+        times.push(started.elapsed());
+    }
+    Ok(times)
+}
+
+fn draw(window: &MinimalSoftwareWindow, w: u32, pixels: &mut [PremultipliedRgbaColor]) {
     slint::platform::update_timers_and_animations();
     window.request_redraw();
-    let mut pixels = vec![PremultipliedRgbaColor::default(); (w * h) as usize];
     window.draw_if_needed(|renderer| {
-        renderer.render(&mut pixels, w as usize);
+        renderer.render(pixels, w as usize);
     });
+}
+
+fn save(window: &MinimalSoftwareWindow, w: u32, h: u32, path: &Path) -> Result<()> {
+    let mut pixels = vec![PremultipliedRgbaColor::default(); (w * h) as usize];
+    draw(window, w, &mut pixels);
     // The screens are opaque: premultiplied and straight RGBA are the same bytes.
     let rgba = pixels
         .iter()
