@@ -31,6 +31,10 @@ impl Model {
             Action::Back if self.current.is_some() => self.screen = Screen::Player,
             Action::Digit(d) => self.type_digit(d, fx),
             Action::ChannelUp | Action::ChannelDown | Action::LastChannel => {
+                // A number half typed on the list would otherwise tune when its timer ends.
+                if !self.entry.is_empty() {
+                    self.cancel_entry(fx);
+                }
                 self.screen = Screen::Player;
                 self.player_action(action, fx);
             }
@@ -209,6 +213,14 @@ mod tests {
         let fx = m.action(Action::Ok);
         assert_eq!(plays(&fx), vec![2]);
         assert_eq!(m.screen(), Screen::Player);
+        m.action(Action::Back);
+        m.action(Action::Digit(1));
+        let fx = m.action(Action::ChannelUp);
+        assert_eq!(
+            (plays(&fx), m.entry()),
+            (vec![4], ""),
+            "CH+ drops the half-typed number"
+        );
     }
 
     #[test]
