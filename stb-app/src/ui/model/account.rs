@@ -29,6 +29,15 @@ impl Model {
         self.alert = Some(Alert::new(title, detail));
     }
 
+    /// A logout the viewer asked for (the menu, confirmed; POWER on a hotel box).
+    pub(super) fn log_out_at_once(&mut self, fx: &mut Vec<Effect>) {
+        self.logout(
+            fx,
+            "Logged out",
+            "Every key of your account was erased from this box.",
+        );
+    }
+
     /// The menu's Log out: asks once (OK logs out, BACK keeps watching).
     pub(super) fn ask_logout(&mut self) {
         self.confirm_logout = true;
@@ -175,12 +184,7 @@ mod tests {
                 }
                 1 => m.timer(Timer::Inactivity),
                 _ => {
-                    m = Model::new(rules(true));
-                    m.login_done(Ok(LoggedIn {
-                        account: "Alice".into(),
-                        package: "basic".into(),
-                        channels: channels(),
-                    }));
+                    m = logged_in_with(rules(true)).0;
                     m.action(Action::Power)
                 }
             };

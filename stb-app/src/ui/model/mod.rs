@@ -272,11 +272,7 @@ impl Model {
         if action == Action::Power && self.busy.is_none() {
             if self.account.is_some() {
                 if self.rules.power_logs_out {
-                    self.logout(
-                        &mut fx,
-                        "Logged out",
-                        "Every key of your account was erased from this box.",
-                    );
+                    self.log_out_at_once(&mut fx);
                 } else {
                     self.enter_standby(&mut fx);
                 }
@@ -293,11 +289,7 @@ impl Model {
         }
         if self.confirm_logout {
             match action {
-                Action::Ok => self.logout(
-                    &mut fx,
-                    "Logged out",
-                    "Every key of your account was erased from this box.",
-                ),
+                Action::Ok => self.log_out_at_once(&mut fx),
                 Action::Back => (self.confirm_logout, self.alert) = (false, None),
                 _ => {}
             }
@@ -442,7 +434,11 @@ mod testing {
     }
 
     pub(super) fn logged_in() -> (Model, Vec<Effect>) {
-        let mut m = Model::new(rules(false));
+        logged_in_with(rules(false))
+    }
+
+    pub(super) fn logged_in_with(rules: SessionRules) -> (Model, Vec<Effect>) {
+        let mut m = Model::new(rules);
         let fx = m.login_done(Ok(LoggedIn {
             account: "Alice".into(),
             package: "basic".into(),
