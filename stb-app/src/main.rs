@@ -145,7 +145,7 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     // Declared before everything it must outlive: dropped last, after the runtime.
-    let _tls_warm_up = stb_app::config::warm_up_tls();
+    let tls_warm_up = stb_app::config::warm_up_tls();
     let mut config = if cli.config.exists() {
         BoxConfig::load(&cli.config)?
     } else {
@@ -235,6 +235,8 @@ fn main() -> Result<()> {
             ))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.login_error.is_some() {
+                // exit() skips destructors: the warm-up thread is joined first.
+                drop(tls_warm_up);
                 std::process::exit(2);
             }
         }

@@ -11,7 +11,6 @@ use crate::feed::FeedState;
 use crate::frame::Frame;
 use crate::keyserver_client::{KeyServer, LoginError};
 use crate::player::{FrameHandler, Player};
-use crate::remote::Action;
 use crate::session::{Session, login};
 use crate::sync::lock;
 use slint::{ComponentHandle, Image, Rgba8Pixel, SharedPixelBuffer};
@@ -127,6 +126,9 @@ pub struct Controller {
     session: Option<Arc<Session>>,
     /// The zap in flight or the feeder of the channel playing (on the runtime).
     feeder: Option<tokio::task::JoinHandle<()>>,
+    /// Standby's stop and flush: the next play waits for it, so a quick POWER POWER cannot
+    /// flush the pipeline under the resumed channel.
+    stopping: Option<tokio::task::JoinHandle<()>>,
     /// Counts zaps: a state change of an earlier channel's feeder is not shown.
     zaps: u64,
     timers: HashMap<Timer, slint::Timer>,
@@ -158,6 +160,7 @@ impl Controller {
                 frames,
                 session: None,
                 feeder: None,
+                stopping: None,
                 zaps: 0,
                 timers: HashMap::new(),
                 clock: slint::Timer::default(),
@@ -275,7 +278,7 @@ impl Controller {
             }
             Effect::Standby => {
                 let stopped = self.stop_playing();
-                self.rt.spawn(stopped);
+                self.stopping = Some(self.rt.spawn(stopped));
             }
             Effect::Volume { level, muted } => {
                 self.player.set_volume(f64::from(level) / 100.0, muted);
@@ -340,9 +343,13 @@ impl Controller {
         self.clear_picture();
         let (state, mut changes) = tokio::sync::watch::channel(FeedState::Starting);
         let old = self.feeder.take();
+        let stopping = self.stopping.take();
         let (player, session) = (self.player.clone(), self.session.clone());
         let (frames, ui) = (self.frames.clone(), self.ui.clone());
         self.feeder = Some(self.rt.spawn(async move {
+            if let Some(stopping) = stopping {
+                let _ = stopping.await;
+            }
             stop(old).await;
             if let Err(e) = flush(player.clone()).await {
                 player.stats().error(format!("zap: {e}"));
@@ -445,7 +452,7 @@ pub fn run(
         }
     })?;
     ui.run()?;
-    // Window closed: the same as Power.
-    dispatch(&this, |m| m.action(Action::Power));
+    // Window closed: the session ends, whatever POWER means on this box.
+    dispatch(&this, Model::shutdown);
     Ok(())
 }

@@ -38,6 +38,16 @@ impl Model {
         );
     }
 
+    /// The UI is closing: the session ends (standby would keep its keys in a process that is
+    /// going away).
+    pub fn shutdown(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.account.is_some() {
+            self.log_out_at_once(&mut fx);
+        }
+        fx
+    }
+
     /// The menu's Log out: asks once (OK logs out, BACK keeps watching).
     pub(super) fn ask_logout(&mut self) {
         self.confirm_logout = true;
@@ -56,7 +66,13 @@ impl Model {
         for t in SESSION_TIMERS {
             fx.push(Effect::Cancel(t));
         }
-        if let Some(limit) = self.rules.standby {
+        // The inactivity rule sleeps in standby: the shorter of the two limits applies, so
+        // keys never stay longer than either says.
+        let limit = match (self.rules.standby, self.rules.inactivity) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(limit) = limit {
             fx.push(Effect::Arm(Timer::Standby, limit));
         }
         (self.menu, self.confirm_logout, self.alert, self.status) = (None, false, None, None);
@@ -242,6 +258,19 @@ mod tests {
                 .any(|e| matches!(e, Effect::Cancel(Timer::Standby)))
         );
         assert_eq!(m.screen(), Screen::Player);
+    }
+
+    #[test]
+    fn closing_the_window_logs_out_even_in_standby() {
+        for standby in [false, true] {
+            let (mut m, _) = logged_in();
+            if standby {
+                m.action(Action::Power);
+            }
+            let fx = m.shutdown();
+            assert!(fx.iter().any(|e| matches!(e, Effect::Logout)));
+            assert!(plays(&fx).is_empty() && m.account().is_none() && !m.standby());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::{Effect, Model, Screen, Timer, VOLUME_BAR, VOLUME_STEP, capitalise};
 use crate::feed::FeedState;
 use crate::remote::Action;
 
-/// A modal message: OK or Back dismisses it.
+/// A modal message: OK or Back dismisses it (the logout confirmation: OK logs out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     /// Headline.

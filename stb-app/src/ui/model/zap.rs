@@ -38,10 +38,18 @@ impl Model {
                 self.screen = Screen::Player;
                 self.player_action(action, fx);
             }
-            Action::Menu => self.menu = Some(0),
+            Action::Menu => self.open_menu(fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
             _ => {}
         }
+    }
+
+    /// The menu, with no number half typed behind it (its timer would tune under the menu).
+    fn open_menu(&mut self, fx: &mut Vec<Effect>) {
+        if !self.entry.is_empty() {
+            self.cancel_entry(fx);
+        }
+        self.menu = Some(0);
     }
 
     pub(super) fn player_action(&mut self, action: Action, fx: &mut Vec<Effect>) {
@@ -75,7 +83,7 @@ impl Model {
                     fx.push(Effect::Arm(Timer::Banner, BANNER));
                 }
             }
-            Action::Menu => self.menu = Some(0),
+            Action::Menu => self.open_menu(fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
             _ => {}
         }
@@ -221,6 +229,9 @@ mod tests {
             (vec![4], ""),
             "CH+ drops the half-typed number"
         );
+        m.action(Action::Digit(1));
+        m.action(Action::Menu);
+        assert_eq!((m.entry(), m.menu()), ("", Some(0)), "so does MENU");
     }
 
     #[test]
