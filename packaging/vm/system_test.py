@@ -485,6 +485,13 @@ def main():
             write_png(f"{args.screenshots}/{name}.png", w, h, rgb)
             print(f"  {name}.png {w}x{h} {json.dumps({k: round(v, 3) for k, v in s.items()})}")
 
+        def timed(key, what, check, **kw):
+            """`wait_for` right after a key press; the time it took goes into the report."""
+            t = time.monotonic()
+            shot = wait_for(what, check, args.step_timeout, **kw)
+            report[key] = round(time.monotonic() - t, 1)
+            return shot
+
         def press(keys, pause=0.12):
             for k in keys:
                 qmp.key(k)
@@ -503,42 +510,33 @@ def main():
         time.sleep(1)
         save("vm-login-typed", screen())
         press(password_keys[-1:])
-        t = time.monotonic()
-        shot = wait_for("channel 1's picture", is_channel1, args.step_timeout, moving=True)
-        report["login_to_picture_s"] = round(time.monotonic() - t, 1)
+        shot = timed("login_to_picture_s", "channel 1's picture", is_channel1, moving=True)
         save("vm-channel1", shot)
 
         print("== CH+")
         press(["pgup"])
-        t = time.monotonic()
-        shot = wait_for("channel 2's picture", is_channel2, args.step_timeout, moving=True)
-        report["zap_to_picture_s"] = round(time.monotonic() - t, 1)
+        shot = timed("zap_to_picture_s", "channel 2's picture", is_channel2, moving=True)
         save("vm-channel2", shot)
         time.sleep(6)  # a probe line while channel 2 plays
 
         print("== POWER: standby")
         press(["power"])
-        t = time.monotonic()
-        shot = wait_for("the dark screen of standby", is_standby, args.step_timeout, still=True)
-        report["power_to_standby_s"] = round(time.monotonic() - t, 1)
+        shot = timed("power_to_standby_s", "the dark screen of standby", is_standby, still=True)
         save("vm-standby", shot)
         time.sleep(2)
         print("== POWER again: the same channel, no password")
         press(["power"])
-        t = time.monotonic()
-        shot = wait_for("channel 2's picture after standby", is_channel2, args.step_timeout,
-                        moving=True)
-        report["standby_to_picture_s"] = round(time.monotonic() - t, 1)
+        timed("standby_to_picture_s", "channel 2's picture after standby", is_channel2,
+              moving=True)
 
         print("== MENU, Log out, OK")
         press(["home", "down", "ret"])  # HOME is mapped to the menu, like MENU
         time.sleep(1)
         save("vm-logout-confirm", screen())
         press(["ret"])
-        t = time.monotonic()
         # "Logged out" over the dimmed login screen: dark, some text, and no video behind.
-        shot = wait_for("the logged-out message", is_logged_out, args.step_timeout, still=True)
-        report["confirm_to_logged_out_s"] = round(time.monotonic() - t, 1)
+        shot = timed("confirm_to_logged_out_s", "the logged-out message", is_logged_out,
+                     still=True)
         save("vm-logout", shot)
         press(["ret"])  # OK closes the message: the login screen
         shot = wait_for("the login screen after logging out", is_login, args.step_timeout)

@@ -66,18 +66,21 @@ impl Model {
         for t in SESSION_TIMERS {
             fx.push(Effect::Cancel(t));
         }
-        // The inactivity rule sleeps in standby: the shorter of the two limits applies, so
-        // keys never stay longer than either says.
-        let limit = match (self.rules.standby, self.rules.inactivity) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(limit) = limit {
+        if let Some(limit) = self.standby_limit() {
             fx.push(Effect::Arm(Timer::Standby, limit));
         }
         (self.menu, self.confirm_logout, self.alert, self.status) = (None, false, None, None);
         (self.banner, self.volume_bar) = (false, false);
         self.entry.clear();
+    }
+
+    /// How long standby may last. The inactivity rule sleeps in standby: the shorter of the
+    /// two limits applies, so keys never stay longer than either says.
+    pub(super) fn standby_limit(&self) -> Option<Duration> {
+        match (self.rules.standby, self.rules.inactivity) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// POWER in standby: back to what was on screen, the channel playing again.

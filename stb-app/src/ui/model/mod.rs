@@ -363,24 +363,11 @@ impl Model {
                 }
             }
             Timer::Inactivity if self.account.is_some() && !self.standby => {
-                let detail = match whole_hours(self.rules.inactivity) {
-                    Some(h) => format!(
-                        "No key was pressed for {h} h. Every key of your account was erased."
-                    ),
-                    None => "No key was pressed for a while. Every key of your account was erased."
-                        .into(),
-                };
+                let detail = lasted("No key was pressed", self.rules.inactivity);
                 self.logout(&mut fx, "Logged out", &detail);
             }
             Timer::Standby if self.standby => {
-                let detail = match whole_hours(self.rules.standby) {
-                    Some(h) => format!(
-                        "The box was in standby for {h} h. Every key of your account was erased."
-                    ),
-                    None => "The box was in standby for a while. Every key of your account was \
-                             erased."
-                        .into(),
-                };
+                let detail = lasted("The box was in standby", self.standby_limit());
                 self.logout(&mut fx, "Logged out", &detail);
             }
             _ => {}
@@ -389,9 +376,12 @@ impl Model {
     }
 }
 
-/// `d` in whole hours, if it is at least one.
-fn whole_hours(d: Option<Duration>) -> Option<u64> {
-    d.map(|d| d.as_secs() / 3600).filter(|&h| h >= 1)
+/// Why a session ended by itself: `what` "for N h" (or "for a while" under an hour).
+fn lasted(what: &str, d: Option<Duration>) -> String {
+    match d.map(|d| d.as_secs() / 3600).filter(|&h| h >= 1) {
+        Some(h) => format!("{what} for {h} h. Every key of your account was erased."),
+        None => format!("{what} for a while. Every key of your account was erased."),
+    }
 }
 
 fn capitalise(s: &str) -> String {
