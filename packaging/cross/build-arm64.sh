@@ -3,7 +3,11 @@
 # smoke-runs every binary's --version under qemu-aarch64-static. One command, as root (or
 # with sudo), from a Debian bookworm amd64 machine:
 #
-#   packaging/cross/build-arm64.sh        -> target/debian-arm64/*.deb
+#   packaging/cross/build-arm64.sh                -> target/debian-arm64/*.deb
+#   packaging/cross/build-arm64.sh --only stb-app -> target/debian-arm64/stb-app_*.deb
+#
+# --only PKG (repeatable) builds just those packages: the Raspberry Pi image needs only
+# stb-app, and the servers' release cross-build costs as much time again on two cores.
 #
 # The Debian mirror is the one apt uses here (scripts/debian-mirror.sh; STB_DEBIAN_MIRROR
 # overrides it).
@@ -15,6 +19,19 @@
 # which are not co-installable, and breaks the native build. Measured time: packaging/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+packages=()
+while (($#)); do
+  case "$1" in
+    --only)
+      case "${2:-}" in
+        stb-app | keyserver | content-server) packages+=("$2") ;;
+        *) echo "--only takes stb-app, keyserver or content-server, not '${2:-}'" >&2; exit 2 ;;
+      esac
+      shift 2 ;;
+    *) echo "usage: $0 [--only stb-app|keyserver|content-server]..." >&2; exit 2 ;;
+  esac
+done
+((${#packages[@]})) || packages=(keyserver content-server stb-app)
 TARGET=aarch64-unknown-linux-gnu
 SYSROOT=$PWD/target/arm64-sysroot
 SUDO=""
@@ -28,6 +45,7 @@ command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 
 dev=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
      libfontconfig-dev libxkbcommon-dev libinput-dev libudev-dev)
+mkdir -p target
 if [ ! -f "$SYSROOT/.complete" ]; then
   $SUDO rm -rf "$SYSROOT"
   $SUDO debootstrap --foreign --variant=minbase --arch=arm64 --include="$(IFS=,; echo "${dev[*]}")" \
@@ -66,7 +84,7 @@ export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
 export PKG_CONFIG_LIBDIR=$libs/pkgconfig:$SYSROOT/usr/share/pkgconfig
 
-cargo build --release --locked --target "$TARGET" -p stb-app -p keyserver -p content-server
+cargo build --release --locked --target "$TARGET" $(printf -- '-p %s ' "${packages[@]}")
 built=$(date +%s)
 
 # cargo-deb's $auto (dpkg-shlibdeps) cannot see into the sysroot: the shared-library
@@ -95,7 +113,7 @@ shlib_depends() {
 out=target/debian-arm64
 rm -rf "$out" target/debian-arm64.work
 mkdir -p "$out"
-for pkg in keyserver content-server stb-app; do
+for pkg in "${packages[@]}"; do
   cargo deb --no-build --target "$TARGET" -p "$pkg" -o "$out/" 2>/dev/null >/dev/null
   deb=$(ls -1 "$out"/"${pkg}"_*_arm64.deb)
   work=target/debian-arm64.work/$pkg
@@ -117,7 +135,15 @@ lintian --fail-on error --suppress-tags no-manual-page,no-changelog,initial-uplo
   "$out"/*.deb
 
 # Smoke runs: each arm64 binary with the sysroot's loader and libraries, under qemu.
-for bin in keyserver keyserver-load content-server content-load stb-app; do
+bins=()
+for pkg in "${packages[@]}"; do
+  case "$pkg" in
+    keyserver) bins+=(keyserver keyserver-load) ;;
+    content-server) bins+=(content-server content-load) ;;
+    stb-app) bins+=(stb-app) ;;
+  esac
+done
+for bin in "${bins[@]}"; do
   file "target/$TARGET/release/$bin" | grep -q 'ARM aarch64' ||
     { echo "$bin is not an aarch64 binary" >&2; exit 1; }
   qemu-aarch64-static -L "$SYSROOT" "target/$TARGET/release/$bin" --version

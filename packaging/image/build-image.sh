@@ -14,12 +14,17 @@
 #
 # Options: --config FILE installs that box configuration as /etc/stb-app/config.toml (the
 # operator's key server URL and CA); --mirror URL; --out DIR; --size-mb N (image size).
+# --base-only stops after debootstrap and the kernel (no .deb needed); a later run with
+# --reuse-base starts from that root and installs the .deb: the slow arm64 base can be made
+# while the cross build of stb-app is still running.
 # Root is needed (debootstrap, chroot). Disk images are assembled without loop devices or
 # mounts: `mkfs.ext4 -d` fills the root partition from the directory, mtools fills the FAT boot
 # partition (and syslinux installs its boot sector through mtools), sfdisk writes the table,
-# `dd` puts the partitions at their offsets. Building arm64 on an amd64 host needs
-# qemu-user-static with binfmt_misc registered (the default on a Debian host once
-# qemu-user-static is installed; not available on the CI machine, which builds amd64).
+# `dd` puts the partitions at their offsets. Building arm64 on an amd64 host runs the arm64
+# programs (maintainer scripts, update-initramfs, the checks) with qemu-user-static: through
+# binfmt_misc and chroot when the host has a qemu-aarch64 entry, otherwise through proot
+# (`debootstrap --foreign`, then the second stage and apt inside `proot -q
+# qemu-aarch64-static`), which needs no kernel support at all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -29,6 +34,8 @@ config=""
 out=""
 mirror=""   # default: the mirror this machine's apt uses (scripts/debian-mirror.sh)
 rootfs_only=0
+base_only=0
+reuse_base=0
 size_mb=3072
 while (($#)); do
   case "$1" in
@@ -39,14 +46,16 @@ while (($#)); do
     --mirror) mirror=$2; shift 2 ;;
     --size-mb) size_mb=$2; shift 2 ;;
     --rootfs-only) rootfs_only=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --base-only) base_only=1; shift ;;
+    --reuse-base) reuse_base=1; shift ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$arch" in amd64|arm64) ;; *) echo "--arch is amd64 or arm64" >&2; exit 2 ;; esac
 [ "$(id -u)" -eq 0 ] || { echo "run as root (debootstrap and chroot need it)" >&2; exit 1; }
 out=${out:-target/image-$arch}
-if [ -z "$deb" ]; then
+if [ -z "$deb" ] && [ "$base_only" = 0 ]; then
   dir=target/debian
   [ "$arch" = arm64 ] && dir=target/debian-arm64
   deb=$(ls -1 "$dir"/stb-app_*_"$arch".deb 2>/dev/null | tail -1 || true)
@@ -57,41 +66,93 @@ started=$(date +%s)
 tools=(debootstrap e2fsprogs)
 [ "$rootfs_only" = 1 ] || tools+=(mtools dosfstools fdisk)
 [ "$rootfs_only" = 0 ] && [ "$arch" = amd64 ] && tools+=(syslinux syslinux-common)
-[ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ] && tools+=(qemu-user-static)
-scripts/install-deps.sh "${tools[@]}"
-if [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ] &&
-   [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-  echo "arm64 binaries cannot run here: binfmt_misc has no qemu-aarch64 entry" >&2
-  echo "(on a Debian host: apt-get install qemu-user-static binfmt-support)" >&2
-  exit 1
+# How arm64 programs run in the root on another host: chroot when binfmt_misc hands them to
+# qemu-aarch64 by itself, proot with qemu-aarch64-static when it cannot (no binfmt_misc, as
+# on the build machine; registering an entry needs privileges a container lacks).
+use_proot=0
+if [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ]; then
+  tools+=(qemu-user-static)
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || { use_proot=1; tools+=(proot); }
 fi
+scripts/install-deps.sh "${tools[@]}"
 
 root=$out/root
-# A run killed midway may have left /proc mounted in the old root: never delete through it.
-umount -l "$root/proc" 2>/dev/null || true
-rm -rf --one-file-system "$root"
-mkdir -p "$out"
-components=main
-[ "$arch" = arm64 ] && components=main,non-free-firmware
-debootstrap --variant=minbase --arch="$arch" --components="$components" \
-  --include=systemd,systemd-sysv,udev,dbus,systemd-resolved,iproute2,ca-certificates,kmod \
-  bookworm "$root" "${mirror:-$(scripts/debian-mirror.sh)}" >"$out/debootstrap.log" 2>&1 ||
-  { tail -20 "$out/debootstrap.log" >&2; exit 1; }
+base_mark=$root/.stb-base   # the base stage finished and nothing else touched the root yet
+# proot runs every arm64 program of the root through the host's qemu-aarch64-static and fakes
+# root's privileges where the real ones are not enough (PROOT_NO_SECCOMP: proot's seccomp
+# acceleration misses system calls made by the emulated programs). The host's /dev and /sys
+# are bound in, so nothing is mounted (binding /proc too made proot abort with "compare_paths2:
+# Assertion `length2 > 0' failed" in the second stage). The root is given as an absolute path.
+# The emulator is copied in for the second stage (debootstrap looks for it there) and removed
+# before the image is made.
+in_proot() {
+  PROOT_NO_SECCOMP=1 proot -0 -q qemu-aarch64-static -r "$(realpath "$root")" -b /dev -b /sys -w / \
+    /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"
+}
+if [ "$reuse_base" = 1 ]; then
+  [ -f "$base_mark" ] || { echo "no base root in $root: run with --base-only first (or without --reuse-base)" >&2; exit 1; }
+else
+  # A run killed midway may have left /proc mounted in the old root: never delete through it.
+  umount -l "$root/proc" 2>/dev/null || true
+  rm -rf --one-file-system "$root"
+  mkdir -p "$out"
+  : >"$out/apt.log"
+  components=main
+  [ "$arch" = arm64 ] && components=main,non-free-firmware
+  foreign=()
+  include=systemd,systemd-sysv,udev,dbus,systemd-resolved,iproute2,ca-certificates,kmod
+  # Under proot, systemd's postinst would run systemd-tmpfiles, on which proot aborts
+  # ("compare_paths2: Assertion `length2 > 0' failed"): systemd comes later, with apt, once
+  # a stand-in for systemd-tmpfiles is in place (below).
+  [ "$use_proot" = 1 ] && { foreign=(--foreign); include=iproute2,ca-certificates,kmod; }
+  debootstrap "${foreign[@]}" --variant=minbase --arch="$arch" --components="$components" \
+    --include="$include" \
+    bookworm "$root" "${mirror:-$(scripts/debian-mirror.sh)}" >"$out/debootstrap.log" 2>&1 ||
+    { tail -20 "$out/debootstrap.log" >&2; exit 1; }
 
-# systemd-resolved made resolv.conf a link into /run; the build needs the host's resolver.
-rm -f "$root/etc/resolv.conf"
-cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+  if [ "$use_proot" = 1 ]; then
+    cp /usr/bin/qemu-aarch64-static "$root/usr/bin/"
+    stage2=$(date +%s)
+    in_proot DEBOOTSTRAP_DIR=/debootstrap /bin/sh /debootstrap/debootstrap --second-stage \
+      >>"$out/debootstrap.log" 2>&1 || { tail -20 "$out/debootstrap.log" >&2; exit 1; }
+    echo "debootstrap second stage under proot: $(($(date +%s) - stage2)) s"
+    # The stand-in: systemd-tmpfiles diverted away while the packages are installed, put
+    # back before the image is made (the real one runs at every boot anyway:
+    # systemd-tmpfiles-setup.service creates what the postinsts would have created).
+    in_proot dpkg-divert --local --rename --add /bin/systemd-tmpfiles >/dev/null
+    printf '#!/bin/sh\n# build-time stand-in, see build-image.sh\nexit 0\n' >"$root/bin/systemd-tmpfiles"
+    chmod 755 "$root/bin/systemd-tmpfiles"
+    # apt-key cannot turn the .asc keys of trusted.gpg.d into a keyring under proot (gpgv:
+    # "add_keyblock_resource" error, then NO_PUBKEY for every signature): the archive is
+    # checked against the binary keyring of debian-archive-keyring instead (signed-by).
+    sed -i 's|^deb |deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] |' \
+      "$root/etc/apt/sources.list"
+  fi
 
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
+  # systemd-resolved made resolv.conf a link into /run; the build needs the host's resolver.
+  rm -f "$root/etc/resolv.conf"
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+fi
+
+apt_opts=()
+if [ "$use_proot" = 1 ]; then
+  in_root() { in_proot "$@"; }
+  # apt drops to the _apt user to download; proot's faked root cannot switch users.
+  apt_opts=(-o APT::Sandbox::User=root)
+  cleanup() { :; }
+else
+  in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
+  mount -t proc proc "$root/proc"
+  cleanup() { umount -l "$root/proc" 2>/dev/null || true; }
+fi
+trap cleanup EXIT
 # Nothing starts inside the build root.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
-mount -t proc proc "$root/proc"
-cleanup() { umount -l "$root/proc" 2>/dev/null || true; }
-trap cleanup EXIT
 
-cp "$deb" "$root/tmp/"
-packages=("/tmp/$(basename "$deb")")
+packages=()
+# Under proot the systemd packages were left out of debootstrap (see above).
+[ "$use_proot" = 1 ] && packages+=(systemd systemd-sysv udev dbus systemd-resolved)
 if [ "$arch" = arm64 ]; then
   # Kernel and the Pi's boot firmware from Debian (raspi-firmware copies the kernel, the
   # initramfs and the device trees into /boot/firmware on every kernel update).
@@ -101,10 +162,28 @@ elif [ "$rootfs_only" = 0 ]; then
   # initramfs that finds the root by its label.
   packages+=(linux-image-amd64 initramfs-tools)
 fi
-in_root apt-get update -qq
-in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  "${packages[@]}" >"$out/apt.log" 2>&1 || { tail -30 "$out/apt.log" >&2; exit 1; }
+# The base (the kernel and the boot files) and the box's .deb go in with one apt run, or in
+# two runs with --base-only and --reuse-base.
+[ "$reuse_base" = 1 ] && packages=()
+if [ "$base_only" = 0 ]; then
+  cp "$deb" "$root/tmp/"
+  packages+=("/tmp/$(basename "$deb")")
+fi
+apt_started=$(date +%s)
+rm -f "$base_mark"
+in_root apt-get "${apt_opts[@]}" update -qq
+if ((${#packages[@]})); then
+  in_root env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq \
+    --no-install-recommends "${packages[@]}" >>"$out/apt.log" 2>&1 ||
+    { tail -30 "$out/apt.log" >&2; exit 1; }
+fi
 in_root apt-get clean
+echo "packages installed: $(($(date +%s) - apt_started)) s"
+if [ "$base_only" = 1 ]; then
+  touch "$base_mark"
+  echo "base root: $root ($(du -sh "$root" | cut -f1)), $(($(date +%s) - started)) s; next: --reuse-base"
+  exit 0   # the trap unmounts /proc
+fi
 rm -f "$root/tmp/"*.deb
 
 # The box: its own name, DHCP on every wired port, the UI on the console instead of a login prompt,
@@ -128,6 +207,11 @@ printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/volat
 rm -f "$root/usr/sbin/policy-rc.d"
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 
+if [ "$use_proot" = 1 ]; then
+  rm -f "$root/bin/systemd-tmpfiles"
+  in_root dpkg-divert --local --rename --remove /bin/systemd-tmpfiles >/dev/null
+fi
+
 # What the image must hold, checked inside it.
 check() { in_root "$@" || { echo "image check failed: $*" >&2; exit 1; }; }
 check test -L /etc/systemd/system/multi-user.target.wants/stb-app.service
@@ -137,6 +221,7 @@ check stb-app --version
 
 cleanup
 trap - EXIT
+[ "$use_proot" = 0 ] || rm -f "$root/usr/bin/qemu-aarch64-static"
 rootfs_mb=$(( $(du -sm "$root" | cut -f1) * 13 / 10 + 256 ))
 if [ "$rootfs_only" = 1 ]; then
   mkfs.ext4 -q -F -L stb-root -d "$root" "$out/rootfs.ext4" "${rootfs_mb}M"
