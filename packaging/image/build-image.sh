@@ -129,9 +129,6 @@ else
       "$root/etc/apt/sources.list"
   fi
 
-  # systemd-resolved made resolv.conf a link into /run; the build needs the host's resolver.
-  rm -f "$root/etc/resolv.conf"
-  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 fi
 
 apt_opts=()
@@ -171,6 +168,10 @@ if [ "$base_only" = 0 ]; then
 fi
 apt_started=$(date +%s)
 rm -f "$base_mark"
+# systemd-resolved makes resolv.conf a link into /run (a base made earlier has it already);
+# apt in the build root needs the host's resolver.
+rm -f "$root/etc/resolv.conf"
+cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 in_root apt-get "${apt_opts[@]}" update -qq
 if ((${#packages[@]})); then
   in_root env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq \

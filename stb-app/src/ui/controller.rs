@@ -131,6 +131,10 @@ pub struct Controller {
     stopping: Option<tokio::task::JoinHandle<()>>,
     /// Counts zaps: a state change of an earlier channel's feeder is not shown.
     zaps: u64,
+    /// The login or registration running, and its number: a result of earlier (cancelled)
+    /// work is dropped unseen.
+    work: Option<tokio::task::AbortHandle>,
+    works: u64,
     timers: HashMap<Timer, slint::Timer>,
     clock: slint::Timer,
     me: std::rc::Weak<RefCell<Controller>>,
@@ -162,6 +166,8 @@ impl Controller {
                 feeder: None,
                 stopping: None,
                 zaps: 0,
+                work: None,
+                works: 0,
                 timers: HashMap::new(),
                 clock: slint::Timer::default(),
                 me: me.clone(),
@@ -215,9 +221,14 @@ impl Controller {
                     .rt
                     .spawn(async move { login(&keyserver?, &identifier, password).await });
                 let me = self.me.clone();
+                let work = self.start_work(task.abort_handle());
                 self.spawn_local(async move {
                     let result = task.await;
                     let Some(this) = me.upgrade() else { return };
+                    // Cancelled: the session (if it was made) drops here, its keys wiped.
+                    if !this.borrow_mut().end_work(work) {
+                        return;
+                    }
                     let result = match result {
                         Ok(r) => r,
                         Err(_) => Err(LoginError::Interrupted),
@@ -253,15 +264,26 @@ impl Controller {
                     .await
                 });
                 let me = self.me.clone();
+                let work = self.start_work(task.abort_handle());
                 self.spawn_local(async move {
                     // A task that did not finish (runtime shutting down) made no keys.
                     let result = task.await.unwrap_or_else(|e| {
                         Err(crate::register::RegisterError::Keys(e.to_string()))
                     });
-                    if let Some(this) = me.upgrade() {
+                    if let Some(this) = me.upgrade()
+                        && this.borrow_mut().end_work(work)
+                    {
                         dispatch(&this, |m| m.register_done(result));
                     }
                 });
+            }
+            Effect::CancelWork => {
+                // The task stops at its next await; Argon2id already running on a blocking
+                // thread finishes there and its output is dropped (wiped) unseen.
+                if let Some(work) = self.work.take() {
+                    work.abort();
+                }
+                self.works += 1;
             }
             Effect::Play(number) => self.play(number),
             Effect::Logout => {
@@ -301,6 +323,22 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Numbers a login or registration just spawned on the runtime.
+    fn start_work(&mut self, task: tokio::task::AbortHandle) -> u64 {
+        self.works += 1;
+        self.work = Some(task);
+        self.works
+    }
+
+    /// Whether the work numbered `work` is still the one on screen (not cancelled).
+    fn end_work(&mut self, work: u64) -> bool {
+        let current = self.works == work;
+        if current {
+            self.work = None;
+        }
+        current
     }
 
     fn spawn_local(&self, fut: impl std::future::Future<Output = ()> + 'static) {

@@ -240,6 +240,8 @@ fn watching() -> Model {
 
 fn watching_with(channels: Vec<ChannelInfo>) -> Model {
     let mut m = Model::new(SessionRules::default());
+    fill(&mut m, "ada.lovelace");
+    fill(&mut m, "Sofa-Remote#2026!");
     m.login_done(Ok(LoggedIn {
         account: "Ada Lovelace".into(),
         package: "basic".into(),
@@ -283,6 +285,11 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
     let to_password = |m: &mut Model| {
         fill(m, "000000000000");
         fill(m, "ada.lovelace");
+    };
+    let submit_registration = |m: &mut Model| {
+        to_password(m);
+        fill(m, "Sofa-Remote#2026!");
+        fill(m, "Sofa-Remote#2026!");
     };
     let quiet = || {
         then(watching(), &|m| {
@@ -348,6 +355,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "register-done",
             then(wizard(), &|m| {
+                submit_registration(m);
                 m.register_done(Ok("Ada Lovelace".into()));
             }),
             false,
@@ -355,6 +363,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "register-failed",
             then(wizard(), &|m| {
+                submit_registration(m);
                 m.register_done(Err(crate::register::RegisterError::EnrollmentRefused(
                     "this enrollment code was already used".into(),
                 )));

@@ -1,7 +1,7 @@
 //! Model to Slint properties, and window keys to actions. Nothing secret crosses here: the
 //! password fields reach the screen as dots.
 
-use super::model::{MENU, Model, Screen};
+use super::model::{Alert, MENU, Model, Screen};
 use super::{AppWindow, BannerInfo, ChannelRow, DrawnScreen, FieldItem, KeyCap};
 use crate::remote::Action;
 use chrono::{Local, TimeZone};
@@ -198,11 +198,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
     let alert = model.alert();
     ui.set_alert_title(alert.map(|a| a.title.clone()).unwrap_or_default().into());
     ui.set_alert_detail(alert.map(|a| a.detail.clone()).unwrap_or_default().into());
-    let (ok, cancel) = if model.confirming_logout() {
-        ("OK  Log out", "Keep watching")
-    } else {
-        ("OK", "")
-    };
+    let (ok, cancel) = alert.map_or(("OK", ""), Alert::buttons);
     ui.set_alert_ok(ok.into());
     ui.set_alert_cancel(cancel.into());
     ui.set_busy(model.busy().unwrap_or_default().into());

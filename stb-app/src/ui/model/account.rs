@@ -2,7 +2,7 @@
 //! and its reasons (the menu, inactivity, a long standby, POWER on a hotel box).
 
 use super::form::Form;
-use super::overlays::{Alert, retry_alert};
+use super::overlays::{Alert, AlertAction, retry_alert};
 use super::{BANNER, Effect, LoggedIn, Model, Screen, Timer, capitalise};
 use crate::keyserver_client::LoginError;
 use std::time::Duration;
@@ -50,12 +50,14 @@ impl Model {
 
     /// The menu's Log out: asks once (OK logs out, BACK keeps watching).
     pub(super) fn ask_logout(&mut self) {
-        self.confirm_logout = true;
-        self.alert = Some(Alert::new(
-            "Log out?",
-            "Every key of your account will be erased from this box. To watch again you \
-             will type your password.",
-        ));
+        self.alert = Some(
+            Alert::new(
+                "Log out?",
+                "Every key of your account will be erased from this box. To watch again you \
+                 will type your password.",
+            )
+            .with(AlertAction::LogOut),
+        );
     }
 
     /// POWER while logged in: picture and sound off, the stream closed, the session's keys
@@ -69,7 +71,7 @@ impl Model {
         if let Some(limit) = self.standby_limit() {
             fx.push(Effect::Arm(Timer::Standby, limit));
         }
-        (self.menu, self.confirm_logout, self.alert, self.status) = (None, false, None, None);
+        (self.menu, self.alert, self.status) = (None, None, None);
         (self.banner, self.volume_bar) = (false, false);
         self.entry.clear();
     }
@@ -100,9 +102,12 @@ impl Model {
     }
 
     /// The login finished.
+    /// A result that comes after BACK cancelled the login is not shown.
     pub fn login_done(&mut self, result: Result<LoggedIn, LoginError>) -> Vec<Effect> {
-        self.busy = None;
         let mut fx = Vec::new();
+        if self.busy.take().is_none() {
+            return fx;
+        }
         match result {
             Ok(account) => {
                 self.form = Form::default();
@@ -155,11 +160,13 @@ impl Model {
                             "{} does not answer. Check the network cable, then try again.",
                             capitalise(what)
                         ),
-                    ),
+                    )
+                    .with(AlertAction::RetryLogin),
                     LoginError::Protocol(what) => Alert::new(
                         "Service error",
                         format!("Unexpected answer from {what}. Try again later."),
-                    ),
+                    )
+                    .with(AlertAction::RetryLogin),
                     LoginError::Configuration(_) | LoginError::Identity(_) => Alert::new(
                         "Cannot log in on this box",
                         format!("{}. Call your operator.", capitalise(&e.to_string())),
@@ -167,7 +174,8 @@ impl Model {
                     LoginError::KeyDerivation | LoginError::Interrupted => Alert::new(
                         "Cannot log in right now",
                         format!("{}. Try again.", capitalise(&e.to_string())),
-                    ),
+                    )
+                    .with(AlertAction::RetryLogin),
                 });
             }
         }

@@ -1,7 +1,7 @@
 //! The form screens: login (identifier, then password) and the registration wizard (code,
 //! identifier, password, confirmation), typed on the on-screen keyboard or a real one.
 
-use super::overlays::{Alert, retry_alert};
+use super::overlays::{Alert, AlertAction, retry_alert};
 use super::{Effect, Model, Screen, Step, capitalise};
 use crate::register::RegisterError;
 use crate::remote::Action;
@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 const MAX_IDENTIFIER: usize = 64;
 const MAX_PASSWORD: usize = 128;
-const MAX_CODE: usize = 14;
+/// The enrollment code's digits (shown in groups of four).
+const MAX_CODE: usize = 12;
 
 /// A text field of a form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,13 +75,25 @@ impl Default for Form {
 impl Model {
     /// The form of the login or wizard screen.
     pub fn form(&self) -> Option<FormView> {
-        let mask = |s: &str| "\u{2022}".repeat(s.chars().count());
+        let shown = self.show_password;
+        let mask = |s: &str| {
+            if shown {
+                s.to_owned()
+            } else {
+                "\u{2022}".repeat(s.chars().count())
+            }
+        };
         let field = |label: &str, text: String, active: bool| FieldView {
             label: label.to_owned(),
             text,
             active,
         };
-        let nav = "Arrows move \u{00b7} OK types \u{00b7} Digits type digits \u{00b7} BACK erases";
+        let nav = "Arrows move \u{00b7} OK types \u{00b7} DELETE erases";
+        let reveal = if shown {
+            "INFO hides it"
+        } else {
+            "INFO shows it"
+        };
         let f = &self.form;
         Some(match self.screen {
             Screen::Login => FormView {
@@ -93,13 +106,21 @@ impl Model {
                 strength: None,
                 message: f.message.clone(),
                 done_label: if self.on_password { "Log in" } else { "Next" }.into(),
-                hint: format!("{nav} \u{00b7} MENU registers this box"),
+                hint: if self.on_password {
+                    format!("{nav} \u{00b7} BACK: identifier \u{00b7} Password: {reveal}")
+                } else {
+                    format!("{nav} \u{00b7} MENU registers this box")
+                },
             },
             Screen::Register(step) => {
                 let (subtitle, fields, done) = match step {
                     Step::Code => (
                         "Step 1 of 4: the 12-digit code from your operator",
-                        vec![field("Enrollment code", f.code.clone(), true)],
+                        vec![field(
+                            "Enrollment code",
+                            stb_protocol::enrollment_code::display(&f.code),
+                            true,
+                        )],
                         "Next",
                     ),
                     Step::Identifier => (
@@ -129,7 +150,15 @@ impl Model {
                         .then(|| self.password_strength()),
                     message: f.message.clone(),
                     done_label: done.into(),
-                    hint: format!("{nav} (on an empty field: the step before)"),
+                    hint: match step {
+                        Step::Password | Step::Confirm => {
+                            format!("{nav} \u{00b7} BACK: step before \u{00b7} Password: {reveal}")
+                        }
+                        Step::Code => {
+                            format!("Digits type the code \u{00b7} {nav} \u{00b7} BACK: log in")
+                        }
+                        Step::Identifier => format!("{nav} \u{00b7} BACK: step before"),
+                    },
                 }
             }
             _ => return None,
@@ -171,6 +200,13 @@ impl Model {
     }
 
     pub(super) fn type_char(&mut self, c: char) {
+        if self.screen == Screen::Register(Step::Code) && !c.is_ascii_digit() {
+            // Spaces and dashes are how codes are printed: they are not typed.
+            if !matches!(c, ' ' | '-') {
+                self.form.message = "The code has digits only".into();
+            }
+            return;
+        }
         let (text, max) = self.active_text();
         if text.chars().count() < max {
             text.push(c);
@@ -219,8 +255,11 @@ impl Model {
             Action::Delete => {
                 self.delete_char();
             }
-            // BACK erases; on an empty field it goes to the field or step before.
-            Action::Back if !self.delete_char() => self.form_back(),
+            // DELETE erases, BACK goes to the field or step before (what was typed stays).
+            Action::Back => self.form_back(),
+            Action::Info if self.shows_password_field() => {
+                self.show_password = !self.show_password;
+            }
             Action::Ok => match self.keyboard.press() {
                 Press::Char(c) => self.type_char(c),
                 Press::Special(Special::Space) => self.type_char(' '),
@@ -244,7 +283,15 @@ impl Model {
         self.refresh_advice();
     }
 
-    /// BACK on an empty field: the previous field or step.
+    fn shows_password_field(&self) -> bool {
+        match self.screen {
+            Screen::Login => self.on_password,
+            Screen::Register(step) => matches!(step, Step::Password | Step::Confirm),
+            _ => false,
+        }
+    }
+
+    /// BACK in a form: the previous field or step.
     pub(super) fn form_back(&mut self) {
         match self.screen {
             Screen::Login => self.on_password = false,
@@ -268,10 +315,7 @@ impl Model {
             Screen::Login => self.submit_login(fx),
             Screen::Register(Step::Code) => {
                 match stb_protocol::enrollment_code::normalise(&self.form.code) {
-                    Ok(code) => {
-                        self.form.code = stb_protocol::enrollment_code::display(&code);
-                        self.enter(Screen::Register(Step::Identifier));
-                    }
+                    Ok(_) => self.enter(Screen::Register(Step::Identifier)),
                     Err(e) => self.form.message = capitalise(&e.to_string()),
                 }
             }
@@ -291,18 +335,35 @@ impl Model {
                     self.form.message = capitalise(&PolicyViolation::Mismatch.to_string());
                     return;
                 }
-                let form = std::mem::take(&mut self.form);
-                self.form.identifier = form.identifier.clone();
-                self.busy = Some("Registering this box\u{2026}".into());
-                fx.push(Effect::Register {
-                    code: form.code.replace('-', ""),
-                    identifier: form.identifier,
-                    password: Password::new(form.password.to_string()),
-                    confirmation: Password::new(form.confirmation.to_string()),
-                });
+                self.submit_registration(fx);
             }
             _ => {}
         }
+    }
+
+    /// Registers with what the wizard holds. The form keeps it (in memory only) until the
+    /// login that follows succeeds, so a failure returns to the step at fault with the rest
+    /// still typed, and a retry needs no typing.
+    pub(super) fn submit_registration(&mut self, fx: &mut Vec<Effect>) {
+        let f = &self.form;
+        self.busy = Some("Registering this box\u{2026}".into());
+        fx.push(Effect::Register {
+            code: f.code.clone(),
+            identifier: f.identifier.clone(),
+            password: Password::new(f.password.to_string()),
+            confirmation: Password::new(f.confirmation.to_string()),
+        });
+    }
+
+    /// BACK while a login or registration runs: it is abandoned (the adapter drops its task
+    /// and whatever it derived), the form shows what was typed.
+    pub(super) fn cancel_work(&mut self, fx: &mut Vec<Effect>) {
+        self.busy = None;
+        fx.push(Effect::CancelWork);
+        self.form.message = match self.screen {
+            Screen::Login => "Login cancelled".into(),
+            _ => "Registration cancelled: nothing was registered".into(),
+        };
     }
 
     pub(super) fn submit_login(&mut self, fx: &mut Vec<Effect>) {
@@ -315,9 +376,9 @@ impl Model {
             self.form.message = "Type your identifier first".into();
             return;
         }
-        // The typed buffer itself moves into the password (no copy); the field gets a new one.
-        let password = Password::new(std::mem::take(&mut *self.form.password));
-        self.form.password = secret_field();
+        // The field keeps what was typed (in memory only) for a retry or a correction; the
+        // login's copy is wiped when the login ends.
+        let password = Password::new(self.form.password.to_string());
         self.form.message.clear();
         self.busy = Some("Checking your password\u{2026}".into());
         fx.push(Effect::Login {
@@ -327,26 +388,46 @@ impl Model {
     }
 
     /// The registration finished: `Ok(account)` or the reason it failed.
+    /// A result that comes after BACK cancelled the work is not shown.
     pub fn register_done(&mut self, result: Result<String, RegisterError>) -> Vec<Effect> {
-        self.busy = None;
+        let mut fx = Vec::new();
+        if self.busy.take().is_none() {
+            return fx;
+        }
         match result {
-            Ok(account) => {
-                let identifier = std::mem::take(&mut self.form.identifier);
-                self.form = Form::default();
-                self.form.identifier = identifier;
+            Ok(_) => {
+                // Registered: log in at once with what was just typed (the login screen is
+                // what a failed login returns to).
+                self.form.code.clear();
+                self.form.confirmation = secret_field();
                 self.on_password = true;
                 self.enter(Screen::Login);
-                self.alert = Some(Alert::new(
-                    "Box registered",
-                    format!("Welcome, {account}. Log in with your identifier and new password."),
-                ));
+                self.submit_login(&mut fx);
+                self.busy = Some("Box registered. Logging in\u{2026}".into());
             }
             Err(e) => {
-                self.enter(Screen::Register(Step::Code));
+                self.enter(Screen::Register(failing_step(&e)));
                 self.alert = Some(registration_failed(&e));
             }
         }
-        vec![]
+        fx
+    }
+}
+
+/// The wizard step whose input the failure is about; the last one when it is about none.
+fn failing_step(e: &RegisterError) -> Step {
+    match e {
+        RegisterError::EnrollmentRefused(_) => Step::Code,
+        RegisterError::Identifier(_) => Step::Identifier,
+        // The key server's 403 says the identifier is not available to this subscriber.
+        RegisterError::KeyServerRefused { status, .. }
+            if *status == reqwest::StatusCode::FORBIDDEN =>
+        {
+            Step::Identifier
+        }
+        RegisterError::Policy(PolicyViolation::Mismatch) => Step::Confirm,
+        RegisterError::Policy(_) => Step::Password,
+        _ => Step::Confirm,
     }
 }
 
@@ -362,11 +443,15 @@ fn registration_failed(e: &RegisterError) -> Alert {
                     capitalise(&e.to_string())
                 ),
             )
+            .with(AlertAction::RetryRegistration)
         }
         RegisterError::Configuration(_) | RegisterError::Keys(_) => Alert::new(
             title,
             format!("{}. Call your operator.", capitalise(&e.to_string())),
         ),
+        RegisterError::KeyServerRefused { status, .. } if matches!(status.as_u16(), 429 | 503) => {
+            Alert::new(title, capitalise(&e.to_string())).with(AlertAction::RetryRegistration)
+        }
         // The operator's and the key server's reasons, and the policy's, are already words
         // for the person holding the remote.
         RegisterError::EnrollmentRefused(_)
@@ -386,7 +471,7 @@ mod tests {
     use crate::register::RegisterError;
 
     #[test]
-    fn login_moves_the_password_out_and_keeps_no_copy() {
+    fn login_sends_the_password_and_the_form_keeps_it_until_success() {
         let mut m = Model::new(SessionRules::default());
         for c in "alice".chars() {
             m.typed(c);
@@ -410,10 +495,208 @@ mod tests {
             }
             other => panic!("expected a login, got {other:?}"),
         }
-        assert!(m.form.password.is_empty());
+        assert_eq!(m.form.password.as_str(), "Secret#1", "kept for a retry");
         assert!(m.busy().is_some());
-        // Keys do nothing while busy.
+        // Keys do nothing while busy, but BACK.
         assert!(m.action(Action::Ok).is_empty());
+        m.login_done(Ok(LoggedIn {
+            account: "Alice".into(),
+            package: "basic".into(),
+            channels: vec![],
+        }));
+        assert!(m.form.password.is_empty() && m.form.identifier.is_empty());
+    }
+
+    #[test]
+    fn back_cancels_a_login_and_its_late_result_is_not_shown() {
+        let mut m = Model::new(SessionRules::default());
+        submit(&mut m, "alice", "Secret#1");
+        let fx = m.action(Action::Back);
+        assert!(matches!(fx[..], [Effect::CancelWork]));
+        assert!(m.busy().is_none() && m.screen() == Screen::Login);
+        let form = m.form().expect("form");
+        assert_eq!(form.message, "Login cancelled");
+        assert_eq!(form.fields[0].text, "alice");
+        assert_eq!(
+            form.fields[1].text.chars().count(),
+            8,
+            "password still typed"
+        );
+        // The task was aborted, but a result that raced the abort changes nothing.
+        assert!(
+            m.login_done(Ok(LoggedIn {
+                account: "Alice".into(),
+                package: "basic".into(),
+                channels: channels(),
+            }))
+            .is_empty()
+        );
+        assert!(m.account().is_none() && m.alert().is_none());
+        // OK logs in again without typing.
+        assert!(matches!(m.done()[..], [Effect::Login { .. }]));
+    }
+
+    #[test]
+    fn an_unreachable_service_offers_a_retry_with_what_was_typed() {
+        let mut m = Model::new(SessionRules::default());
+        submit(&mut m, "alice", "Secret#1");
+        m.login_done(Err(LoginError::Unreachable("the key server".into())));
+        let alert = m.alert().expect("alert").clone();
+        assert_eq!(alert.on_ok, Some(AlertAction::RetryLogin));
+        assert_eq!(alert.buttons(), ("OK  Try again", "Change"));
+        let fx = m.action(Action::Ok);
+        match &fx[..] {
+            [
+                Effect::Login {
+                    identifier,
+                    password,
+                },
+            ] => {
+                assert_eq!(identifier, "alice");
+                assert_eq!(password.expose(), "Secret#1");
+            }
+            other => panic!("expected a login, got {other:?}"),
+        }
+        // BACK instead: the form, as typed, to change it.
+        m.login_done(Err(LoginError::Unreachable("the key server".into())));
+        assert!(m.action(Action::Back).is_empty());
+        assert!(m.alert().is_none() && m.form().is_some_and(|f| f.fields[1].active));
+        // A wrong password is not retried as it is: OK closes the alert.
+        m.done();
+        m.login_done(Err(LoginError::WrongCredentials));
+        assert!(m.action(Action::Ok).is_empty() && m.alert().is_none());
+    }
+
+    #[test]
+    fn delete_erases_back_steps_back_and_info_shows_the_password() {
+        let mut m = Model::new(SessionRules::default());
+        for c in "alice".chars() {
+            m.typed(c);
+        }
+        m.done();
+        for c in "Sofa".chars() {
+            m.typed(c);
+        }
+        assert_eq!(m.form().expect("form").fields[1].text, "\u{2022}".repeat(4));
+        m.action(Action::Info);
+        assert_eq!(m.form().expect("form").fields[1].text, "Sofa");
+        m.action(Action::Delete);
+        assert_eq!(m.form().expect("form").fields[1].text, "Sof");
+        m.action(Action::Info);
+        assert_eq!(m.form().expect("form").fields[1].text, "\u{2022}".repeat(3));
+        m.action(Action::Back);
+        let form = m.form().expect("form");
+        assert!(form.fields[0].active, "BACK went to the identifier");
+        assert_eq!(
+            (
+                form.fields[0].text.as_str(),
+                form.fields[1].text.chars().count()
+            ),
+            ("alice", 3)
+        );
+    }
+
+    #[test]
+    fn the_code_is_digits_in_groups_of_four() {
+        let mut m = Model::new(SessionRules::default());
+        m.action(Action::Menu);
+        for c in "1234 5678-9".chars() {
+            m.typed(c);
+        }
+        assert_eq!(m.form().expect("form").fields[0].text, "1234-5678-9");
+        m.typed('x');
+        assert_eq!(
+            m.form().map(|f| f.message),
+            Some("The code has digits only".into())
+        );
+        for d in [0, 1, 2, 3] {
+            m.action(Action::Digit(d));
+        }
+        assert_eq!(
+            m.form().expect("form").fields[0].text,
+            "1234-5678-9012",
+            "12 at most"
+        );
+    }
+
+    /// The wizard up to its last step, as typed on a keyboard: code 000000000000, bob.
+    fn wizard_filled() -> (Model, Vec<Effect>) {
+        let mut m = Model::new(SessionRules::default());
+        m.action(Action::Menu);
+        for _ in 0..12 {
+            m.action(Action::Digit(0));
+        }
+        m.done();
+        for c in "bob".chars() {
+            m.typed(c);
+        }
+        m.done();
+        let mut fx = Vec::new();
+        for _ in 0..2 {
+            for c in "Sofa-Remote#2026!".chars() {
+                m.typed(c);
+            }
+            fx = m.done();
+        }
+        (m, fx)
+    }
+
+    #[test]
+    fn a_failed_registration_returns_to_the_step_at_fault_with_the_rest_typed() {
+        for (error, step, retry) in [
+            (
+                RegisterError::EnrollmentRefused("this enrollment code was already used".into()),
+                Step::Code,
+                false,
+            ),
+            (
+                RegisterError::KeyServerRefused {
+                    status: reqwest::StatusCode::FORBIDDEN,
+                    reason: "this identifier is not available".into(),
+                },
+                Step::Identifier,
+                false,
+            ),
+            (RegisterError::KeyServerUnreachable, Step::Confirm, true),
+        ] {
+            let (mut m, fx) = wizard_filled();
+            assert!(matches!(fx[..], [Effect::Register { .. }]));
+            m.register_done(Err(error));
+            assert_eq!(m.screen(), Screen::Register(step));
+            assert_eq!(
+                m.alert()
+                    .map(|a| a.on_ok == Some(AlertAction::RetryRegistration)),
+                Some(retry)
+            );
+            let fx = m.action(Action::Ok);
+            assert_eq!(matches!(fx[..], [Effect::Register { .. }]), retry);
+            assert_eq!(m.form.code, "000000000000");
+            assert_eq!(m.form.identifier, "bob");
+            assert_eq!(m.form.password.as_str(), "Sofa-Remote#2026!");
+        }
+    }
+
+    #[test]
+    fn a_registration_logs_in_at_once() {
+        let (mut m, _) = wizard_filled();
+        let fx = m.register_done(Ok("Bob".into()));
+        match &fx[..] {
+            [
+                Effect::Login {
+                    identifier,
+                    password,
+                },
+            ] => {
+                assert_eq!(identifier, "bob");
+                assert_eq!(password.expose(), "Sofa-Remote#2026!");
+            }
+            other => panic!("expected a login, got {other:?}"),
+        }
+        assert!(m.busy().is_some_and(|b| b.contains("registered")));
+        assert!(m.form.code.is_empty() && m.form.confirmation.is_empty());
+        // BACK on the way cancels the login only: the box stays registered.
+        assert!(matches!(m.action(Action::Back)[..], [Effect::CancelWork]));
+        assert_eq!(m.screen(), Screen::Login);
     }
 
     #[test]
@@ -517,7 +800,7 @@ mod tests {
             Some("An enrollment code has 12 digits".into())
         );
         for _ in 0..3 {
-            m.action(Action::Back);
+            m.action(Action::Delete);
         }
         for _ in 0..12 {
             m.action(Action::Digit(0));
@@ -570,7 +853,5 @@ mod tests {
             m.alert().map(|a| a.detail.as_str()),
             Some("This enrollment code was already used")
         );
-        assert_eq!(m.screen(), Screen::Register(Step::Code));
-        assert!(m.form.password.is_empty() && m.form.confirmation.is_empty());
     }
 }

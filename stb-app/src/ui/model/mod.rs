@@ -13,7 +13,7 @@ mod overlays;
 mod zap;
 
 pub use form::{FieldView, FormView};
-pub use overlays::{Alert, MENU};
+pub use overlays::{Alert, AlertAction, MENU};
 pub use zap::{BANNER, NUMBER_ENTRY};
 
 use super::keyboard::Keyboard;
@@ -95,6 +95,9 @@ pub enum Effect {
     },
     /// Flush the picture (black) and play this channel.
     Play(u16),
+    /// Abandon the login or registration running (BACK on the busy screen): its result, and
+    /// whatever it derived, is dropped unseen.
+    CancelWork,
     /// Stop playing, drop the session and every secret in it.
     Logout,
     /// Stop playing (picture and sound off, stream closed); the session stays in memory.
@@ -142,6 +145,8 @@ pub struct Model {
     form: Form,
     /// Login field: false = identifier, true = password.
     on_password: bool,
+    /// Password fields show what was typed (INFO toggles).
+    show_password: bool,
     busy: Option<String>,
     alert: Option<Alert>,
     retry_until_countdown: u64,
@@ -156,8 +161,6 @@ pub struct Model {
     volume_bar: bool,
     status: Option<String>,
     menu: Option<usize>,
-    /// The menu's Log out waits for a confirmation.
-    confirm_logout: bool,
     standby: bool,
     rules: SessionRules,
 }
@@ -170,6 +173,7 @@ impl Model {
             keyboard: Keyboard::default(),
             form: Form::default(),
             on_password: false,
+            show_password: false,
             busy: None,
             alert: None,
             retry_until_countdown: 0,
@@ -184,7 +188,6 @@ impl Model {
             volume_bar: false,
             status: None,
             menu: None,
-            confirm_logout: false,
             standby: false,
             rules,
         }
@@ -246,7 +249,9 @@ impl Model {
     }
     /// Whether the alert asks to confirm a logout (OK logs out, BACK keeps watching).
     pub fn confirming_logout(&self) -> bool {
-        self.confirm_logout
+        self.alert
+            .as_ref()
+            .is_some_and(|a| a.on_ok == Some(AlertAction::LogOut))
     }
     /// The on-screen keyboard.
     pub fn keyboard(&self) -> &Keyboard {
@@ -285,20 +290,25 @@ impl Model {
             fx.push(Effect::Arm(Timer::Inactivity, after));
         }
         if self.busy.is_some() {
-            return fx;
-        }
-        if self.confirm_logout {
-            match action {
-                Action::Ok => self.log_out_at_once(&mut fx),
-                Action::Back => (self.confirm_logout, self.alert) = (false, None),
-                _ => {}
+            if action == Action::Back {
+                self.cancel_work(&mut fx);
             }
             return fx;
         }
-        if self.alert.is_some() {
+        if let Some(alert) = &self.alert {
             // The retry countdown goes on behind: the next attempt checks it.
-            if matches!(action, Action::Ok | Action::Back) {
-                self.alert = None;
+            match (action, alert.on_ok) {
+                (Action::Ok, on_ok) => {
+                    self.alert = None;
+                    match on_ok {
+                        Some(AlertAction::LogOut) => self.log_out_at_once(&mut fx),
+                        Some(AlertAction::RetryLogin) => self.submit_login(&mut fx),
+                        Some(AlertAction::RetryRegistration) => self.submit_registration(&mut fx),
+                        None => {}
+                    }
+                }
+                (Action::Back, _) => self.alert = None,
+                _ => {}
             }
             return fx;
         }
@@ -423,12 +433,25 @@ mod testing {
         }
     }
 
+    /// Types `identifier` and `password` as on a keyboard and submits the login.
+    pub(super) fn submit(m: &mut Model, identifier: &str, password: &str) -> Vec<Effect> {
+        for c in identifier.chars() {
+            m.typed(c);
+        }
+        m.done();
+        for c in password.chars() {
+            m.typed(c);
+        }
+        m.done()
+    }
+
     pub(super) fn logged_in() -> (Model, Vec<Effect>) {
         logged_in_with(rules(false))
     }
 
     pub(super) fn logged_in_with(rules: SessionRules) -> (Model, Vec<Effect>) {
         let mut m = Model::new(rules);
+        submit(&mut m, "alice", "Secret#1");
         let fx = m.login_done(Ok(LoggedIn {
             account: "Alice".into(),
             package: "basic".into(),

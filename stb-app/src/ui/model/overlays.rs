@@ -5,7 +5,8 @@ use super::{Effect, Model, Screen, Timer, VOLUME_BAR, VOLUME_STEP, capitalise};
 use crate::feed::FeedState;
 use crate::remote::Action;
 
-/// A modal message: OK or Back dismisses it (the logout confirmation: OK logs out).
+/// A modal message: OK or BACK dismisses it, unless OK has something to do (then BACK
+/// dismisses and OK does it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     /// Headline.
@@ -14,6 +15,19 @@ pub struct Alert {
     pub detail: String,
     /// Seconds left before the next login attempt is allowed (retry countdown).
     pub countdown: Option<u64>,
+    /// What OK does besides closing the alert.
+    pub on_ok: Option<AlertAction>,
+}
+
+/// What OK on an alert does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertAction {
+    /// The menu's Log out, confirmed.
+    LogOut,
+    /// The login again with what was typed (the service was unreachable, or busy).
+    RetryLogin,
+    /// The registration again with what was typed.
+    RetryRegistration,
 }
 
 impl Alert {
@@ -22,6 +36,23 @@ impl Alert {
             title: title.to_owned(),
             detail: detail.into(),
             countdown: None,
+            on_ok: None,
+        }
+    }
+
+    pub(super) fn with(mut self, on_ok: AlertAction) -> Self {
+        self.on_ok = Some(on_ok);
+        self
+    }
+
+    /// The labels of its OK and BACK buttons (BACK: empty when it does what OK does).
+    pub fn buttons(&self) -> (&'static str, &'static str) {
+        match self.on_ok {
+            None => ("OK", ""),
+            Some(AlertAction::LogOut) => ("OK  Log out", "Keep watching"),
+            Some(AlertAction::RetryLogin | AlertAction::RetryRegistration) => {
+                ("OK  Try again", "Change")
+            }
         }
     }
 }
@@ -96,6 +127,7 @@ pub(super) fn retry_alert(seconds: u64) -> Alert {
             "You can try again now.".into()
         },
         countdown: Some(seconds),
+        on_ok: None,
     }
 }
 
