@@ -1,7 +1,7 @@
 //! The on-screen keyboard: a grid navigated with the arrows, OK types the highlighted key.
 //! Letters, digits and the symbols the password policy asks for; Shift for capitals.
 
-/// Character rows (lower case; Shift gives the upper case of letters).
+/// Character rows of the text layout (lower case; Shift gives the upper case of letters).
 const ROWS: [&str; 5] = [
     "1234567890",
     "qwertyuiop",
@@ -9,15 +9,17 @@ const ROWS: [&str; 5] = [
     "zxcvbnm.-_",
     "!#$%&*+?=/",
 ];
-/// Width of a character row, in keys.
-const COLUMNS: usize = 10;
-/// The bottom row: wide keys.
+/// The bottom row of the text layout: wide keys.
 const SPECIAL: [Special; 4] = [
     Special::Shift,
     Special::Space,
     Special::Delete,
     Special::Done,
 ];
+/// The digit pad's rows above its bottom row (Delete, 0, Done).
+const DIGIT_ROWS: [&str; 3] = ["123", "456", "789"];
+/// Width of every row, in character-key units: a row of fewer keys has wider keys.
+const COLUMNS: usize = 10;
 
 /// A key of the bottom row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,49 +58,102 @@ pub struct Cap {
     pub selected: bool,
 }
 
-/// Highlight position and Shift state.
+/// Which keys the keyboard shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// Letters, digits and symbols, Shift and Space.
+    #[default]
+    Text,
+    /// A phone-style pad for numbers (the enrollment code).
+    Digits,
+}
+
+/// Highlight position, Shift state and layout.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Keyboard {
     row: usize,
     col: usize,
     shift: bool,
+    layout: Layout,
 }
 
-fn special_width() -> f32 {
-    COLUMNS as f32 / SPECIAL.len() as f32
+/// The keys of `layout`, row by row.
+fn grid(layout: Layout) -> Vec<Vec<Press>> {
+    let chars = |rows: &[&str]| -> Vec<Vec<Press>> {
+        rows.iter()
+            .map(|r| r.chars().map(Press::Char).collect())
+            .collect()
+    };
+    let mut rows;
+    match layout {
+        Layout::Text => {
+            rows = chars(&ROWS);
+            rows.push(SPECIAL.map(Press::Special).to_vec());
+        }
+        Layout::Digits => {
+            rows = chars(&DIGIT_ROWS);
+            rows.push(vec![
+                Press::Special(Special::Delete),
+                Press::Char('0'),
+                Press::Special(Special::Done),
+            ]);
+        }
+    }
+    rows
+}
+
+/// Width of each key of a row of `keys` keys, in character-key units.
+fn key_width(keys: usize) -> f32 {
+    COLUMNS as f32 / keys as f32
 }
 
 impl Keyboard {
+    /// A keyboard with `layout`, highlight at the top left.
+    pub fn with_layout(layout: Layout) -> Self {
+        Self {
+            layout,
+            ..Self::default()
+        }
+    }
+
+    /// The layout shown.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
     /// Highlight moves; it wraps around at the edges like TV keyboards do.
     pub fn up(&mut self) {
-        self.move_to_row((self.row + ROWS.len()) % (ROWS.len() + 1));
+        let n = grid(self.layout).len();
+        self.move_to_row((self.row + n - 1) % n);
     }
 
     /// Down one row.
     pub fn down(&mut self) {
-        self.move_to_row((self.row + 1) % (ROWS.len() + 1));
+        let n = grid(self.layout).len();
+        self.move_to_row((self.row + 1) % n);
     }
 
     /// Left one key.
     pub fn left(&mut self) {
-        let n = self.row_len();
+        let n = self.row_len(self.row);
         self.col = (self.col + n - 1) % n;
     }
 
     /// Right one key.
     pub fn right(&mut self) {
-        self.col = (self.col + 1) % self.row_len();
+        self.col = (self.col + 1) % self.row_len(self.row);
     }
 
     /// Puts the highlight on Done (after a digit typed with the remote, for example).
     pub fn select_done(&mut self) {
-        self.row = ROWS.len();
-        self.col = SPECIAL.len() - 1;
+        let rows = grid(self.layout);
+        self.row = rows.len() - 1;
+        self.col = rows[self.row].len() - 1;
     }
 
-    /// Back to the top-left key (a new form).
+    /// Back to the top-left key of the same layout (a new form).
     pub fn reset(&mut self) {
-        *self = Self::default();
+        *self = Self::with_layout(self.layout);
     }
 
     /// Whether Shift is on.
@@ -106,82 +161,56 @@ impl Keyboard {
         self.shift
     }
 
-    fn on_special_row(&self) -> bool {
-        self.row == ROWS.len()
+    fn row_len(&self, row: usize) -> usize {
+        grid(self.layout)[row].len()
     }
 
-    fn row_len(&self) -> usize {
-        if self.on_special_row() {
-            SPECIAL.len()
-        } else {
-            COLUMNS
-        }
-    }
-
-    // Columns map by position, so moving between the narrow and the wide row keeps the
+    // Columns map by position, so moving between rows of different widths keeps the
     // highlight roughly above/below where it was.
     fn move_to_row(&mut self, row: usize) {
-        let from_special = self.on_special_row();
+        let centre = (self.col as f32 + 0.5) * key_width(self.row_len(self.row));
         self.row = row;
-        match (from_special, self.on_special_row()) {
-            (false, true) => self.col = (self.col as f32 / special_width()) as usize,
-            (true, false) => self.col = ((self.col as f32 + 0.5) * special_width()) as usize,
-            _ => {}
-        }
-        self.col = self.col.min(self.row_len() - 1);
+        let n = self.row_len(row);
+        self.col = ((centre / key_width(n)) as usize).min(n - 1);
     }
 
     /// OK on the highlighted key. Shift toggles here and turns off after one letter.
     pub fn press(&mut self) -> Press {
-        if self.on_special_row() {
-            let key = SPECIAL[self.col];
-            if key == Special::Shift {
-                self.shift = !self.shift;
+        let key = grid(self.layout)[self.row][self.col];
+        match key {
+            Press::Special(Special::Shift) => self.shift = !self.shift,
+            Press::Char(c) if self.shift && c.is_ascii_alphabetic() => {
+                self.shift = false;
+                return Press::Char(c.to_ascii_uppercase());
             }
-            return Press::Special(key);
+            _ => {}
         }
-        let c = ROWS[self.row].chars().nth(self.col).unwrap_or(' ');
-        if self.shift && c.is_ascii_alphabetic() {
-            self.shift = false;
-            return Press::Char(c.to_ascii_uppercase());
-        }
-        Press::Char(c)
+        key
     }
 
     /// Every key with its place, for drawing.
     pub fn caps(&self, done_label: &str) -> Vec<Cap> {
-        let mut caps = Vec::with_capacity(ROWS.len() * COLUMNS + SPECIAL.len());
-        for (r, row) in ROWS.iter().enumerate() {
-            for (c, ch) in row.chars().enumerate() {
-                let ch = if self.shift {
-                    ch.to_ascii_uppercase()
-                } else {
-                    ch
+        let mut caps = Vec::new();
+        for (r, row) in grid(self.layout).iter().enumerate() {
+            let width = key_width(row.len());
+            for (c, key) in row.iter().enumerate() {
+                let label = match key {
+                    Press::Char(ch) if self.shift => ch.to_ascii_uppercase().to_string(),
+                    Press::Char(ch) => ch.to_string(),
+                    Press::Special(Special::Shift) if self.shift => "SHIFT ON".into(),
+                    Press::Special(Special::Shift) => "Shift".into(),
+                    Press::Special(Special::Space) => "Space".into(),
+                    Press::Special(Special::Delete) => "Delete".into(),
+                    Press::Special(Special::Done) => done_label.into(),
                 };
                 caps.push(Cap {
-                    label: ch.to_string(),
-                    x: c as f32,
+                    label,
+                    x: c as f32 * width,
                     y: r as f32,
-                    width: 1.0,
+                    width,
                     selected: self.row == r && self.col == c,
                 });
             }
-        }
-        for (c, key) in SPECIAL.iter().enumerate() {
-            let label = match key {
-                Special::Shift if self.shift => "SHIFT ON",
-                Special::Shift => "Shift",
-                Special::Space => "Space",
-                Special::Delete => "Delete",
-                Special::Done => done_label,
-            };
-            caps.push(Cap {
-                label: label.to_owned(),
-                x: c as f32 * special_width(),
-                y: ROWS.len() as f32,
-                width: special_width(),
-                selected: self.on_special_row() && self.col == c,
-            });
         }
         caps
     }
@@ -237,7 +266,7 @@ mod tests {
         kb.left();
         assert_eq!(kb.press(), Press::Char('0'));
         kb.up(); // from the top row to the bottom (special) row
-        assert!(kb.on_special_row());
+        assert_eq!(kb.row, ROWS.len());
         assert_eq!(kb.press(), Press::Special(Special::Done));
         kb.down(); // wraps to the top row, under Done
         assert_eq!(kb.row, 0);
@@ -248,5 +277,26 @@ mod tests {
         assert_eq!(caps.len(), 54);
         assert_eq!(caps.iter().filter(|c| c.selected).count(), 1);
         assert!(caps.iter().any(|c| c.label == "Log in" && c.selected));
+    }
+
+    #[test]
+    fn the_digit_pad_types_digits_and_reaches_done() {
+        let mut kb = Keyboard::with_layout(Layout::Digits);
+        assert_eq!(kb.press(), Press::Char('1'));
+        kb.down();
+        kb.down();
+        kb.right();
+        assert_eq!(kb.press(), Press::Char('8'));
+        kb.down();
+        assert_eq!(kb.press(), Press::Char('0'), "under 8");
+        kb.right();
+        assert_eq!(kb.press(), Press::Special(Special::Done));
+        kb.down(); // wraps to the top, under Done
+        assert_eq!(kb.press(), Press::Char('3'));
+        kb.reset();
+        assert_eq!(kb.layout(), Layout::Digits);
+        let caps = kb.caps("Next");
+        assert_eq!(caps.len(), 12);
+        assert!(caps.iter().all(|c| (c.width - 10.0 / 3.0).abs() < 1e-6));
     }
 }

@@ -5,7 +5,7 @@ use super::overlays::{Alert, AlertAction, retry_alert};
 use super::{Effect, Model, Screen, Step, capitalise};
 use crate::register::RegisterError;
 use crate::remote::Action;
-use crate::ui::keyboard::{Press, Special};
+use crate::ui::keyboard::{Keyboard, Layout, Press, Special};
 use stb_protocol::password::{PolicyViolation, check_policy, strength};
 use stb_protocol::{Identifier, Password};
 use zeroize::Zeroizing;
@@ -279,7 +279,11 @@ impl Model {
 
     pub(super) fn enter(&mut self, screen: Screen) {
         self.screen = screen;
-        self.keyboard.reset();
+        self.keyboard = Keyboard::with_layout(if screen == Screen::Register(Step::Code) {
+            Layout::Digits
+        } else {
+            Layout::Text
+        });
         self.refresh_advice();
     }
 
