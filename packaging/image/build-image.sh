@@ -180,6 +180,20 @@ if ((${#packages[@]})); then
 fi
 in_root apt-get clean
 echo "packages installed: $(($(date +%s) - apt_started)) s"
+# The kernel and initramfs-tools installed in one apt run leave the initramfs to a deferred
+# trigger that, under proot, made none (and raspi-firmware, which copies the kernel and the
+# initramfs to the boot partition when the initramfs is made, then had nothing to copy).
+if [ "$rootfs_only" = 0 ]; then
+  for kernel in "$root"/boot/vmlinuz-*; do
+    version=${kernel##*/vmlinuz-}
+    [ -s "$root/boot/initrd.img-$version" ] && continue
+    rm -f "$root/boot/initrd.img-$version.new"
+    initramfs_started=$(date +%s)
+    in_root update-initramfs -c -k "$version" >>"$out/apt.log" 2>&1 ||
+      { tail -30 "$out/apt.log" >&2; exit 1; }
+    echo "initramfs for $version: $(($(date +%s) - initramfs_started)) s"
+  done
+fi
 if [ "$base_only" = 1 ]; then
   touch "$base_mark"
   echo "base root: $root ($(du -sh "$root" | cut -f1)), $(($(date +%s) - started)) s; next: --reuse-base"
@@ -290,6 +304,19 @@ cat >"$root/etc/fstab" <<'FSTAB'
 LABEL=stb-root  /               ext4  defaults,noatime  0 1
 LABEL=STB-BOOT  /boot/firmware  vfat  defaults          0 2
 FSTAB
+# The Pi's boot partition, filled here rather than by raspi-firmware's kernel hook: under proot
+# the hook finds no kernel (coreutils' statx calls do not go through proot's path
+# translation, so its `ls /boot/vmlinuz-*` fails) and leaves the partition without one.
+# The firmware's blobs, the newest kernel and its initramfs under the names config.txt
+# gives, and the board's device trees.
+version=$(ls -1 "$root"/boot/vmlinuz-* | sed 's|.*/vmlinuz-||' | sort -V | tail -1)
+[ -n "$version" ] && [ -s "$root/boot/initrd.img-$version" ] ||
+  { echo "no kernel and initramfs in $root/boot" >&2; exit 1; }
+mkdir -p "$root/boot/firmware"
+cp "$root"/usr/lib/raspi-firmware/* "$root/boot/firmware/"
+cp "$root/boot/vmlinuz-$version" "$root/boot/firmware/vmlinuz"
+cp "$root/boot/initrd.img-$version" "$root/boot/firmware/initrd.img"
+cp "$root/usr/lib/linux-image-$version"/broadcom/bcm27*.dtb "$root/boot/firmware/"
 cat >"$root/boot/firmware/config.txt" <<'CFG'
 # Raspberry Pi 4, 64-bit kernel from Debian; KMS display driver for Slint's linuxkms backend.
 arm_64bit=1
