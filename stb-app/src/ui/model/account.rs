@@ -111,7 +111,7 @@ impl Model {
         match result {
             Ok(account) => {
                 self.form = Form::default();
-                self.on_password = false;
+                (self.on_password, self.show_password) = (false, false);
                 self.account = Some(account);
                 if let Some(after) = self.rules.inactivity {
                     fx.push(Effect::Arm(Timer::Inactivity, after));

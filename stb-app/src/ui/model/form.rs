@@ -407,7 +407,9 @@ impl Model {
                 self.on_password = true;
                 self.enter(Screen::Login);
                 self.submit_login(&mut fx);
-                self.busy = Some("Box registered. Logging in\u{2026}".into());
+                if self.busy.is_some() {
+                    self.busy = Some("Box registered. Logging in\u{2026}".into());
+                }
             }
             Err(e) => {
                 self.enter(Screen::Register(failing_step(&e)));
