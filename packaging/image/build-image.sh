@@ -193,6 +193,24 @@ if [ "$rootfs_only" = 0 ]; then
       { tail -30 "$out/apt.log" >&2; exit 1; }
     echo "initramfs for $version: $(($(date +%s) - initramfs_started)) s"
   done
+  # An initramfs without a shell cannot run its /init ("Failed to execute /init" at boot):
+  # made under proot, mkinitramfs copies no program at all (coreutils' statx calls escape
+  # proot's path translation, so every copy_exec fails quietly).
+  for initrd in "$root"/boot/initrd.img-*; do
+    case "$(head -c 4 "$initrd" | od -An -tx1 | tr -d ' \n')" in
+      1f8b*) unpack=(zcat) ;;
+      28b52ffd) unpack=(zstd -dcq) ;;
+      *) unpack=(cat) ;;
+    esac
+    # Listed first, then searched: grep -q stopping early would fail the pipe (pipefail).
+    listing=$("${unpack[@]}" "$initrd" | cpio -t 2>/dev/null)
+    grep -qE '^usr/bin/(sh|busybox|dash)$' <<<"$listing" || {
+      echo "$initrd has no shell: it would not boot. Under proot mkinitramfs copies no" \
+        "program (see packaging/README.md, arm64); build this image on a host with" \
+        "qemu-aarch64 in binfmt_misc." >&2
+      exit 1
+    }
+  done
 fi
 if [ "$base_only" = 1 ]; then
   touch "$base_mark"
