@@ -64,7 +64,7 @@ fi
 started=$(date +%s)
 
 tools=(debootstrap e2fsprogs)
-[ "$rootfs_only" = 1 ] || tools+=(mtools dosfstools fdisk)
+[ "$rootfs_only" = 1 ] || tools+=(mtools dosfstools fdisk cpio zstd)
 [ "$rootfs_only" = 0 ] && [ "$arch" = amd64 ] && tools+=(syslinux syslinux-common)
 # How arm64 programs run in the root on another host: chroot when binfmt_misc hands them to
 # qemu-aarch64 by itself, proot with qemu-aarch64-static when it cannot (no binfmt_misc, as
@@ -183,8 +183,15 @@ echo "packages installed: $(($(date +%s) - apt_started)) s"
 # The kernel and initramfs-tools installed in one apt run leave the initramfs to a deferred
 # trigger that, under proot, made none (and raspi-firmware, which copies the kernel and the
 # initramfs to the boot partition when the initramfs is made, then had nothing to copy).
+# The newest kernel in the root (after the install below), by version.
+newest_kernel() {
+  local kernels=("$root"/boot/vmlinuz-*)
+  [ -e "${kernels[0]}" ] || { echo "no kernel in $root/boot" >&2; exit 1; }
+  printf '%s\n' "${kernels[@]##*/vmlinuz-}" | sort -V | tail -1
+}
 if [ "$rootfs_only" = 0 ]; then
   for kernel in "$root"/boot/vmlinuz-*; do
+    [ -e "$kernel" ] || { echo "no kernel in $root/boot" >&2; exit 1; }
     version=${kernel##*/vmlinuz-}
     [ -s "$root/boot/initrd.img-$version" ] && continue
     rm -f "$root/boot/initrd.img-$version.new"
@@ -197,13 +204,15 @@ if [ "$rootfs_only" = 0 ]; then
   # made under proot, mkinitramfs copies no program at all (coreutils' statx calls escape
   # proot's path translation, so every copy_exec fails quietly).
   for initrd in "$root"/boot/initrd.img-*; do
+    [ -e "$initrd" ] || { echo "no initramfs in $root/boot" >&2; exit 1; }
     case "$(head -c 4 "$initrd" | od -An -tx1 | tr -d ' \n')" in
       1f8b*) unpack=(zcat) ;;
       28b52ffd) unpack=(zstd -dcq) ;;
       *) unpack=(cat) ;;
     esac
     # Listed first, then searched: grep -q stopping early would fail the pipe (pipefail).
-    listing=$("${unpack[@]}" "$initrd" | cpio -t 2>/dev/null)
+    listing=$("${unpack[@]}" "$initrd" | cpio -t 2>/dev/null) ||
+      { echo "cannot list $initrd" >&2; exit 1; }
     grep -qE '^usr/bin/(sh|busybox|dash)$' <<<"$listing" || {
       echo "$initrd has no shell: it would not boot. Under proot mkinitramfs copies no" \
         "program (see packaging/README.md, arm64); build this image on a host with" \
@@ -282,8 +291,7 @@ SFDISK
 if [ "$arch" = amd64 ]; then
   # --- PC disk image: MBR (syslinux's), FAT boot partition (syslinux, kernel, initramfs),
   # ext4 root. The BIOS runs the MBR, which runs the active partition's boot sector.
-  kernels=("$root"/boot/vmlinuz-*)   # one: linux-image-amd64's
-  kernel=${kernels[-1]}
+  kernel=$root/boot/vmlinuz-$(newest_kernel)
   initrd=$root/boot/initrd.img-${kernel##*/vmlinuz-}
   [ -f "$initrd" ] || { echo "no initramfs for $kernel" >&2; exit 1; }
   echo "LABEL=stb-root  /  ext4  defaults,noatime  0 1" >"$root/etc/fstab"
@@ -327,9 +335,8 @@ FSTAB
 # translation, so its `ls /boot/vmlinuz-*` fails) and leaves the partition without one.
 # The firmware's blobs, the newest kernel and its initramfs under the names config.txt
 # gives, and the board's device trees.
-version=$(ls -1 "$root"/boot/vmlinuz-* | sed 's|.*/vmlinuz-||' | sort -V | tail -1)
-[ -n "$version" ] && [ -s "$root/boot/initrd.img-$version" ] ||
-  { echo "no kernel and initramfs in $root/boot" >&2; exit 1; }
+version=$(newest_kernel)
+[ -s "$root/boot/initrd.img-$version" ] || { echo "no initramfs for $version in $root/boot" >&2; exit 1; }
 mkdir -p "$root/boot/firmware"
 cp "$root"/usr/lib/raspi-firmware/* "$root/boot/firmware/"
 cp "$root/boot/vmlinuz-$version" "$root/boot/firmware/vmlinuz"

@@ -220,19 +220,8 @@ impl Controller {
                 let task = self
                     .rt
                     .spawn(async move { login(&keyserver?, &identifier, password).await });
-                let me = self.me.clone();
-                let work = self.start_work(task.abort_handle());
-                self.spawn_local(async move {
-                    let result = task.await;
-                    let Some(this) = me.upgrade() else { return };
-                    // Cancelled: the session (if it was made) drops here, its keys wiped.
-                    if !this.borrow_mut().end_work(work) {
-                        return;
-                    }
-                    let result = match result {
-                        Ok(r) => r,
-                        Err(_) => Err(LoginError::Interrupted),
-                    };
+                self.spawn_work(task, |this, result| {
+                    let result = result.unwrap_or(Err(LoginError::Interrupted));
                     let view = result.map(|session| {
                         let session = Arc::new(session);
                         let view = LoggedIn {
@@ -243,7 +232,7 @@ impl Controller {
                         this.borrow_mut().session = Some(session);
                         view
                     });
-                    dispatch(&this, |m| m.login_done(view));
+                    dispatch(this, |m| m.login_done(view));
                 });
             }
             Effect::Register {
@@ -263,18 +252,12 @@ impl Controller {
                     )
                     .await
                 });
-                let me = self.me.clone();
-                let work = self.start_work(task.abort_handle());
-                self.spawn_local(async move {
+                self.spawn_work(task, |this, result| {
                     // A task that did not finish (runtime shutting down) made no keys.
-                    let result = task.await.unwrap_or_else(|e| {
+                    let result = result.unwrap_or_else(|e| {
                         Err(crate::register::RegisterError::Keys(e.to_string()))
                     });
-                    if let Some(this) = me.upgrade()
-                        && this.borrow_mut().end_work(work)
-                    {
-                        dispatch(&this, |m| m.register_done(result));
-                    }
+                    dispatch(this, |m| m.register_done(result));
                 });
             }
             Effect::CancelWork => {
@@ -325,20 +308,29 @@ impl Controller {
         }
     }
 
-    /// Numbers a login or registration just spawned on the runtime.
-    fn start_work(&mut self, task: tokio::task::AbortHandle) -> u64 {
+    /// Follows a login or registration spawned on the runtime: numbers it, and when it ends
+    /// hands its result to `done` on the UI thread, unless it was cancelled meanwhile (then
+    /// the result, a session included, drops unseen and its keys are wiped).
+    fn spawn_work<T: Send + 'static>(
+        &mut self,
+        task: tokio::task::JoinHandle<T>,
+        done: impl FnOnce(&Shared, Result<T, tokio::task::JoinError>) + 'static,
+    ) {
         self.works += 1;
-        self.work = Some(task);
-        self.works
-    }
-
-    /// Whether the work numbered `work` is still the one on screen (not cancelled).
-    fn end_work(&mut self, work: u64) -> bool {
-        let current = self.works == work;
-        if current {
-            self.work = None;
-        }
-        current
+        self.work = Some(task.abort_handle());
+        let (me, work) = (self.me.clone(), self.works);
+        self.spawn_local(async move {
+            let result = task.await;
+            let Some(this) = me.upgrade() else { return };
+            {
+                let mut c = this.borrow_mut();
+                if c.works != work {
+                    return;
+                }
+                c.work = None;
+            }
+            done(&this, result);
+        });
     }
 
     fn spawn_local(&self, fut: impl std::future::Future<Output = ()> + 'static) {

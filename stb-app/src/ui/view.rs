@@ -1,5 +1,6 @@
-//! Model to Slint properties, and window keys to actions. Nothing secret crosses here: the
-//! password fields reach the screen as dots.
+//! Model to Slint properties, and window keys to actions. The password fields reach the
+//! screen as dots, unless the viewer asked to see them (INFO); the fields are emptied when
+//! no form is on screen, so a shown password does not stay in the window's properties.
 
 use super::model::{Alert, MENU, Model, Screen};
 use super::{AppWindow, BannerInfo, ChannelRow, DrawnScreen, FieldItem, KeyCap};
@@ -145,6 +146,8 @@ pub fn render(model: &Model, ui: &AppWindow) {
                 })
                 .collect(),
         ));
+    } else {
+        ui.set_fields(ModelRc::default());
     }
     let playing = model.current().map(|c| c.number);
     let channels = model.channels();

@@ -1,7 +1,6 @@
 //! The account on screen: the login's result (first channel or why not), standby, logout
 //! and its reasons (the menu, inactivity, a long standby, POWER on a hotel box).
 
-use super::form::Form;
 use super::overlays::{Alert, AlertAction, retry_alert};
 use super::{BANNER, Effect, LoggedIn, Model, Screen, Timer, capitalise};
 use crate::keyserver_client::LoginError;
@@ -110,8 +109,7 @@ impl Model {
         }
         match result {
             Ok(account) => {
-                self.form = Form::default();
-                (self.on_password, self.show_password) = (false, false);
+                self.clear_form();
                 self.account = Some(account);
                 if let Some(after) = self.rules.inactivity {
                     fx.push(Effect::Arm(Timer::Inactivity, after));
@@ -177,6 +175,15 @@ impl Model {
                     )
                     .with(AlertAction::RetryLogin),
                 });
+                if matches!(
+                    e,
+                    LoginError::Locked
+                        | LoginError::Refused(_)
+                        | LoginError::Configuration(_)
+                        | LoginError::Identity(_)
+                ) {
+                    self.forget_password();
+                }
             }
         }
         fx

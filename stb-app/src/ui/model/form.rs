@@ -60,6 +60,11 @@ fn secret_field() -> Zeroizing<String> {
     Zeroizing::new(String::with_capacity(MAX_PASSWORD * char::MAX.len_utf8()))
 }
 
+/// A copy of a password field for the work that uses it (`Password` wipes it when dropped).
+fn password_of(field: &Zeroizing<String>) -> Password {
+    Password::new(field.as_str().to_owned())
+}
+
 impl Default for Form {
     fn default() -> Self {
         Self {
@@ -173,7 +178,7 @@ impl Model {
         if self.form.password.is_empty() {
             return 0;
         }
-        let password = Password::new(self.form.password.to_string());
+        let password = password_of(&self.form.password);
         strength(&password, self.identifier().as_ref())
     }
 
@@ -181,8 +186,8 @@ impl Model {
     /// confirmation).
     fn policy_advice(&self) -> Option<String> {
         let id = self.identifier()?;
-        let password = Password::new(self.form.password.to_string());
-        let same = Password::new(self.form.password.to_string());
+        let password = password_of(&self.form.password);
+        let same = password_of(&self.form.password);
         check_policy(&password, &same, &id)
             .err()
             .map(|e| e.to_string())
@@ -270,7 +275,7 @@ impl Model {
                 Press::Special(Special::Done) => self.form_done(fx),
             },
             Action::Menu if self.screen == Screen::Login => {
-                self.form = Form::default();
+                self.clear_form();
                 self.enter(Screen::Register(Step::Code));
             }
             _ => {}
@@ -287,12 +292,24 @@ impl Model {
         self.refresh_advice();
     }
 
+    /// Whether a password field is on screen (INFO shows or hides it).
     fn shows_password_field(&self) -> bool {
-        match self.screen {
-            Screen::Login => self.on_password,
-            Screen::Register(step) => matches!(step, Step::Password | Step::Confirm),
-            _ => false,
-        }
+        matches!(
+            self.screen,
+            Screen::Login | Screen::Register(Step::Password | Step::Confirm)
+        )
+    }
+
+    /// An empty form (what was typed wiped), password hidden, the login's first field.
+    pub(super) fn clear_form(&mut self) {
+        self.form = Form::default();
+        (self.on_password, self.show_password) = (false, false);
+    }
+
+    /// What was typed as the password is of no further use (the account is locked, the box
+    /// cannot log in): wiped rather than kept for a retry.
+    pub(super) fn forget_password(&mut self) {
+        self.form.password = secret_field();
     }
 
     /// BACK in a form: the previous field or step.
@@ -300,7 +317,7 @@ impl Model {
         match self.screen {
             Screen::Login => self.on_password = false,
             Screen::Register(Step::Code) => {
-                self.form = Form::default();
+                self.clear_form();
                 self.enter(Screen::Login);
             }
             Screen::Register(Step::Identifier) => self.enter(Screen::Register(Step::Code)),
@@ -354,8 +371,8 @@ impl Model {
         fx.push(Effect::Register {
             code: f.code.clone(),
             identifier: f.identifier.clone(),
-            password: Password::new(f.password.to_string()),
-            confirmation: Password::new(f.confirmation.to_string()),
+            password: password_of(&f.password),
+            confirmation: password_of(&f.confirmation),
         });
     }
 
@@ -366,7 +383,9 @@ impl Model {
         fx.push(Effect::CancelWork);
         self.form.message = match self.screen {
             Screen::Login => "Login cancelled".into(),
-            _ => "Registration cancelled: nothing was registered".into(),
+            // The code may be spent already (see `code_spent`): the wizard says so if the
+            // next attempt is refused.
+            _ => "Registration cancelled".into(),
         };
     }
 
@@ -382,7 +401,7 @@ impl Model {
         }
         // The field keeps what was typed (in memory only) for a retry or a correction; the
         // login's copy is wiped when the login ends.
-        let password = Password::new(self.form.password.to_string());
+        let password = password_of(&self.form.password);
         self.form.message.clear();
         self.busy = Some("Checking your password\u{2026}".into());
         fx.push(Effect::Login {
@@ -409,9 +428,15 @@ impl Model {
                 self.submit_login(&mut fx);
                 if self.busy.is_some() {
                     self.busy = Some("Box registered. Logging in\u{2026}".into());
+                } else {
+                    // A retry countdown of an earlier login runs: its alert shows first.
+                    self.form.message = "Box registered. Log in when the countdown ends.".into();
                 }
             }
             Err(e) => {
+                if code_spent(&e) {
+                    self.form.code.clear();
+                }
                 self.enter(Screen::Register(failing_step(&e)));
                 self.alert = Some(registration_failed(&e));
             }
@@ -420,17 +445,26 @@ impl Model {
     }
 }
 
-/// The wizard step whose input the failure is about; the last one when it is about none.
+/// Whether the enrollment code may have been spent when `e` happened: the content server
+/// takes the code when it signs the box's certificate, before the key server is asked, so a
+/// later failure cannot be retried with the same code.
+fn code_spent(e: &RegisterError) -> bool {
+    matches!(
+        e,
+        RegisterError::EnrollmentAnswer(_)
+            | RegisterError::Keys(_)
+            | RegisterError::KeyServerUnreachable
+            | RegisterError::KeyServerRefused { .. }
+    )
+}
+
+/// The wizard step whose input the failure is about: the code when it was refused or may
+/// be spent (a new one is needed), else the step that checks what was wrong.
 fn failing_step(e: &RegisterError) -> Step {
     match e {
+        _ if code_spent(e) => Step::Code,
         RegisterError::EnrollmentRefused(_) => Step::Code,
         RegisterError::Identifier(_) => Step::Identifier,
-        // The key server's 403 says the identifier is not available to this subscriber.
-        RegisterError::KeyServerRefused { status, .. }
-            if *status == reqwest::StatusCode::FORBIDDEN =>
-        {
-            Step::Identifier
-        }
         RegisterError::Policy(PolicyViolation::Mismatch) => Step::Confirm,
         RegisterError::Policy(_) => Step::Password,
         _ => Step::Confirm,
@@ -440,31 +474,27 @@ fn failing_step(e: &RegisterError) -> Step {
 /// What the person on the sofa is told about a failed registration.
 fn registration_failed(e: &RegisterError) -> Alert {
     let title = "Registration failed";
+    let reason = capitalise(&e.to_string());
     match e {
-        RegisterError::EnrollmentUnreachable(_) | RegisterError::KeyServerUnreachable => {
-            Alert::new(
-                title,
-                format!(
-                    "{}. Check the network cable, then try again.",
-                    capitalise(&e.to_string())
-                ),
-            )
-            .with(AlertAction::RetryRegistration)
-        }
-        RegisterError::Configuration(_) | RegisterError::Keys(_) => Alert::new(
+        // Nothing reached the operator: the same code works again.
+        RegisterError::EnrollmentUnreachable(_) => Alert::new(
             title,
-            format!("{}. Call your operator.", capitalise(&e.to_string())),
+            format!("{reason}. Check the network cable, then try again."),
+        )
+        .with(AlertAction::RetryRegistration),
+        _ if code_spent(e) => Alert::new(
+            title,
+            format!(
+                "{reason}. The enrollment code may be used up now: ask your operator for a \
+                 new one (what else you typed is kept)."
+            ),
         ),
-        RegisterError::KeyServerRefused { status, .. } if matches!(status.as_u16(), 429 | 503) => {
-            Alert::new(title, capitalise(&e.to_string())).with(AlertAction::RetryRegistration)
+        RegisterError::Configuration(_) => {
+            Alert::new(title, format!("{reason}. Call your operator."))
         }
-        // The operator's and the key server's reasons, and the policy's, are already words
-        // for the person holding the remote.
-        RegisterError::EnrollmentRefused(_)
-        | RegisterError::EnrollmentAnswer(_)
-        | RegisterError::Identifier(_)
-        | RegisterError::Policy(_)
-        | RegisterError::KeyServerRefused { .. } => Alert::new(title, capitalise(&e.to_string())),
+        // The operator's reasons, and the policy's, are already words for the person holding
+        // the remote.
+        _ => Alert::new(title, reason),
     }
 }
 
@@ -600,6 +630,14 @@ mod tests {
             ),
             ("alice", 3)
         );
+        // INFO works wherever the password shows; a new form starts hidden.
+        m.action(Action::Info);
+        assert_eq!(m.form().expect("form").fields[1].text, "Sof");
+        m.action(Action::Menu);
+        assert!(
+            !m.show_password && m.form.password.is_empty(),
+            "the wizard starts clean"
+        );
     }
 
     #[test]
@@ -649,37 +687,85 @@ mod tests {
 
     #[test]
     fn a_failed_registration_returns_to_the_step_at_fault_with_the_rest_typed() {
-        for (error, step, retry) in [
+        // A request that never left the box (an invalid URL fails in the builder).
+        let unreachable = || {
+            reqwest::Client::new()
+                .get("not a url")
+                .build()
+                .expect_err("invalid URL")
+        };
+        let refused = |status| RegisterError::KeyServerRefused {
+            status,
+            reason: "no".into(),
+        };
+        // The error, the step shown, whether OK tries again, whether the code is kept (a
+        // failure after the operator took the code needs a new one).
+        for (error, step, retry, code_kept) in [
             (
                 RegisterError::EnrollmentRefused("this enrollment code was already used".into()),
                 Step::Code,
                 false,
+                true,
             ),
             (
-                RegisterError::KeyServerRefused {
-                    status: reqwest::StatusCode::FORBIDDEN,
-                    reason: "this identifier is not available".into(),
-                },
+                RegisterError::EnrollmentUnreachable(unreachable()),
+                Step::Confirm,
+                true,
+                true,
+            ),
+            (
+                RegisterError::Identifier(stb_protocol::Identifier::parse("").expect_err("empty")),
                 Step::Identifier,
                 false,
+                true,
             ),
-            (RegisterError::KeyServerUnreachable, Step::Confirm, true),
+            (
+                RegisterError::KeyServerUnreachable,
+                Step::Code,
+                false,
+                false,
+            ),
+            (
+                refused(reqwest::StatusCode::FORBIDDEN),
+                Step::Code,
+                false,
+                false,
+            ),
+            (
+                refused(reqwest::StatusCode::SERVICE_UNAVAILABLE),
+                Step::Code,
+                false,
+                false,
+            ),
         ] {
             let (mut m, fx) = wizard_filled();
             assert!(matches!(fx[..], [Effect::Register { .. }]));
+            let spent = !code_kept;
             m.register_done(Err(error));
             assert_eq!(m.screen(), Screen::Register(step));
-            assert_eq!(
-                m.alert()
-                    .map(|a| a.on_ok == Some(AlertAction::RetryRegistration)),
-                Some(retry)
-            );
+            let alert = m.alert().expect("alert").clone();
+            assert_eq!(alert.on_ok == Some(AlertAction::RetryRegistration), retry);
+            assert_eq!(alert.detail.contains("new one"), spent, "{}", alert.detail);
             let fx = m.action(Action::Ok);
             assert_eq!(matches!(fx[..], [Effect::Register { .. }]), retry);
-            assert_eq!(m.form.code, "000000000000");
+            assert_eq!(m.form.code.is_empty(), spent);
             assert_eq!(m.form.identifier, "bob");
             assert_eq!(m.form.password.as_str(), "Sofa-Remote#2026!");
         }
+    }
+
+    #[test]
+    fn a_registration_during_a_retry_countdown_says_so_and_waits() {
+        // An earlier login's countdown still runs (5 s left).
+        let (mut w, _) = wizard_filled();
+        w.retry_until_countdown = 5;
+        let fx = w.register_done(Ok("Bob".into()));
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Login { .. })));
+        assert!(w.busy().is_none() && w.alert().is_some_and(|a| a.countdown == Some(5)));
+        assert!(
+            w.form()
+                .is_some_and(|f| f.message.contains("Box registered"))
+        );
     }
 
     #[test]
@@ -751,14 +837,18 @@ mod tests {
             assert_eq!(fields(&m), before, "login password moved");
         }
         assert_eq!(m.form.password.chars().count(), MAX_PASSWORD);
-        // After the login the field is a fresh reserved buffer again.
+        // A failed login keeps the same buffer (what was typed stays for a correction), and
+        // correcting it does not move it either; a locked account wipes it into a fresh one.
         m.done();
         m.login_done(Err(LoginError::WrongCredentials));
         m.action(Action::Ok);
-        let after_login = fields(&m);
-        assert!(after_login[0].1 >= MAX_PASSWORD * 4);
+        assert_eq!(fields(&m), before, "kept after a wrong password");
+        m.action(Action::Delete);
         m.typed('x');
-        assert_eq!(fields(&m), after_login);
+        assert_eq!(fields(&m), before, "corrected in place");
+        m.done();
+        m.login_done(Err(LoginError::Locked));
+        assert!(m.form.password.is_empty() && m.form.password.capacity() >= MAX_PASSWORD * 4);
 
         // The wizard's password and its confirmation.
         let mut m = Model::new(SessionRules::default());
