@@ -167,11 +167,19 @@ impl Keyboard {
 
     // Columns map by position, so moving between rows of different widths keeps the
     // highlight roughly above/below where it was.
+    // Onto wider keys the key's left edge decides, onto narrower ones its centre (the remote
+    // test in packaging/vm/system_test.py walks the grid by the same rule).
     fn move_to_row(&mut self, row: usize) {
-        let centre = (self.col as f32 + 0.5) * key_width(self.row_len(self.row));
+        let from = key_width(self.row_len(self.row));
         self.row = row;
         let n = self.row_len(row);
-        self.col = ((centre / key_width(n)) as usize).min(n - 1);
+        let to = key_width(n);
+        let at = if to > from {
+            self.col as f32 * from
+        } else {
+            (self.col as f32 + 0.5) * from
+        };
+        self.col = ((at / to) as usize).min(n - 1);
     }
 
     /// OK on the highlighted key. Shift toggles here and turns off after one letter.
