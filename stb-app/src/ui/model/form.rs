@@ -519,18 +519,7 @@ mod tests {
         let form = m.form().expect("form");
         assert_eq!(form.fields[1].text, "\u{2022}".repeat(8), "masked");
         let fx = m.done();
-        match &fx[..] {
-            [
-                Effect::Login {
-                    identifier,
-                    password,
-                },
-            ] => {
-                assert_eq!(identifier, "alice");
-                assert_eq!(password.expose(), "Secret#1");
-            }
-            other => panic!("expected a login, got {other:?}"),
-        }
+        assert_eq!(login_of(&fx), ("alice", "Secret#1"));
         assert_eq!(m.form.password.as_str(), "Secret#1", "kept for a retry");
         assert!(m.busy().is_some());
         // Keys do nothing while busy, but BACK.
@@ -581,18 +570,7 @@ mod tests {
         assert_eq!(alert.on_ok, Some(AlertAction::RetryLogin));
         assert_eq!(alert.buttons(), ("OK  Try again", "Change"));
         let fx = m.action(Action::Ok);
-        match &fx[..] {
-            [
-                Effect::Login {
-                    identifier,
-                    password,
-                },
-            ] => {
-                assert_eq!(identifier, "alice");
-                assert_eq!(password.expose(), "Secret#1");
-            }
-            other => panic!("expected a login, got {other:?}"),
-        }
+        assert_eq!(login_of(&fx), ("alice", "Secret#1"));
         // BACK instead: the form, as typed, to change it.
         m.login_done(Err(LoginError::Unreachable("the key server".into())));
         assert!(m.action(Action::Back).is_empty());
@@ -772,18 +750,7 @@ mod tests {
     fn a_registration_logs_in_at_once() {
         let (mut m, _) = wizard_filled();
         let fx = m.register_done(Ok("Bob".into()));
-        match &fx[..] {
-            [
-                Effect::Login {
-                    identifier,
-                    password,
-                },
-            ] => {
-                assert_eq!(identifier, "bob");
-                assert_eq!(password.expose(), "Sofa-Remote#2026!");
-            }
-            other => panic!("expected a login, got {other:?}"),
-        }
+        assert_eq!(login_of(&fx), ("bob", "Sofa-Remote#2026!"));
         assert!(m.busy().is_some_and(|b| b.contains("registered")));
         assert!(m.form.code.is_empty() && m.form.confirmation.is_empty());
         // BACK on the way cancels the login only: the box stays registered.

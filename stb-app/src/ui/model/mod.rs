@@ -445,6 +445,19 @@ mod testing {
         m.done()
     }
 
+    /// The identifier and password of the one login in `fx`.
+    pub(super) fn login_of(fx: &[Effect]) -> (&str, &str) {
+        match fx {
+            [
+                Effect::Login {
+                    identifier,
+                    password,
+                },
+            ] => (identifier, password.expose()),
+            other => panic!("expected a login, got {other:?}"),
+        }
+    }
+
     pub(super) fn logged_in() -> (Model, Vec<Effect>) {
         logged_in_with(rules(false))
     }
