@@ -440,8 +440,17 @@ mod tests {
     use super::*;
     use std::process::Command;
 
-    fn loopback(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
+    /// A loopback address where nothing listens and nothing else can: the port stays bound
+    /// (not listening) while the socket lives. A port that was only free a moment ago can be
+    /// taken by a parallel test or by the kernel's choice of source port for our own connect,
+    /// which then meets itself (TCP simultaneous open) and looks like a listening server.
+    fn refusing_address() -> (tokio::net::TcpSocket, SocketAddr) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        (socket, addr)
     }
 
     #[test]
@@ -457,19 +466,19 @@ mod tests {
 
     #[test]
     fn a_server_that_exits_is_reported_at_once() {
-        let port = free_loopback_port().expect("port");
+        let (_reserved, addr) = refusing_address();
         let mut child = Command::new("false").spawn().expect("false");
         let started = Instant::now();
-        let result = wait_for_server(&mut child, loopback(port), Duration::from_secs(30));
+        let result = wait_for_server(&mut child, addr, Duration::from_secs(30));
         assert!(matches!(result, Err(NotListening::Exited(s)) if !s.success()));
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
     fn a_silent_server_times_out() {
-        let port = free_loopback_port().expect("port");
+        let (_reserved, addr) = refusing_address();
         let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
-        let result = wait_for_server(&mut child, loopback(port), Duration::from_millis(300));
+        let result = wait_for_server(&mut child, addr, Duration::from_millis(300));
         let _ = child.kill();
         let _ = child.wait();
         assert!(matches!(result, Err(NotListening::TimedOut { .. })));
