@@ -180,15 +180,15 @@ if ((${#packages[@]})); then
 fi
 in_root apt-get clean
 echo "packages installed: $(($(date +%s) - apt_started)) s"
-# The kernel and initramfs-tools installed in one apt run leave the initramfs to a deferred
-# trigger that, under proot, made none (and raspi-firmware, which copies the kernel and the
-# initramfs to the boot partition when the initramfs is made, then had nothing to copy).
-# The newest kernel in the root (after the install below), by version.
+# The newest kernel in the root, by version.
 newest_kernel() {
   local kernels=("$root"/boot/vmlinuz-*)
   [ -e "${kernels[0]}" ] || { echo "no kernel in $root/boot" >&2; exit 1; }
   printf '%s\n' "${kernels[@]##*/vmlinuz-}" | sort -V | tail -1
 }
+# The kernel and initramfs-tools installed in one apt run leave the initramfs to a deferred
+# trigger that, under proot, made none (and raspi-firmware, which copies the kernel and the
+# initramfs to the boot partition when the initramfs is made, then had nothing to copy).
 if [ "$rootfs_only" = 0 ]; then
   for kernel in "$root"/boot/vmlinuz-*; do
     [ -e "$kernel" ] || { echo "no kernel in $root/boot" >&2; exit 1; }

@@ -186,9 +186,9 @@ impl Model {
     /// confirmation).
     fn policy_advice(&self) -> Option<String> {
         let id = self.identifier()?;
+        // The confirmation is checked on its own step; here only the password itself.
         let password = password_of(&self.form.password);
-        let same = password_of(&self.form.password);
-        check_policy(&password, &same, &id)
+        check_policy(&password, &password, &id)
             .err()
             .map(|e| e.to_string())
     }
