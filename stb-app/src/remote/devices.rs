@@ -2,7 +2,9 @@
 //! configuration), grabbed so that no other reader (libinput under Slint's linuxkms backend)
 //! sees the same press twice, and picked up again after an unplug. A configured path that is
 //! a FIFO or a plain file is read as raw `struct input_event` records: a LIRC/CEC bridge or a
-//! test can drive the box that way.
+//! test can drive the box that way. A FIFO is opened for reading and writing, so it never reads
+//! end-of-file between two writers: were the reader to close on end-of-file, a writer that
+//! opened just before the close would lose what it wrote with the pipe.
 
 use super::keymap::{Action, Keymap, RAW_EVENT_SIZE, decode_raw};
 use crate::sync::lock;
@@ -58,7 +60,7 @@ pub fn spawn(configured: Vec<PathBuf>, keymap: Keymap, sink: ActionSink) -> std:
                             .name("remote-read".into())
                             .spawn(move || {
                                 reader.run(&keymap, &sink);
-                                // Unplugged (or the FIFO's writer left): the next scan reopens.
+                                // Unplugged (or a recorded file ended): the next scan reopens.
                                 lock(&open).remove(&path);
                             });
                         if let Err(e) = spawned {
@@ -105,10 +107,24 @@ impl Reader {
         };
         if !is_char_device {
             // A FIFO or a recorded file of raw events; only when configured.
-            return configured
-                .then(|| std::fs::File::open(path).ok())
-                .flatten()
-                .map(|f| Self::Raw(f, path.to_owned()));
+            if !configured {
+                return None;
+            }
+            let fifo = {
+                use std::os::unix::fs::FileTypeExt;
+                std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+            };
+            return match std::fs::OpenOptions::new()
+                .read(true)
+                .write(fifo)
+                .open(path)
+            {
+                Ok(f) => Some(Self::Raw(f, path.to_owned())),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot open raw event source");
+                    None
+                }
+            };
         }
         let mut device = match evdev::Device::open(path) {
             Ok(d) => d,
@@ -176,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fifo_of_raw_records_drives_the_box_and_is_reopened() {
+    fn a_fifo_of_raw_records_drives_the_box_across_writers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("remote");
         rustix::fs::mkfifoat(
@@ -203,14 +219,14 @@ mod tests {
             r[tail + 4..].copy_from_slice(&1i32.to_ne_bytes());
             r
         };
-        // First writer: KEY_CHANNELUP then KEY_OK, then it goes away (an unplug).
+        // First writer: KEY_CHANNELUP then KEY_OK, then it goes away (a bridge restarting).
         std::fs::write(&fifo, [press(402), press(352)].concat()).expect("write");
         let got = |rx: &std::sync::mpsc::Receiver<Action>| {
             rx.recv_timeout(Duration::from_secs(10)).expect("an action")
         };
         assert_eq!(got(&rx), Action::ChannelUp);
         assert_eq!(got(&rx), Action::Ok);
-        // A new writer after the reader saw the end: the watcher reopens the source.
+        // A new writer: nothing it writes is lost, however soon it comes.
         std::fs::write(&fifo, press(113)).expect("write again");
         assert_eq!(got(&rx), Action::Mute);
     }
