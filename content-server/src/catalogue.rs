@@ -1,11 +1,12 @@
-//! The channel catalogue: the fixture manifest, each channel's GOP segments, its place on the
-//! wall clock (channels loop their fixture forever, anchored at the Unix epoch), and a small
-//! looping programme guide for now/next.
+//! The channel catalogue: the fixture manifest, each channel's GOP segments, and its place on
+//! the wall clock (channels loop their fixture forever, anchored at the Unix epoch). What is on
+//! air comes from the programme guide (`crate::guide`), by each channel's XMLTV id.
 
+use crate::guide::test_listing::{GENRES, TestChannel};
 use crate::ts::{self, Segment};
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Deserialize)]
@@ -21,19 +22,13 @@ struct ChannelSpec {
     name: String,
     file: PathBuf,
     packages: Vec<String>,
-    schedule: Vec<Slot>,
+    /// The channel's id in the XMLTV guide.
+    #[serde(default)]
+    xmltv_id: Option<String>,
+    /// A test channel's genre: the server writes a guide for it (`guide::test_listing`).
+    #[serde(default)]
+    genre: Option<String>,
 }
-
-/// One programme of a looping schedule.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Slot {
-    /// Title.
-    pub title: String,
-    /// Length in minutes.
-    pub minutes: u32,
-}
-
-pub use stb_protocol::content_api::Programme;
 
 /// Where a channel's timeline is at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +52,10 @@ pub struct Channel {
     pub name: String,
     /// Packages that include it.
     pub packages: Vec<String>,
-    schedule: Vec<Slot>,
+    /// Its id in the XMLTV guide.
+    pub xmltv_id: Option<String>,
+    /// A test channel's genre.
+    pub genre: Option<String>,
     /// Plain GOP segments of the fixture.
     pub segments: Vec<Segment>,
     starts_ms: Vec<u64>,
@@ -69,7 +67,6 @@ impl Channel {
         number: u16,
         name: String,
         packages: Vec<String>,
-        schedule: Vec<Slot>,
         segments: Vec<Segment>,
     ) -> Result<Self> {
         if segments.is_empty() {
@@ -85,7 +82,8 @@ impl Channel {
             number,
             name,
             packages,
-            schedule,
+            xmltv_id: None,
+            genre: None,
             segments,
             starts_ms,
             loop_ms: t,
@@ -116,42 +114,6 @@ impl Channel {
             duration_ms: self.segments[index].duration_ms,
         }
     }
-
-    /// The programme on air at `now_ms` and the one after it.
-    pub fn now_next(&self, now_ms: i64) -> (Programme, Programme) {
-        let loop_ms: i64 = self
-            .schedule
-            .iter()
-            .map(|s| i64::from(s.minutes) * 60_000)
-            .sum();
-        let loop_ms = loop_ms.max(1);
-        let base = now_ms.div_euclid(loop_ms) * loop_ms;
-        let mut start = base;
-        let mut slots = self.schedule.iter().cycle();
-        loop {
-            let slot = slots
-                .next()
-                .unwrap_or_else(|| unreachable!("schedule is not empty"));
-            let end = start + i64::from(slot.minutes) * 60_000;
-            if end > now_ms {
-                let next = slots
-                    .next()
-                    .unwrap_or_else(|| unreachable!("schedule is not empty"));
-                let current = Programme {
-                    title: slot.title.clone(),
-                    start_ms: start,
-                    end_ms: end,
-                };
-                let following = Programme {
-                    title: next.title.clone(),
-                    start_ms: end,
-                    end_ms: end + i64::from(next.minutes) * 60_000,
-                };
-                return (current, following);
-            }
-            start = end;
-        }
-    }
 }
 
 /// All channels, by number.
@@ -168,10 +130,13 @@ impl Catalogue {
         let dir = manifest.parent().unwrap_or(Path::new("."));
         let mut channels = BTreeMap::new();
         for spec in parsed.channel {
-            if spec.schedule.is_empty() || spec.schedule.iter().any(|s| s.minutes == 0) {
+            if let Some(genre) = spec.genre.as_deref()
+                && !GENRES.contains(&genre)
+            {
                 bail!(
-                    "channel {}: the schedule needs programmes of at least a minute",
-                    spec.number
+                    "channel {}: genre {genre:?} is not one of {}",
+                    spec.number,
+                    GENRES.join(", ")
                 );
             }
             let path = dir.join(&spec.file);
@@ -179,18 +144,41 @@ impl Catalogue {
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let segments =
                 ts::segment(&bytes).with_context(|| format!("segmenting {}", path.display()))?;
-            let channel = Channel::new(
-                spec.number,
-                spec.name,
-                spec.packages,
-                spec.schedule,
-                segments,
-            )?;
+            let mut channel = Channel::new(spec.number, spec.name, spec.packages, segments)?;
+            channel.xmltv_id = spec.xmltv_id;
+            channel.genre = spec.genre;
             if channels.insert(spec.number, channel).is_some() {
                 bail!("channel number {} appears twice", spec.number);
             }
         }
         Ok(Self { channels })
+    }
+
+    /// XMLTV ids to channel numbers.
+    pub fn xmltv_ids(&self) -> Result<HashMap<String, u16>> {
+        let mut ids = HashMap::new();
+        for c in self.channels.values() {
+            if let Some(id) = &c.xmltv_id
+                && let Some(other) = ids.insert(id.clone(), c.number)
+            {
+                bail!("channels {other} and {} have the same XMLTV id {id:?}", c.number);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The channels the server writes a test guide for: those with a genre and an XMLTV id.
+    pub fn test_channels(&self) -> Vec<TestChannel> {
+        self.channels
+            .values()
+            .filter_map(|c| {
+                Some(TestChannel {
+                    id: c.xmltv_id.clone()?,
+                    name: c.name.clone(),
+                    genre: c.genre.clone()?,
+                })
+            })
+            .collect()
     }
 
     /// Every package some channel belongs to.
@@ -236,21 +224,10 @@ mod tests {
     }
 
     fn channel() -> Channel {
-        let schedule = vec![
-            Slot {
-                title: "A".into(),
-                minutes: 30,
-            },
-            Slot {
-                title: "B".into(),
-                minutes: 90,
-            },
-        ];
         Channel::new(
             1,
             "One".into(),
             vec!["basic".into()],
-            schedule,
             vec![seg(1000), seg(500), seg(1500)],
         )
         .expect("channel")
@@ -275,16 +252,6 @@ mod tests {
     }
 
     #[test]
-    fn now_and_next() {
-        let c = channel();
-        let (now, next) = c.now_next(31 * 60_000);
-        assert_eq!((now.title.as_str(), next.title.as_str()), ("B", "A"));
-        assert_eq!((now.start_ms, now.end_ms), (30 * 60_000, 120 * 60_000));
-        let (now, _) = c.now_next(120 * 60_000 + 1);
-        assert_eq!(now.title, "A");
-    }
-
-    #[test]
     fn loads_the_fixtures() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -298,5 +265,7 @@ mod tests {
             cat.packages()
         );
         assert!(!cat.channels[&3].in_package("basic"));
+        assert_eq!(cat.xmltv_ids().expect("ids").len(), 4);
+        assert_eq!(cat.test_channels().len(), 4);
     }
 }

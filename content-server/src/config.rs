@@ -19,6 +19,13 @@ pub struct Config {
     pub database: String,
     /// Channel manifest (TOML); fixture files are relative to it.
     pub channels: PathBuf,
+    /// XMLTV guide file, re-read when it changes; empty for `DATA_DIR/guide.xml`.
+    pub guide: PathBuf,
+    /// How often the guide file is checked for a change, seconds.
+    pub guide_refresh_secs: u64,
+    /// Days ahead of the test guide the server writes to `guide` for the manifest's channels
+    /// that have a genre (rewritten every 6 hours); 0 when the operator supplies the guide.
+    pub test_guide_days: u32,
     /// URL boxes use to reach this server (goes into their personal data).
     pub public_url: String,
     /// Key server URL handed to boxes at enrollment.
@@ -59,6 +66,9 @@ impl Default for Config {
             data_dir: PathBuf::from("content-data"),
             database: String::new(),
             channels: PathBuf::from("media-fixtures/channels.toml"),
+            guide: PathBuf::new(),
+            guide_refresh_secs: 60,
+            test_guide_days: 7,
             public_url: "https://127.0.0.1:8443".into(),
             keyserver_url: "https://127.0.0.1:8444".into(),
             epoch_secs: 3600,
@@ -91,6 +101,15 @@ impl Config {
     /// Database URL.
     pub fn database_url(&self) -> String {
         stb_server_common::db::url_or_sqlite(&self.database, &self.data_dir, "content.db")
+    }
+
+    /// The XMLTV guide file.
+    pub fn guide_path(&self) -> PathBuf {
+        if self.guide.as_os_str().is_empty() {
+            self.data_dir.join("guide.xml")
+        } else {
+            self.guide.clone()
+        }
     }
 
     /// CA directory.

@@ -6,6 +6,7 @@ use crate::ca::OperatorCa;
 use crate::catalogue::Catalogue;
 use crate::codes;
 use crate::config::Config;
+use crate::guide::GuideFeed;
 use crate::keys::OperatorKeys;
 use crate::packager::{self, Packager};
 use crate::store::{CodeRefusal, Status, Store, Subscriber};
@@ -16,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 pub use stb_protocol::content_api::{
-    ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, LiveEdge,
+    ChannelGuide, ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, Guide, LiveEdge,
+    NowNext, OnAir,
 };
 use stb_protocol::{License, LicenseKey};
 use stb_server_common::listener::ConnInfo;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub ca: OperatorCa,
     /// Channels.
     pub catalogue: Catalogue,
+    /// The programme guide.
+    pub guide: GuideFeed,
     /// Encrypt-once segments.
     pub packager: Packager,
     crl: Mutex<Option<(i64, Bytes)>>,
@@ -51,9 +55,11 @@ impl AppState {
         keys: OperatorKeys,
         ca: OperatorCa,
         catalogue: Catalogue,
+        guide: GuideFeed,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
+            guide,
             config,
             store,
             keys,
@@ -129,6 +135,8 @@ impl IntoResponse for AppError {
 pub fn content_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/channels", get(channels))
+        .route("/v1/guide", get(guide))
+        .route("/v1/guide/now", get(guide_now))
         .route("/v1/license", get(license))
         .route("/v1/channels/{number}/live", get(live))
         .route("/v1/channels/{number}/segments/{sequence}", get(segment))
@@ -189,18 +197,19 @@ async fn channels(
 ) -> Result<Json<ChannelList>, AppError> {
     let sub = authenticate(&state, &conn).await?;
     let now = now_ms();
+    let guide = state.guide.guide();
     let channels = state
         .catalogue
         .channels
         .values()
         .map(|c| {
-            let (now, next) = c.now_next(now);
+            let (now, next) = guide.now_next(c.number, now);
             ChannelInfo {
                 number: c.number,
                 name: c.name.clone(),
                 entitled: c.in_package(&sub.package),
-                now,
-                next,
+                now: now.cloned(),
+                next: next.cloned(),
             }
         })
         .collect();
@@ -209,6 +218,107 @@ async fn channels(
         package: sub.package,
         channels,
     }))
+}
+
+/// The longest range one guide request may ask for: a week ahead and the day behind.
+const GUIDE_MAX_RANGE_MS: i64 = 8 * 86_400_000;
+/// The most channels one guide request may name.
+const GUIDE_MAX_CHANNELS: usize = 1000;
+
+/// `GET /v1/guide` parameters.
+#[derive(Debug, serde::Deserialize)]
+struct GuideQuery {
+    /// Comma-separated channel numbers; every channel when absent.
+    channels: Option<String>,
+    /// Range start, Unix ms.
+    from: i64,
+    /// Range end, Unix ms.
+    to: i64,
+}
+
+/// Programmes of some channels over a range. The same for every subscriber (the guide shows
+/// channels outside the subscription too), so a cache may keep it, under the guide's version.
+async fn guide(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: axum::http::HeaderMap,
+    query: Result<axum::extract::Query<GuideQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    authenticate(&state, &conn).await?;
+    let axum::extract::Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    if query.to <= query.from || query.to - query.from > GUIDE_MAX_RANGE_MS {
+        return Err(AppError::BadRequest(format!(
+            "the range must be from < to, at most {} days",
+            GUIDE_MAX_RANGE_MS / 86_400_000
+        )));
+    }
+    let numbers: Vec<u16> = match query.channels.as_deref() {
+        None => state.catalogue.channels.keys().copied().collect(),
+        Some(list) => list
+            .split(',')
+            .map(|n| n.trim().parse::<u16>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| AppError::BadRequest("channels: comma-separated numbers".into()))?,
+    };
+    if numbers.len() > GUIDE_MAX_CHANNELS {
+        return Err(AppError::BadRequest(format!(
+            "at most {GUIDE_MAX_CHANNELS} channels per request"
+        )));
+    }
+    let guide = state.guide.guide();
+    let etag = format!("\"{}\"", guide.version());
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, "public, max-age=300".to_owned()),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let channels = numbers
+        .into_iter()
+        .filter(|n| state.catalogue.channels.contains_key(n))
+        .map(|number| ChannelGuide {
+            number,
+            programmes: guide.range(number, query.from, query.to).to_vec(),
+        })
+        .collect();
+    Ok((cache, Json(Guide { channels })).into_response())
+}
+
+/// Now and next on every channel, cacheable until the first of them changes (at most a
+/// minute, so a new guide file shows within a minute too).
+async fn guide_now(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+) -> Result<Response, AppError> {
+    authenticate(&state, &conn).await?;
+    let now = now_ms();
+    let guide = state.guide.guide();
+    let channels = state
+        .catalogue
+        .channels
+        .keys()
+        .map(|&number| {
+            let (now, next) = guide.now_next(number, now);
+            NowNext {
+                number,
+                now: now.cloned(),
+                next: next.cloned(),
+            }
+        })
+        .collect();
+    let fresh_secs = guide
+        .next_change(now)
+        .map_or(60, |at| ((at - now + 999) / 1000).clamp(1, 60));
+    Ok((
+        [(header::CACHE_CONTROL, format!("public, max-age={fresh_secs}"))],
+        Json(OnAir { channels }),
+    )
+        .into_response())
 }
 
 async fn license(

@@ -3,6 +3,7 @@
 use crate::ca::OperatorCa;
 use crate::catalogue::Catalogue;
 use crate::config::Config;
+use crate::guide::{GuideFeed, Refresh, test_listing};
 use crate::keys::OperatorKeys;
 use crate::routes::{AppState, content_router, enroll_router};
 use crate::store::Store;
@@ -37,6 +38,7 @@ impl Running {
 /// Loads everything and starts serving.
 pub async fn start(config: &Config) -> Result<Running> {
     let catalogue = Catalogue::load(&config.channels)?;
+    let guide = GuideFeed::new(&config.guide_path(), catalogue.xmltv_ids()?);
     let keys = OperatorKeys::load(&config.master_key_path())?;
     let ca = OperatorCa::load(&config.ca_dir())?;
     let store = Store::open(&config.database_url()).await?;
@@ -58,8 +60,11 @@ pub async fn start(config: &Config) -> Result<Running> {
         keys,
         ca,
         catalogue,
+        guide,
         stop_rx.clone(),
     ));
+    // The guide is in force before the first box asks; a bad file only means an empty guide.
+    refresh_guide(&state, true).await;
 
     let content = stb_server_common::listener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
@@ -88,6 +93,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         service(server_only, enroll_router(state.clone())),
         stop_rx.clone(),
     ));
+    listeners.spawn(follow_guide(state.clone(), stop_rx.clone()));
     listeners.spawn(prune_attempt_windows(state.clone(), stop_rx));
     tracing::info!(%addr, %enroll_addr, channels = state.catalogue.channels.len(), "content server listening");
     Ok(Running {
@@ -112,5 +118,63 @@ async fn prune_attempt_windows(state: Arc<AppState>, mut stop: tokio::sync::watc
             _ = tokio::time::sleep(Duration::from_secs(600)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// How often the test guide is written again, so it always reaches `test_guide_days` ahead.
+const TEST_GUIDE_REWRITE: Duration = Duration::from_secs(6 * 3600);
+
+/// Writes the test guide (when configured and `rewrite`), then takes the guide file if it
+/// changed. Problems are logged: boxes keep the guide in force.
+pub async fn refresh_guide(state: &Arc<AppState>, rewrite: bool) {
+    let state = state.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let config = &state.config;
+        let channels = state.catalogue.test_channels();
+        if rewrite && config.test_guide_days > 0 && !channels.is_empty() {
+            let path = config.guide_path();
+            let days = config.test_guide_days;
+            match test_listing::write(&path, &channels, stb_server_common::now_ms(), days) {
+                Ok(()) => tracing::info!(path = %path.display(), days, "test guide written"),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot write the test guide")
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        match state.guide.refresh() {
+            Ok(Refresh::Unchanged) => {}
+            Ok(Refresh::Loaded {
+                channels,
+                programmes,
+            }) => tracing::info!(
+                channels,
+                programmes,
+                ms = started.elapsed().as_millis() as u64,
+                version = state.guide.guide().version(),
+                "guide loaded"
+            ),
+            Err(e) => tracing::error!(error = %e, "guide not loaded"),
+        }
+    });
+    if let Err(e) = work.await {
+        tracing::error!(error = %e, "guide refresh failed");
+    }
+}
+
+/// Looks at the guide file every `guide_refresh_secs` and rewrites the test guide every 6 h.
+async fn follow_guide(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = Duration::from_secs(state.config.guide_refresh_secs.max(1));
+    let mut written = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let rewrite = written.elapsed() >= TEST_GUIDE_REWRITE;
+        if rewrite {
+            written = tokio::time::Instant::now();
+        }
+        refresh_guide(&state, rewrite).await;
     }
 }

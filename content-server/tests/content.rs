@@ -6,7 +6,7 @@ use base64::Engine;
 use content_server::catalogue::manifest_packages;
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
-use content_server::routes::{ChannelList, EnrollRequest, EnrollResponse, LiveEdge};
+use content_server::routes::{ChannelList, EnrollRequest, EnrollResponse, Guide, LiveEdge, OnAir};
 use content_server::server::Running;
 use content_server::store::{Status, Store};
 use stb_protocol::{License, LicenseKey, SecretArray, SegmentCipher, SegmentHeader};
@@ -342,11 +342,10 @@ async fn mutual_tls_channel_list_entitlements_and_revocation() {
         .map(|c| (c.number, c.entitled))
         .collect();
     assert_eq!(entitled, vec![(1, true), (2, true), (3, false), (4, true)]);
-    assert!(
-        list.channels
-            .iter()
-            .all(|c| c.now.end_ms == c.next.start_ms && !c.now.title.is_empty())
-    );
+    assert!(list.channels.iter().all(|c| {
+        let (now, next) = (c.now.as_ref().expect("now"), c.next.as_ref().expect("next"));
+        now.end_ms == next.start_ms && !now.title.is_empty()
+    }));
 
     // No certificate: the handshake fails, no byte of content.
     assert!(
@@ -406,6 +405,116 @@ async fn mutual_tls_channel_list_entitlements_and_revocation() {
         (403, "subscription revoked")
     );
     op.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guide_of_the_test_listing_then_of_the_operators_file() {
+    let op = operator(None).await;
+    let alice = op
+        .enroll(&op.add("alice", "kids").await)
+        .await
+        .expect("enroll");
+    let now = stb_server_common::now_ms();
+    let hour = 3_600_000;
+    let range = |from: i64, to: i64| format!("/v1/guide?channels=1,3,99&from={from}&to={to}");
+
+    // The test listing the server wrote: every channel, outside the subscription too.
+    let response = op
+        .client(Some(&alice.identity_pem))
+        .get(op.url(&range(now, now + 3 * hour)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"].clone();
+    let guide: Guide = response.json().await.expect("json");
+    let numbers: Vec<u16> = guide.channels.iter().map(|c| c.number).collect();
+    assert_eq!(numbers, [1, 3], "unknown channels are left out");
+    for c in &guide.channels {
+        let (first, last) = (&c.programmes[0], &c.programmes[c.programmes.len() - 1]);
+        assert!(first.start_ms <= now && last.end_ms >= now + 3 * hour, "covers the range");
+        assert!(c.programmes.iter().all(|p| p.description.is_some()));
+    }
+    // A week ahead.
+    let (status, body) = op.get(&alice, &range(now + 6 * 24 * hour, now + 7 * 24 * hour)).await;
+    assert_eq!(status, 200);
+    let week: Guide = serde_json::from_slice(&body).expect("json");
+    assert!(week.channels.iter().all(|c| !c.programmes.is_empty()));
+    // Unchanged: 304 on the ETag.
+    let again = op
+        .client(Some(&alice.identity_pem))
+        .get(op.url(&range(now, now + 3 * hour)))
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status(), 304);
+    // Bad requests.
+    for bad in [
+        format!("/v1/guide?from={now}"),
+        range(now, now - 1),
+        range(now, now + 9 * 24 * hour),
+        format!("/v1/guide?channels=one&from={now}&to={}", now + hour),
+    ] {
+        assert_eq!(op.get(&alice, &bad).await.0, 400, "{bad}");
+    }
+
+    // The operator's own file replaces the test listing; a broken one changes nothing.
+    let path = op.config.guide_path();
+    let listing_version = op.running.state.guide.guide().version().to_owned();
+    std::fs::write(&path, "<tv><programme channel=\"news24.stb.test\">").expect("write");
+    content_server::server::refresh_guide(&op.running.state, false).await;
+    assert_eq!(op.running.state.guide.guide().version(), listing_version);
+    let stamp = |ms: i64| {
+        let t = time::OffsetDateTime::from_unix_timestamp(ms / 1000).expect("time");
+        format!(
+            "{:04}{:02}{:02}{:02}{:02}{:02} +0000",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    };
+    std::fs::write(
+        &path,
+        format!(
+            "<tv><programme channel=\"news24.stb.test\" start=\"{}\" stop=\"{}\"><title>Operator News</title><rating><value>PG</value></rating></programme>\
+             <programme channel=\"news24.stb.test\" start=\"{}\"><title>Late Edition</title></programme>\
+             <programme channel=\"news24.stb.test\" start=\"{}\"><title>Close</title></programme></tv>",
+            stamp(now - hour),
+            stamp(now + hour),
+            stamp(now + hour),
+            stamp(now + 2 * hour),
+        ),
+    )
+    .expect("write");
+    content_server::server::refresh_guide(&op.running.state, false).await;
+    let response = op
+        .client(Some(&alice.identity_pem))
+        .get(op.url("/v1/guide/now"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let max_age: i64 = response.headers()["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .trim_start_matches("public, max-age=")
+        .parse()
+        .expect("max-age");
+    assert!((1..=60).contains(&max_age), "{max_age}");
+    let on_air: OnAir = response.json().await.expect("json");
+    let news = &on_air.channels[0];
+    assert_eq!(news.now.as_ref().map(|p| p.title.as_str()), Some("Operator News"));
+    assert_eq!(news.now.as_ref().and_then(|p| p.rating.as_deref()), Some("PG"));
+    assert_eq!(news.next.as_ref().map(|p| p.title.as_str()), Some("Late Edition"));
+    assert!(on_air.channels[1].now.is_none(), "the operator's file lists one channel");
+    let (_, body) = op.get(&alice, "/v1/channels").await;
+    let list: ChannelList = serde_json::from_slice(&body).expect("json");
+    assert_eq!(list.channels[0].now.as_ref().map(|p| p.title.as_str()), Some("Operator News"));
+    assert!(list.channels[1].now.is_none());
 }
 
 fn gst_decodes(ts: &[u8]) -> bool {

@@ -37,7 +37,8 @@ impl std::fmt::Debug for EnrollResponse {
     }
 }
 
-/// A programme placed on the wall clock.
+/// A programme placed on the wall clock. The optional parts come from the operator's guide
+/// where it has them, and are left out of the JSON when it does not.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Programme {
     /// Title.
@@ -46,6 +47,33 @@ pub struct Programme {
     pub start_ms: i64,
     /// End, Unix ms.
     pub end_ms: i64,
+    /// Episode title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<String>,
+    /// Synopsis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Genres, as the guide names them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// Age rating (for example `12` or `TV-PG`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<String>,
+}
+
+impl Programme {
+    /// A programme with a title only.
+    pub fn titled(title: impl Into<String>, start_ms: i64, end_ms: i64) -> Self {
+        Self {
+            title: title.into(),
+            start_ms,
+            end_ms,
+            subtitle: None,
+            description: None,
+            categories: Vec::new(),
+            rating: None,
+        }
+    }
 }
 
 /// One entry of the channel list.
@@ -57,10 +85,12 @@ pub struct ChannelInfo {
     pub name: String,
     /// In the subscription.
     pub entitled: bool,
-    /// Programme on air.
-    pub now: Programme,
-    /// Next programme.
-    pub next: Programme,
+    /// Programme on air, when the guide has one.
+    #[serde(default)]
+    pub now: Option<Programme>,
+    /// Next programme, when the guide has one.
+    #[serde(default)]
+    pub next: Option<Programme>,
 }
 
 /// The channel list.
@@ -85,4 +115,40 @@ pub struct LiveEdge {
     pub start_ms: i64,
     /// Its duration, ms.
     pub duration_ms: u64,
+}
+
+/// Programmes of some channels over a time range (`GET /v1/guide`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Guide {
+    /// Channels asked for that exist, by number.
+    pub channels: Vec<ChannelGuide>,
+}
+
+/// One channel's programmes, by start time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelGuide {
+    /// Channel number.
+    pub number: u16,
+    /// Programmes overlapping the range asked for.
+    pub programmes: Vec<Programme>,
+}
+
+/// What is on every channel now and next (`GET /v1/guide/now`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OnAir {
+    /// Every channel, by number.
+    pub channels: Vec<NowNext>,
+}
+
+/// Now and next on one channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NowNext {
+    /// Channel number.
+    pub number: u16,
+    /// Programme on air.
+    #[serde(default)]
+    pub now: Option<Programme>,
+    /// Next programme.
+    #[serde(default)]
+    pub next: Option<Programme>,
 }
