@@ -161,7 +161,10 @@ impl Catalogue {
             if let Some(id) = &c.xmltv_id
                 && let Some(other) = ids.insert(id.clone(), c.number)
             {
-                bail!("channels {other} and {} have the same XMLTV id {id:?}", c.number);
+                bail!(
+                    "channels {other} and {} have the same XMLTV id {id:?}",
+                    c.number
+                );
             }
         }
         Ok(ids)

@@ -315,7 +315,10 @@ async fn guide_now(
         .next_change(now)
         .map_or(60, |at| ((at - now + 999) / 1000).clamp(1, 60));
     Ok((
-        [(header::CACHE_CONTROL, format!("public, max-age={fresh_secs}"))],
+        [(
+            header::CACHE_CONTROL,
+            format!("public, max-age={fresh_secs}"),
+        )],
         Json(OnAir { channels }),
     )
         .into_response())

@@ -432,11 +432,16 @@ async fn guide_of_the_test_listing_then_of_the_operators_file() {
     assert_eq!(numbers, [1, 3], "unknown channels are left out");
     for c in &guide.channels {
         let (first, last) = (&c.programmes[0], &c.programmes[c.programmes.len() - 1]);
-        assert!(first.start_ms <= now && last.end_ms >= now + 3 * hour, "covers the range");
+        assert!(
+            first.start_ms <= now && last.end_ms >= now + 3 * hour,
+            "covers the range"
+        );
         assert!(c.programmes.iter().all(|p| p.description.is_some()));
     }
     // A week ahead.
-    let (status, body) = op.get(&alice, &range(now + 6 * 24 * hour, now + 7 * 24 * hour)).await;
+    let (status, body) = op
+        .get(&alice, &range(now + 6 * 24 * hour, now + 7 * 24 * hour))
+        .await;
     assert_eq!(status, 200);
     let week: Guide = serde_json::from_slice(&body).expect("json");
     assert!(week.channels.iter().all(|c| !c.programmes.is_empty()));
@@ -507,13 +512,28 @@ async fn guide_of_the_test_listing_then_of_the_operators_file() {
     assert!((1..=60).contains(&max_age), "{max_age}");
     let on_air: OnAir = response.json().await.expect("json");
     let news = &on_air.channels[0];
-    assert_eq!(news.now.as_ref().map(|p| p.title.as_str()), Some("Operator News"));
-    assert_eq!(news.now.as_ref().and_then(|p| p.rating.as_deref()), Some("PG"));
-    assert_eq!(news.next.as_ref().map(|p| p.title.as_str()), Some("Late Edition"));
-    assert!(on_air.channels[1].now.is_none(), "the operator's file lists one channel");
+    assert_eq!(
+        news.now.as_ref().map(|p| p.title.as_str()),
+        Some("Operator News")
+    );
+    assert_eq!(
+        news.now.as_ref().and_then(|p| p.rating.as_deref()),
+        Some("PG")
+    );
+    assert_eq!(
+        news.next.as_ref().map(|p| p.title.as_str()),
+        Some("Late Edition")
+    );
+    assert!(
+        on_air.channels[1].now.is_none(),
+        "the operator's file lists one channel"
+    );
     let (_, body) = op.get(&alice, "/v1/channels").await;
     let list: ChannelList = serde_json::from_slice(&body).expect("json");
-    assert_eq!(list.channels[0].now.as_ref().map(|p| p.title.as_str()), Some("Operator News"));
+    assert_eq!(
+        list.channels[0].now.as_ref().map(|p| p.title.as_str()),
+        Some("Operator News")
+    );
     assert!(list.channels[1].now.is_none());
 }
 

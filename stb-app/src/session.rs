@@ -5,7 +5,7 @@
 use crate::channel_keys::{ChannelKeys, KeyUnusable, unix_now};
 use crate::keyserver_client::{KeyServer, LoginError};
 use base64::Engine;
-use stb_protocol::content_api::ChannelList;
+use stb_protocol::content_api::{ChannelList, OnAir};
 use stb_protocol::{
     ChannelKey, Identifier, KeyId, License, LicenseKey, Password, PasswordKeys, PersonalData, Suite,
 };
@@ -179,6 +179,27 @@ impl Session {
     /// The mutual-TLS client (for the player's stream).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// What is on every channel now and next, and how long that answer holds (the server's
+    /// `max-age`: until the first programme on some channel ends).
+    pub async fn on_air(&self) -> anyhow::Result<(OnAir, Duration)> {
+        let r = self
+            .http
+            .get(format!("{}/v1/guide/now", self.content_url()))
+            .send()
+            .await?
+            .error_for_status()?;
+        let max_age = r
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|d| d.trim().strip_prefix("max-age=")?.parse().ok())
+            })
+            .unwrap_or(60);
+        Ok((r.json().await?, Duration::from_secs(max_age)))
     }
 
     /// Fetches the license and unwraps the channel keys with KS (current and next epoch).

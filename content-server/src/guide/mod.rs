@@ -201,11 +201,18 @@ mod tests {
         let g = guide();
         let titles = |ps: &[Programme]| ps.iter().map(|p| p.title.clone()).collect::<Vec<_>>();
         assert_eq!(titles(g.range(1, 99, 301)), ["A", "B", "C"]);
-        assert_eq!(titles(g.range(1, 100, 300)), ["B"], "ends and starts are exclusive");
+        assert_eq!(
+            titles(g.range(1, 100, 300)),
+            ["B"],
+            "ends and starts are exclusive"
+        );
         assert!(g.range(1, 500, 900).is_empty());
         assert!(g.range(9, 0, 900).is_empty());
         let (now, next) = g.now_next(1, 120);
-        assert_eq!((now.map(|p| &*p.title), next.map(|p| &*p.title)), (Some("B"), Some("C")));
+        assert_eq!(
+            (now.map(|p| &*p.title), next.map(|p| &*p.title)),
+            (Some("B"), Some("C"))
+        );
         let (now, next) = g.now_next(1, 260);
         assert_eq!((now, next.map(|p| &*p.title)), (None, Some("C")), "a gap");
         assert_eq!(g.now_next(1, 400), (None, None));
@@ -220,7 +227,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("guide.xml");
         let feed = GuideFeed::new(&path, [("one".to_owned(), 1)].into());
-        assert!(matches!(feed.refresh(), Err(GuideError::Read { .. })), "missing");
+        assert!(
+            matches!(feed.refresh(), Err(GuideError::Read { .. })),
+            "missing"
+        );
         assert_eq!(feed.refresh().expect("same"), Refresh::Unchanged);
         std::fs::write(
             &path,

@@ -20,50 +20,212 @@ pub struct TestChannel {
 }
 
 /// A show of a genre: title, length in minutes, category, rating, synopsis.
-type Show = (&'static str, i64, &'static str, Option<&'static str>, &'static str);
+type Show = (
+    &'static str,
+    i64,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+);
 
 fn shows(genre: &str) -> &'static [Show] {
     match genre {
         "news" => &[
-            ("World Headlines", 30, "News", None, "The main stories from around the world."),
-            ("Business Today", 30, "News", None, "Markets, companies and the economy."),
-            ("Weather and Traffic", 15, "News", None, "The forecast and the roads."),
-            ("Evening Debate", 60, "Current affairs", None, "Guests argue the question of the day."),
-            ("Science Desk", 30, "News", None, "Research news, explained."),
-            ("Regional Roundup", 45, "News", None, "What happened near you today."),
+            (
+                "World Headlines",
+                30,
+                "News",
+                None,
+                "The main stories from around the world.",
+            ),
+            (
+                "Business Today",
+                30,
+                "News",
+                None,
+                "Markets, companies and the economy.",
+            ),
+            (
+                "Weather and Traffic",
+                15,
+                "News",
+                None,
+                "The forecast and the roads.",
+            ),
+            (
+                "Evening Debate",
+                60,
+                "Current affairs",
+                None,
+                "Guests argue the question of the day.",
+            ),
+            (
+                "Science Desk",
+                30,
+                "News",
+                None,
+                "Research news, explained.",
+            ),
+            (
+                "Regional Roundup",
+                45,
+                "News",
+                None,
+                "What happened near you today.",
+            ),
         ],
         "sport" => &[
-            ("Match of the Day", 90, "Sports", None, "The goals and the talking points."),
-            ("Tennis: Live", 120, "Sports", None, "Live from the centre court."),
-            ("Cycling Highlights", 60, "Sports", None, "The stage, climb by climb."),
-            ("Sport Tonight", 30, "Sports", None, "Results and interviews."),
-            ("Athletics Classics", 60, "Sports", None, "Great races from the archive."),
+            (
+                "Match of the Day",
+                90,
+                "Sports",
+                None,
+                "The goals and the talking points.",
+            ),
+            (
+                "Tennis: Live",
+                120,
+                "Sports",
+                None,
+                "Live from the centre court.",
+            ),
+            (
+                "Cycling Highlights",
+                60,
+                "Sports",
+                None,
+                "The stage, climb by climb.",
+            ),
+            (
+                "Sport Tonight",
+                30,
+                "Sports",
+                None,
+                "Results and interviews.",
+            ),
+            (
+                "Athletics Classics",
+                60,
+                "Sports",
+                None,
+                "Great races from the archive.",
+            ),
         ],
         "cinema" => &[
-            ("The Silent Harbour", 110, "Movie", Some("12"), "A lighthouse keeper finds a stranger on the rocks."),
-            ("Night Train to Lisbon", 130, "Movie", Some("12"), "A teacher leaves everything for a book."),
-            ("The Long Summer", 95, "Movie", Some("U"), "Three friends, one last holiday."),
-            ("Cold Streets", 120, "Movie", Some("16"), "A detective on her last case."),
-            ("Behind the Screen", 30, "Magazine", None, "Interviews from the set."),
+            (
+                "The Silent Harbour",
+                110,
+                "Movie",
+                Some("12"),
+                "A lighthouse keeper finds a stranger on the rocks.",
+            ),
+            (
+                "Night Train to Lisbon",
+                130,
+                "Movie",
+                Some("12"),
+                "A teacher leaves everything for a book.",
+            ),
+            (
+                "The Long Summer",
+                95,
+                "Movie",
+                Some("U"),
+                "Three friends, one last holiday.",
+            ),
+            (
+                "Cold Streets",
+                120,
+                "Movie",
+                Some("16"),
+                "A detective on her last case.",
+            ),
+            (
+                "Behind the Screen",
+                30,
+                "Magazine",
+                None,
+                "Interviews from the set.",
+            ),
         ],
         "kids" => &[
-            ("Morning Cartoons", 60, "Children", Some("U"), "Cartoons to start the day."),
-            ("Puppet Theatre", 30, "Children", Some("U"), "The puppets put on a play."),
-            ("Science for Kids", 30, "Children", Some("U"), "Experiments to try at home."),
-            ("Animal Friends", 25, "Children", Some("U"), "A visit to the farm."),
+            (
+                "Morning Cartoons",
+                60,
+                "Children",
+                Some("U"),
+                "Cartoons to start the day.",
+            ),
+            (
+                "Puppet Theatre",
+                30,
+                "Children",
+                Some("U"),
+                "The puppets put on a play.",
+            ),
+            (
+                "Science for Kids",
+                30,
+                "Children",
+                Some("U"),
+                "Experiments to try at home.",
+            ),
+            (
+                "Animal Friends",
+                25,
+                "Children",
+                Some("U"),
+                "A visit to the farm.",
+            ),
             ("Story Time", 15, "Children", Some("U"), "A bedtime story."),
         ],
         "documentary" => &[
-            ("Planet Oceans", 60, "Documentary", None, "Life below the waves."),
-            ("Great Railways", 60, "Documentary", None, "Journeys across continents."),
-            ("Ancient Cities", 50, "Documentary", None, "What the ruins tell us."),
-            ("Inside the Factory", 45, "Documentary", None, "How everyday things are made."),
+            (
+                "Planet Oceans",
+                60,
+                "Documentary",
+                None,
+                "Life below the waves.",
+            ),
+            (
+                "Great Railways",
+                60,
+                "Documentary",
+                None,
+                "Journeys across continents.",
+            ),
+            (
+                "Ancient Cities",
+                50,
+                "Documentary",
+                None,
+                "What the ruins tell us.",
+            ),
+            (
+                "Inside the Factory",
+                45,
+                "Documentary",
+                None,
+                "How everyday things are made.",
+            ),
         ],
         _ => &[
             ("Top 40", 60, "Music", None, "The week's chart."),
-            ("Live Session", 45, "Music", None, "A band plays live in the studio."),
+            (
+                "Live Session",
+                45,
+                "Music",
+                None,
+                "A band plays live in the studio.",
+            ),
             ("Classics Hour", 60, "Music", None, "Orchestral favourites."),
-            ("Night Mix", 120, "Music", None, "Non-stop music until morning."),
+            (
+                "Night Mix",
+                120,
+                "Music",
+                None,
+                "Non-stop music until morning.",
+            ),
         ],
     }
 }
@@ -132,7 +294,10 @@ pub fn render(channels: &[TestChannel], from_ms: i64, days: u32) -> String {
                     esc(category),
                 );
                 if let Some(r) = rating {
-                    let _ = writeln!(out, "    <rating system=\"BBFC\"><value>{r}</value></rating>");
+                    let _ = writeln!(
+                        out,
+                        "    <rating system=\"BBFC\"><value>{r}</value></rating>"
+                    );
                 }
                 out.push_str("  </programme>\n");
                 start = stop;
@@ -147,7 +312,10 @@ pub fn render(channels: &[TestChannel], from_ms: i64, days: u32) -> String {
 /// re-reads the guide never sees half of one.
 pub fn write(path: &Path, channels: &[TestChannel], now_ms: i64, days: u32) -> std::io::Result<()> {
     use std::io::Write as _;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     // The listing starts the day before, so a box's guide can look back at what just ended.
@@ -185,10 +353,19 @@ mod tests {
         for list in listings.values() {
             assert_eq!(list.first().map(|p| p.start_ms), Some(day));
             assert_eq!(list.last().map(|p| p.end_ms), Some(day + 8 * DAY_MS));
-            assert!(list.windows(2).all(|w| w[0].end_ms == w[1].start_ms), "no gap");
-            assert!(list.iter().all(|p| p.description.is_some() && !p.categories.is_empty()));
+            assert!(
+                list.windows(2).all(|w| w[0].end_ms == w[1].start_ms),
+                "no gap"
+            );
+            assert!(
+                list.iter()
+                    .all(|p| p.description.is_some() && !p.categories.is_empty())
+            );
         }
-        assert!(listings[&2].iter().any(|p| p.rating.is_some()), "films are rated");
+        assert!(
+            listings[&2].iter().any(|p| p.rating.is_some()),
+            "films are rated"
+        );
         assert_eq!(
             render(&channels, day + 7_000_000, 7),
             text,
@@ -209,6 +386,10 @@ mod tests {
         write(&path, &[channel], 0, 1).expect("written");
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.starts_with("<?xml") && text.ends_with("</tv>\n"));
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1, "no temporary left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("dir").count(),
+            1,
+            "no temporary left"
+        );
     }
 }

@@ -63,7 +63,9 @@ pub fn parse(text: &str, ids: &HashMap<String, u16>) -> Result<Listings, XmltvEr
             Some(stop) => {
                 let end = time_ms(stop).map_err(|e| refuse(format!("stop {stop:?}: {e}")))?;
                 if end <= start_ms {
-                    return Err(refuse(format!("stop {stop:?} is not after start {start:?}")));
+                    return Err(refuse(format!(
+                        "stop {stop:?} is not after start {start:?}"
+                    )));
                 }
                 Some(end)
             }
@@ -257,7 +259,11 @@ mod tests {
             titles,
             [
                 ("Night", UTC_2026_11_29, UTC_2026_11_29 + hour),
-                ("Le Journal", UTC_2026_11_29 + hour, UTC_2026_11_29 + 2 * hour),
+                (
+                    "Le Journal",
+                    UTC_2026_11_29 + hour,
+                    UTC_2026_11_29 + 2 * hour
+                ),
                 ("Last", UTC_2026_11_29 + 2 * hour, UTC_2026_11_29 + 3 * hour),
             ],
             "sorted, the overlap cut, the missing stop taken from the next start"

@@ -21,6 +21,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Bounds on the wait between two polls of now/next: the server's `max-age` says until the
+/// next programme change; not more often than this even when programmes are short...
+const GUIDE_POLL_MIN: Duration = Duration::from_secs(5);
+/// ...and at least this often, so a new guide file reaches the screen.
+const GUIDE_POLL_MAX: Duration = Duration::from_secs(300);
+/// Wait after a failed poll.
+const GUIDE_RETRY: Duration = Duration::from_secs(30);
+
 /// How often the clock on screen is refreshed.
 const CLOCK: Duration = Duration::from_millis(500);
 
@@ -126,6 +134,9 @@ pub struct Controller {
     session: Option<Arc<Session>>,
     /// The zap in flight or the feeder of the channel playing (on the runtime).
     feeder: Option<tokio::task::JoinHandle<()>>,
+    /// Follows `/v1/guide/now` for the list and the banner while a channel can be watched
+    /// (not in standby). Holds the session: a logout awaits its end before wiping it.
+    guide: Option<tokio::task::JoinHandle<()>>,
     /// Standby's stop and flush: the next play waits for it, so a quick POWER POWER cannot
     /// flush the pipeline under the resumed channel.
     stopping: Option<tokio::task::JoinHandle<()>>,
@@ -164,6 +175,7 @@ impl Controller {
                 frames,
                 session: None,
                 feeder: None,
+                guide: None,
                 stopping: None,
                 zaps: 0,
                 work: None,
@@ -229,7 +241,9 @@ impl Controller {
                             package: session.channels.package.clone(),
                             channels: session.channels.channels.clone(),
                         };
-                        this.borrow_mut().session = Some(session);
+                        let mut c = this.borrow_mut();
+                        c.session = Some(session);
+                        c.follow_guide();
                         view
                     });
                     dispatch(this, |m| m.login_done(view));
@@ -271,9 +285,11 @@ impl Controller {
             Effect::Play(number) => self.play(number),
             Effect::Logout => {
                 let stopped = self.stop_playing();
+                let guide = self.guide.take();
                 let session = self.session.take();
                 self.rt.spawn(async move {
                     stopped.await;
+                    stop(guide).await;
                     // The feeder held the only other reference: D, KS, KR and the channel
                     // keys are wiped as this one drops.
                     if let Some(session) = session.and_then(|s| Arc::try_unwrap(s).ok()) {
@@ -282,6 +298,9 @@ impl Controller {
                 });
             }
             Effect::Standby => {
+                if let Some(guide) = self.guide.take() {
+                    guide.abort();
+                }
                 let stopped = self.stop_playing();
                 self.stopping = Some(self.rt.spawn(stopped));
             }
@@ -362,12 +381,51 @@ impl Controller {
         }
     }
 
+    /// Polls what is on now and next as long as the server says the answer holds, and
+    /// hands each answer to the model on the UI thread. Starts once per session (again after
+    /// standby); a failed poll is retried in 30 s, the box plays on regardless.
+    fn follow_guide(&mut self) {
+        if self.guide.as_ref().is_some_and(|g| !g.is_finished()) {
+            return;
+        }
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        self.guide = Some(self.rt.spawn(async move {
+            loop {
+                let wait = match session.on_air().await {
+                    Ok((on_air, fresh)) => {
+                        if tx.send(on_air).is_err() {
+                            return;
+                        }
+                        fresh.clamp(GUIDE_POLL_MIN, GUIDE_POLL_MAX)
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "now/next not fetched");
+                        GUIDE_RETRY
+                    }
+                };
+                tokio::time::sleep(wait).await;
+            }
+        }));
+        let me = self.me.clone();
+        self.spawn_local(async move {
+            // Ends when the poller ends or is aborted (its sender drops).
+            while let Some(on_air) = rx.recv().await {
+                let Some(this) = me.upgrade() else { return };
+                dispatch(&this, |m| m.on_air(on_air));
+            }
+        });
+    }
+
     /// A zap: black at once; on the runtime, the old feeder stops (awaited, so no segment
     /// of the old channel reaches the new one), the pipeline flushes on a blocking thread,
     /// and the new feeder starts. Its state changes come back to the UI thread as they
     /// happen.
     fn play(&mut self, number: u16) {
         let started = std::time::Instant::now();
+        self.follow_guide();
         self.zaps += 1;
         let zap = self.zaps;
         self.clear_picture();

@@ -35,17 +35,15 @@ impl Platform for Offscreen {
 /// A sample channel list like the test channels' (programmes placed around `now_ms`).
 pub fn sample_channels(now_ms: i64) -> Vec<ChannelInfo> {
     let hour = 3_600_000;
-    let at = |title: &str, from: i64, to: i64| Programme {
-        title: title.into(),
-        start_ms: now_ms + from * hour / 4,
-        end_ms: now_ms + to * hour / 4,
+    let at = |title: &str, from: i64, to: i64| {
+        Programme::titled(title, now_ms + from * hour / 4, now_ms + to * hour / 4)
     };
     let ch = |number, name: &str, entitled, now: Programme, next: Programme| ChannelInfo {
         number,
         name: name.into(),
         entitled,
-        now,
-        next,
+        now: Some(now),
+        next: Some(next),
     };
     vec![
         ch(

@@ -87,11 +87,12 @@ fn hh_mm(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn programme(p: &Programme) -> String {
-    if p.title.is_empty() {
-        return String::new();
+/// A programme as a line of the list or the banner; empty when the guide has none.
+fn programme(p: Option<&Programme>) -> String {
+    match p {
+        Some(p) if !p.title.is_empty() => format!("{}  {}", hh_mm(p.start_ms), p.title),
+        _ => String::new(),
     }
-    format!("{}  {}", hh_mm(p.start_ms), p.title)
 }
 
 /// Rows of the channel list on screen at once (they fit the title-safe area at any size).
@@ -105,11 +106,11 @@ pub fn list_window(selected: usize, len: usize) -> std::ops::Range<usize> {
     top..(top + LIST_ROWS).min(len)
 }
 
-/// How far `p` has run at `now_ms`, 0-1; -1 when its times are unknown.
-fn progress(p: &Programme, now_ms: i64) -> f32 {
-    if p.end_ms <= p.start_ms {
+/// How far `p` has run at `now_ms`, 0-1; -1 when there is none or its times are unknown.
+fn progress(p: Option<&Programme>, now_ms: i64) -> f32 {
+    let Some(p) = p.filter(|p| p.end_ms > p.start_ms) else {
         return -1.0;
-    }
+    };
     ((now_ms - p.start_ms) as f64 / (p.end_ms - p.start_ms) as f64).clamp(0.0, 1.0) as f32
 }
 
@@ -160,11 +161,11 @@ pub fn render(model: &Model, ui: &AppWindow) {
             .map(|(c, i)| ChannelRow {
                 number: c.number.to_string().into(),
                 name: c.name.clone().into(),
-                now: programme(&c.now).into(),
+                now: programme(c.now.as_ref()).into(),
                 locked: !c.entitled,
                 selected: i == model.selected(),
                 playing: playing == Some(c.number),
-                progress: progress(&c.now, now_ms),
+                progress: progress(c.now.as_ref(), now_ms),
             })
             .collect(),
     ));
@@ -185,8 +186,8 @@ pub fn render(model: &Model, ui: &AppWindow) {
         ui.set_banner(BannerInfo {
             number: c.number.to_string().into(),
             name: c.name.clone().into(),
-            now: programme(&c.now).into(),
-            next: programme(&c.next).into(),
+            now: programme(c.now.as_ref()).into(),
+            next: programme(c.next.as_ref()).into(),
             clock: clock().into(),
         });
     }
@@ -244,15 +245,13 @@ mod tests {
 
     #[test]
     fn programme_progress() {
-        let p = |start_ms, end_ms| Programme {
-            title: "t".into(),
-            start_ms,
-            end_ms,
-        };
-        assert_eq!(progress(&p(0, 100), 25), 0.25);
-        assert_eq!(progress(&p(0, 100), 500), 1.0);
-        assert_eq!(progress(&p(50, 100), 0), 0.0);
-        assert_eq!(progress(&p(0, 0), 0), -1.0);
+        let p = |start_ms, end_ms| Programme::titled("t", start_ms, end_ms);
+        assert_eq!(progress(Some(&p(0, 100)), 25), 0.25);
+        assert_eq!(progress(Some(&p(0, 100)), 500), 1.0);
+        assert_eq!(progress(Some(&p(50, 100)), 0), 0.0);
+        assert_eq!(progress(Some(&p(0, 0)), 0), -1.0);
+        assert_eq!(progress(None, 0), -1.0);
+        assert_eq!(programme(None), "");
     }
 
     #[test]

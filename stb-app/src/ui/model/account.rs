@@ -4,6 +4,7 @@
 use super::overlays::{Alert, AlertAction, retry_alert};
 use super::{BANNER, Effect, LoggedIn, Model, Screen, Timer, capitalise};
 use crate::keyserver_client::LoginError;
+use stb_protocol::content_api::OnAir;
 use std::time::Duration;
 
 /// Timers that run only while a session is on screen.
@@ -188,6 +189,24 @@ impl Model {
         }
         fx
     }
+
+    /// What the guide says is on now and next: the list and the banner follow programme
+    /// changes while the box plays.
+    pub fn on_air(&mut self, on_air: OnAir) -> Vec<Effect> {
+        if let Some(account) = &mut self.account {
+            for update in on_air.channels {
+                if let Some(c) = account
+                    .channels
+                    .iter_mut()
+                    .find(|c| c.number == update.number)
+                {
+                    c.now = update.now;
+                    c.next = update.next;
+                }
+            }
+        }
+        vec![]
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +221,40 @@ mod tests {
         assert!(armed(&fx, Timer::Banner) && armed(&fx, Timer::Inactivity));
         assert_eq!(m.screen(), Screen::Player);
         assert!(m.banner());
+    }
+
+    #[test]
+    fn now_and_next_follow_the_guide() {
+        use stb_protocol::content_api::{NowNext, OnAir, Programme};
+        let (mut m, _) = logged_in();
+        let before = m.channels()[1].now.clone();
+        let fx = m.on_air(OnAir {
+            channels: vec![
+                NowNext {
+                    number: 1,
+                    now: Some(Programme::titled("Later News", 10, 20)),
+                    next: None,
+                },
+                NowNext {
+                    number: 99,
+                    now: None,
+                    next: None,
+                },
+            ],
+        });
+        assert!(fx.is_empty());
+        let first = &m.channels()[0];
+        assert_eq!(
+            first.now.as_ref().map(|p| p.title.as_str()),
+            Some("Later News")
+        );
+        assert!(first.next.is_none(), "the guide has nothing after it");
+        assert_eq!(
+            m.channels()[1].now,
+            before,
+            "channels not in the answer keep theirs"
+        );
+        assert_eq!(m.current().map(|c| c.number), Some(1));
     }
 
     #[test]

@@ -407,11 +407,7 @@ mod testing {
     use super::*;
 
     pub(super) fn channels() -> Vec<ChannelInfo> {
-        let p = |t: &str| stb_protocol::content_api::Programme {
-            title: t.into(),
-            start_ms: 0,
-            end_ms: 1,
-        };
+        let p = |t: &str| Some(stb_protocol::content_api::Programme::titled(t, 0, 1));
         [(1, true), (2, true), (3, false), (4, true)]
             .into_iter()
             .map(|(number, entitled)| ChannelInfo {
