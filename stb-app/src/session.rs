@@ -5,7 +5,7 @@
 use crate::channel_keys::{ChannelKeys, KeyUnusable, unix_now};
 use crate::keyserver_client::{KeyServer, LoginError};
 use base64::Engine;
-use stb_protocol::content_api::{ChannelList, OnAir};
+use stb_protocol::content_api::{ChannelList, Guide, OnAir};
 use stb_protocol::{
     ChannelKey, Identifier, KeyId, License, LicenseKey, Password, PasswordKeys, PersonalData, Suite,
 };
@@ -200,6 +200,24 @@ impl Session {
             })
             .unwrap_or(60);
         Ok((r.json().await?, Duration::from_secs(max_age)))
+    }
+
+    /// The programmes of `channels` over `[from_ms, to_ms)`, for the guide grid.
+    pub async fn guide(&self, channels: &[u16], from_ms: i64, to_ms: i64) -> anyhow::Result<Guide> {
+        let list: Vec<String> = channels.iter().map(u16::to_string).collect();
+        let url = format!(
+            "{}/v1/guide?channels={}&from={from_ms}&to={to_ms}",
+            self.content_url(),
+            list.join(",")
+        );
+        Ok(self
+            .http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// Fetches the license and unwraps the channel keys with KS (current and next epoch).

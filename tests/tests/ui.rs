@@ -1,7 +1,7 @@
 //! The box's UI end to end under Slint's testing backend with mock time: the real key server
 //! and content server binaries on loopback (the harness), the real player decoding into the
 //! window, and a person's keys. Register through the wizard, a wrong password, log in, watch,
-//! zap by number, CH+, last channel, a channel outside the package, the content server
+//! zap by number, CH+, last channel, the guide, a channel outside the package, the content server
 //! killed and restarted (the status line follows the feeder), log out. One test: the backend
 //! can be set up once per process.
 #![allow(missing_docs)]
@@ -196,6 +196,30 @@ fn register_login_watch_zap_logout_with_the_remote() {
     key(&ui, Key::F3);
     assert!(shows(&ui, "Sport Live"));
     pump_until(&ui, "pictures after last-channel", |ui| video_width(ui) > 0);
+
+    // The guide, from the test listing the server wrote: opened on the channel playing,
+    // the programme on air described; Right goes to the next one; OK on another row watches
+    // that channel; last channel comes back.
+    send(&ui, "g");
+    assert_eq!(ui.get_screen(), DrawnScreen::Guide);
+    pump_until(&ui, "the guide's programmes", |ui| {
+        !ui.get_guide_title().is_empty()
+    });
+    assert!(shows(&ui, "\u{25b6} Sport Live") && shows(&ui, &ui.get_guide_title()));
+    assert!(!ui.get_guide_description().is_empty() && !ui.get_guide_about().is_empty());
+    let on_air = ui.get_guide_when();
+    key(&ui, Key::RightArrow);
+    assert_ne!(ui.get_guide_when(), on_air, "the next programme");
+    key(&ui, Key::DownArrow);
+    key(&ui, Key::DownArrow);
+    key(&ui, Key::Return);
+    assert_eq!(ui.get_screen(), DrawnScreen::Player);
+    assert!(shows(&ui, "Kids Cartoons"));
+    key(&ui, Key::F3);
+    assert!(shows(&ui, "Sport Live"));
+    pump_until(&ui, "pictures of channel 2 after the guide", |ui| {
+        video_width(ui) > 0
+    });
 
     // Channel 3 by number: refused with the reason, channel 2 keeps playing.
     send(&ui, "3");

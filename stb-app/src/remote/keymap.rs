@@ -42,6 +42,8 @@ pub enum Action {
     Info,
     /// The small menu (channel list, log out).
     Menu,
+    /// The programme guide.
+    Guide,
     /// Power: standby, or log out on a hotel box.
     Power,
 }
@@ -84,6 +86,7 @@ impl FromStr for Action {
             "mute" => Self::Mute,
             "info" => Self::Info,
             "menu" => Self::Menu,
+            "guide" => Self::Guide,
             "power" => Self::Power,
             other => match other.strip_prefix("digit-").map(str::parse::<u8>) {
                 Some(Ok(d)) if d <= 9 => Self::Digit(d),

@@ -137,6 +137,8 @@ pub struct Controller {
     /// Follows `/v1/guide/now` for the list and the banner while a channel can be watched
     /// (not in standby). Holds the session: a logout awaits its end before wiping it.
     guide: Option<tokio::task::JoinHandle<()>>,
+    /// Guide grid requests in flight (they hold the session too; a logout aborts them).
+    guide_fetches: Vec<tokio::task::AbortHandle>,
     /// Standby's stop and flush: the next play waits for it, so a quick POWER POWER cannot
     /// flush the pipeline under the resumed channel.
     stopping: Option<tokio::task::JoinHandle<()>>,
@@ -176,6 +178,7 @@ impl Controller {
                 session: None,
                 feeder: None,
                 guide: None,
+                guide_fetches: Vec::new(),
                 stopping: None,
                 zaps: 0,
                 work: None,
@@ -283,9 +286,35 @@ impl Controller {
                 self.works += 1;
             }
             Effect::Play(number) => self.play(number),
+            Effect::FetchGuide {
+                channels,
+                from_ms,
+                to_ms,
+            } => {
+                let Some(session) = self.session.clone() else {
+                    return;
+                };
+                let asked = channels.clone();
+                let task = self.rt.spawn(async move {
+                    let guide = session.guide(&channels, from_ms, to_ms).await;
+                    guide.map_err(|e| format!("{e:#}"))
+                });
+                self.guide_fetches.retain(|t| !t.is_finished());
+                self.guide_fetches.push(task.abort_handle());
+                let me = self.me.clone();
+                self.spawn_local(async move {
+                    let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
+                    if let Some(this) = me.upgrade() {
+                        dispatch(&this, |m| m.guide_done(&asked, (from_ms, to_ms), result));
+                    }
+                });
+            }
             Effect::Logout => {
                 let stopped = self.stop_playing();
                 let guide = self.guide.take();
+                for fetch in self.guide_fetches.drain(..) {
+                    fetch.abort();
+                }
                 let session = self.session.take();
                 self.rt.spawn(async move {
                     stopped.await;
@@ -484,6 +513,7 @@ async fn flush(player: Arc<Player>) -> anyhow::Result<()> {
 /// Runs `f` on the model, carries out its effects and redraws.
 pub fn dispatch(this: &Shared, f: impl FnOnce(&mut Model) -> Vec<Effect>) {
     let mut c = this.borrow_mut();
+    c.model.set_now(chrono::Utc::now().timestamp_millis());
     let effects = f(&mut c.model);
     for effect in effects {
         c.execute(effect);

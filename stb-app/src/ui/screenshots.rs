@@ -4,7 +4,7 @@
 
 use super::AppWindow;
 use super::controller::to_image;
-use super::model::{LoggedIn, Model, SessionRules, Timer};
+use super::model::{Effect, LoggedIn, Model, SessionRules, Timer};
 use super::view::render;
 use crate::feed::FeedState;
 use crate::frame::Frame;
@@ -17,7 +17,7 @@ use slint::platform::software_renderer::{
     MinimalSoftwareWindow, PremultipliedRgbaColor, RepaintBufferType,
 };
 use slint::platform::{Platform, WindowAdapter};
-use stb_protocol::content_api::{ChannelInfo, Programme};
+use stb_protocol::content_api::{ChannelGuide, ChannelInfo, Guide, Programme};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
@@ -75,6 +75,114 @@ pub fn sample_channels(now_ms: i64) -> Vec<ChannelInfo> {
             at("Science Explorers", 1, 3),
         ),
     ]
+}
+
+/// A sample guide for `channels` around `now_ms`: programmes of 30 to 120 minutes from three
+/// hours before to nine after, with synopses, genres and ratings like the test listing's.
+pub fn sample_guide(channels: &[u16], now_ms: i64) -> Guide {
+    const SHOWS: [(&str, i64, &str, &str, Option<&str>); 8] = [
+        (
+            "World Headlines",
+            30,
+            "News",
+            "The main stories from around the world.",
+            None,
+        ),
+        (
+            "Match of the Day",
+            90,
+            "Sports",
+            "The goals and the talking points of the weekend.",
+            None,
+        ),
+        (
+            "The Silent Harbour",
+            120,
+            "Movie",
+            "A lighthouse keeper finds a stranger on the rocks, and the village starts to talk.",
+            Some("12"),
+        ),
+        (
+            "Cartoon Morning",
+            60,
+            "Children",
+            "Cartoons to start the day.",
+            Some("U"),
+        ),
+        (
+            "Planet Oceans",
+            60,
+            "Documentary",
+            "Life below the waves, from the reef to the deep.",
+            None,
+        ),
+        (
+            "Business Today",
+            30,
+            "News",
+            "Markets, companies and the economy.",
+            None,
+        ),
+        (
+            "Night Train to Lisbon",
+            120,
+            "Movie",
+            "A teacher leaves everything for a book.",
+            Some("12"),
+        ),
+        (
+            "Science Explorers",
+            30,
+            "Children",
+            "Experiments to try at home.",
+            Some("U"),
+        ),
+    ];
+    let hour = 3_600_000;
+    let first = now_ms - now_ms.rem_euclid(hour / 2) - 3 * hour;
+    let channels = channels
+        .iter()
+        .map(|&number| {
+            let mut start = first + i64::from(number % 3) * hour / 4 - hour / 2;
+            let mut programmes = vec![];
+            let mut i = usize::from(number);
+            while start < now_ms + 9 * hour {
+                let (title, minutes, category, about, rating) = SHOWS[i % SHOWS.len()];
+                let end = start + minutes * 60_000;
+                programmes.push(Programme {
+                    subtitle: (category == "News").then(|| "Evening edition".to_owned()),
+                    description: Some(about.to_owned()),
+                    categories: vec![category.to_owned()],
+                    rating: rating.map(str::to_owned),
+                    ..Programme::titled(title, start, end)
+                });
+                start = end;
+                i += 3;
+            }
+            ChannelGuide { number, programmes }
+        })
+        .collect();
+    Guide { channels }
+}
+
+/// Opens the guide on `model`, presses `actions`, and answers every request on the way with
+/// [`sample_guide`].
+fn with_guide(model: &mut Model, actions: &[Action]) {
+    let now = chrono::Utc::now().timestamp_millis();
+    model.set_now(now);
+    for action in std::iter::once(Action::Guide).chain(actions.iter().copied()) {
+        for e in model.action(action) {
+            if let Effect::FetchGuide {
+                channels,
+                from_ms,
+                to_ms,
+            } = e
+            {
+                let guide = sample_guide(&channels, now);
+                model.guide_done(&channels, (from_ms, to_ms), Ok(guide));
+            }
+        }
+    }
 }
 
 /// Decodes the first picture of an MPEG-TS file (unencrypted, like `media-fixtures/ch1.ts`).
@@ -401,6 +509,37 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             "player-reconnecting",
             then(quiet(), &|m| {
                 m.feed(FeedState::Reconnecting);
+            }),
+            true,
+        ),
+        (
+            "guide",
+            then(quiet(), &|m| with_guide(m, &[Down, Right])),
+            true,
+        ),
+        (
+            "guide-long",
+            then(watching_with(many_channels()), &|m| {
+                m.timer(Timer::Banner);
+                with_guide(
+                    m,
+                    &[
+                        Action::ChannelDown,
+                        Action::ChannelDown,
+                        Down,
+                        Right,
+                        Right,
+                        Right,
+                    ],
+                );
+            }),
+            true,
+        ),
+        (
+            "guide-loading",
+            then(quiet(), &|m| {
+                m.set_now(chrono::Utc::now().timestamp_millis());
+                m.action(Action::Guide);
             }),
             true,
         ),

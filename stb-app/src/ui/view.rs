@@ -2,8 +2,10 @@
 //! screen as dots, unless the viewer asked to see them (INFO); the fields are emptied when
 //! no form is on screen, so a shown password does not stay in the window's properties.
 
-use super::model::{Alert, MENU, Model, Screen};
-use super::{AppWindow, BannerInfo, ChannelRow, DrawnScreen, FieldItem, KeyCap};
+use super::model::{Alert, GUIDE_SPAN_MS, GuideView, MENU, Model, Screen};
+use super::{
+    AppWindow, BannerInfo, ChannelRow, DrawnScreen, FieldItem, GuideCell, GuideRow, KeyCap,
+};
 use crate::remote::Action;
 use chrono::{Local, TimeZone};
 use slint::platform::Key;
@@ -23,7 +25,7 @@ pub enum WindowKey {
 
 /// Maps Slint's key text. In a form, printable characters are typed; elsewhere the desktop
 /// keyboard stands in for the remote: digits, PageUp/PageDown for CH+/CH-, `+`/`-` volume,
-/// `m` mute, `i` or F1 info, F2 menu, F3 last channel, F12 power.
+/// `m` mute, `i` or F1 info, F2 menu, F3 last channel, `g` or F4 guide, F12 power.
 pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
     let mut chars = text.chars();
     let c = chars.next()?;
@@ -58,6 +60,8 @@ pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
         Action::Menu
     } else if special(Key::F3) {
         Action::LastChannel
+    } else if special(Key::F4) {
+        Action::Guide
     } else if special(Key::F12) {
         Action::Power
     } else if wants_text {
@@ -69,6 +73,7 @@ pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
             '-' => Action::VolumeDown,
             'm' => Action::Mute,
             'i' => Action::Info,
+            'g' => Action::Guide,
             _ => return None,
         }
     };
@@ -125,7 +130,14 @@ pub fn render(model: &Model, ui: &AppWindow) {
         Screen::Login | Screen::Register(_) => DrawnScreen::Form,
         Screen::Channels => DrawnScreen::Channels,
         Screen::Player => DrawnScreen::Player,
+        Screen::Guide => DrawnScreen::Guide,
     });
+    if let Some(guide) = model.guide_view() {
+        render_guide(&guide, ui);
+    } else {
+        // Nothing of the grid is kept in the window while it is closed.
+        ui.set_guide_rows(ModelRc::default());
+    }
     if let Some(form) = model.form() {
         ui.set_form_title(form.title.into());
         ui.set_form_subtitle(form.subtitle.into());
@@ -207,6 +219,92 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_alert_cancel(cancel.into());
     ui.set_busy(model.busy().unwrap_or_default().into());
     ui.set_standby(model.standby());
+}
+
+/// The guide's properties: cells placed as shares of the two hours shown.
+fn render_guide(guide: &GuideView, ui: &AppWindow) {
+    let (from, to) = (guide.window_ms, guide.window_ms + GUIDE_SPAN_MS);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let share = |ms: i64| (ms.clamp(from, to) - from) as f32 / GUIDE_SPAN_MS as f32;
+    ui.set_guide_rows(list(
+        guide
+            .rows
+            .iter()
+            .map(|r| GuideRow {
+                number: r.number.to_string().into(),
+                name: r.name.clone().into(),
+                locked: r.locked,
+                playing: r.playing,
+                selected: r.highlighted,
+                cells: list(
+                    r.programmes
+                        .iter()
+                        .map(|(p, selected)| GuideCell {
+                            title: p.title.clone().into(),
+                            x: share(p.start_ms),
+                            w: share(p.end_ms) - share(p.start_ms),
+                            selected: *selected,
+                            live: p.start_ms <= now_ms && now_ms < p.end_ms,
+                            continued: p.start_ms < from,
+                        })
+                        .collect(),
+                ),
+            })
+            .collect(),
+    ));
+    ui.set_guide_day(
+        Local
+            .timestamp_millis_opt(from)
+            .single()
+            .map(|t| t.format("%a %-d %b").to_string())
+            .unwrap_or_default()
+            .into(),
+    );
+    ui.set_guide_times(list(
+        (0..4)
+            .map(|i| hh_mm(from + i * GUIDE_SPAN_MS / 4).into())
+            .collect(),
+    ));
+    ui.set_guide_now_x(if (from..to).contains(&now_ms) {
+        share(now_ms)
+    } else {
+        -1.0
+    });
+    ui.set_guide_more_above(guide.more.0);
+    ui.set_guide_more_below(guide.more.1);
+    ui.set_guide_note(guide.note.into());
+    let p = guide.selected.as_ref();
+    ui.set_guide_title(p.map(|p| p.title.as_str()).unwrap_or_default().into());
+    ui.set_guide_when(
+        p.map(|p| {
+            let mut when = format!("{} - {}", hh_mm(p.start_ms), hh_mm(p.end_ms));
+            if let Some(sub) = &p.subtitle {
+                when = format!("{when}  \u{00b7}  {sub}");
+            }
+            when
+        })
+        .unwrap_or_default()
+        .into(),
+    );
+    ui.set_guide_about(
+        p.map(|p| {
+            let mut about = p.categories.join(", ");
+            if let Some(r) = &p.rating {
+                if !about.is_empty() {
+                    about.push_str("  \u{00b7}  ");
+                }
+                about.push_str(&format!("rated {r}"));
+            }
+            about
+        })
+        .unwrap_or_default()
+        .into(),
+    );
+    ui.set_guide_description(
+        p.and_then(|p| p.description.clone())
+            .unwrap_or_default()
+            .into(),
+    );
 }
 
 fn model_of_fields(fields: Vec<super::model::FieldView>) -> ModelRc<FieldItem> {

@@ -4,21 +4,24 @@
 //! the unit tests drive it directly.
 //!
 //! One file per flow: `form` (login and the registration wizard), `zap` (channel list,
-//! player, tuning), `overlays` (alerts, menu, volume, feed status) and `account` (the
-//! login's result, standby, logout, inactivity).
+//! player, tuning), `guide` (the programme grid), `overlays` (alerts, menu, volume, feed
+//! status) and `account` (the login's result, standby, logout, inactivity).
 
 mod account;
 mod form;
+mod guide;
 mod overlays;
 mod zap;
 
 pub use form::{FieldView, FormView};
+pub use guide::{GUIDE_ROWS, GUIDE_SPAN_MS, GuideRowView, GuideView};
 pub use overlays::{Alert, AlertAction, MENU};
 pub use zap::{BANNER, NUMBER_ENTRY};
 
 use super::keyboard::Keyboard;
 use crate::remote::Action;
 use form::Form;
+use guide::GuideGrid;
 use overlays::retry_alert;
 use stb_protocol::Password;
 use stb_protocol::content_api::ChannelInfo;
@@ -40,6 +43,8 @@ pub enum Screen {
     Channels,
     /// Full-screen video.
     Player,
+    /// The programme guide over the picture.
+    Guide,
 }
 
 /// Registration wizard steps.
@@ -95,6 +100,16 @@ pub enum Effect {
     },
     /// Flush the picture (black) and play this channel.
     Play(u16),
+    /// Fetch these channels' programmes over `[from_ms, to_ms)`; answer with
+    /// [`Model::guide_done`].
+    FetchGuide {
+        /// Channel numbers.
+        channels: Vec<u16>,
+        /// Unix ms.
+        from_ms: i64,
+        /// Unix ms.
+        to_ms: i64,
+    },
     /// Abandon the login or registration running (BACK on the busy screen): its result, and
     /// whatever it derived, is dropped unseen.
     CancelWork,
@@ -163,6 +178,11 @@ pub struct Model {
     menu: Option<usize>,
     standby: bool,
     rules: SessionRules,
+    guide: GuideGrid,
+    /// Where BACK from the guide goes.
+    guide_return: Screen,
+    /// The wall clock, Unix ms (the adapter sets it before each event).
+    now_ms: i64,
 }
 
 impl Model {
@@ -190,6 +210,9 @@ impl Model {
             menu: None,
             standby: false,
             rules,
+            guide: GuideGrid::default(),
+            guide_return: Screen::Player,
+            now_ms: 0,
         }
     }
 
@@ -264,6 +287,11 @@ impl Model {
 
     // ----- input -----
 
+    /// The wall clock, Unix ms: the guide places its grid by it.
+    pub fn set_now(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+    }
+
     /// A remote or keyboard action. Returns the work to do.
     pub fn action(&mut self, action: Action) -> Vec<Effect> {
         let mut fx = Vec::new();
@@ -320,6 +348,7 @@ impl Model {
             Screen::Login | Screen::Register(_) => self.form_action(action, &mut fx),
             Screen::Channels => self.list_action(action, &mut fx),
             Screen::Player => self.player_action(action, &mut fx),
+            Screen::Guide => self.guide_action(action, &mut fx),
         }
         fx
     }
@@ -357,6 +386,8 @@ impl Model {
             Timer::NumberEntry if !self.entry.is_empty() => {
                 if self.screen == Screen::Channels {
                     self.jump_to_entry();
+                } else if self.screen == Screen::Guide {
+                    self.guide_jump_to_entry();
                 } else {
                     self.tune_entry(&mut fx);
                 }

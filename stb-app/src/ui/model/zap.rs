@@ -39,13 +39,14 @@ impl Model {
                 self.player_action(action, fx);
             }
             Action::Menu => self.open_menu(fx),
+            Action::Guide => self.open_guide(fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
             _ => {}
         }
     }
 
     /// The menu, with no number half typed behind it (its timer would tune under the menu).
-    fn open_menu(&mut self, fx: &mut Vec<Effect>) {
+    pub(super) fn open_menu(&mut self, fx: &mut Vec<Effect>) {
         if !self.entry.is_empty() {
             self.cancel_entry(fx);
         }
@@ -84,6 +85,7 @@ impl Model {
                 }
             }
             Action::Menu => self.open_menu(fx),
+            Action::Guide => self.open_guide(fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
             _ => {}
         }
@@ -111,7 +113,7 @@ impl Model {
 
     /// A digit of a channel number (at most 3; a 4th starts again); the entry ends after
     /// [`NUMBER_ENTRY`] without a digit, or with OK.
-    fn type_digit(&mut self, d: u8, fx: &mut Vec<Effect>) {
+    pub(super) fn type_digit(&mut self, d: u8, fx: &mut Vec<Effect>) {
         if self.entry.len() >= 3 {
             self.entry.clear();
         }
