@@ -98,6 +98,15 @@ enum SubscriberAction {
 enum ChannelAction {
     /// List channels with their packages and segments.
     List,
+    /// Print a manifest of many channels looping the test fixtures (load tests).
+    Generate {
+        /// Number of channels.
+        #[arg(long, default_value_t = 200)]
+        count: u16,
+        /// Directory of ch1.ts..ch4.ts.
+        #[arg(long, default_value = "media-fixtures")]
+        fixtures: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -145,6 +154,15 @@ fn main() -> Result<()> {
         Command::Channel {
             action: ChannelAction::List,
         } => channel_list(&config),
+        Command::Channel {
+            action: ChannelAction::Generate { count, fixtures },
+        } => {
+            print!(
+                "{}",
+                content_server::catalogue::generate_manifest(count, &fixtures)?
+            );
+            Ok(())
+        }
     }
 }
 

@@ -73,6 +73,22 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     one(&pid.to_string()).unwrap_or(0.0) + children.split_whitespace().filter_map(one).sum::<f64>()
 }
 
+/// Resident memory of process `pid`, bytes (0 when it cannot be read).
+pub fn process_rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// Reads a TOML configuration file into `T`, naming the file in every error.
 pub fn load_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
     use anyhow::Context;

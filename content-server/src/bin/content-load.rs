@@ -42,6 +42,10 @@ struct Args {
     /// nginx binary; "none" to skip the comparison.
     #[arg(long, default_value = "/usr/sbin/nginx")]
     nginx: String,
+    /// Subscribers added before the run, spread over the packages (the viewers all use one
+    /// premium subscriber's box; the others fill the database as an operator's would).
+    #[arg(long, default_value_t = 0)]
+    subscribers: usize,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
@@ -106,6 +110,27 @@ async fn run(args: Args) -> Result<()> {
         "premium",
     )
     .await?;
+    let packages = catalogue.packages();
+    let started = std::time::Instant::now();
+    for i in 0..args.subscribers {
+        let package = &packages[i % packages.len()];
+        content_server::admin::add_subscriber(
+            &config,
+            &store,
+            &keys,
+            &packages,
+            &format!("subscriber-{i}"),
+            package,
+        )
+        .await?;
+    }
+    if args.subscribers > 0 {
+        eprintln!(
+            "{} subscribers added in {:.1} s",
+            args.subscribers,
+            started.elapsed().as_secs_f64()
+        );
+    }
     store.ping().await?;
 
     let exe = match &args.content_server {
@@ -152,6 +177,12 @@ async fn run(args: Args) -> Result<()> {
         nginx = Some(start_nginx(&args.nginx, &dir, &config, nginx_port)?);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = stb_server_common::process_rss_bytes(server.0.id());
+    eprintln!(
+        "content-server idle with {} channels: {:.1} MB resident",
+        catalogue.channels.len(),
+        idle_rss as f64 / 1e6
+    );
 
     let mut rows = Vec::new();
     let targets: Vec<(&str, u16, Mode, u32)> = {
@@ -178,6 +209,7 @@ async fn run(args: Args) -> Result<()> {
             )
             .await;
             let cpu = stb_server_common::process_cpu_seconds(pid) - cpu0;
+            let rss_mb = stb_server_common::process_rss_bytes(pid) as f64 / 1e6;
             let mut l = tally.lateness_ms.clone();
             l.sort();
             let p99 = l
@@ -196,13 +228,15 @@ async fn run(args: Args) -> Result<()> {
                 late_pct,
                 p99,
                 cpu,
+                rss_mb,
             ));
             if args.json {
                 println!(
                     "{}",
                     serde_json::json!({"server": name, "viewers": viewers, "segments": tally.segments,
                     "late": tally.late, "errors": tally.errors, "late_pct": late_pct, "p99_lateness_ms": p99,
-                    "server_cpu_s": cpu, "seconds": args.seconds})
+                    "server_cpu_s": cpu, "server_rss_mb": rss_mb, "seconds": args.seconds,
+                    "channels": catalogue.channels.len(), "subscribers": args.subscribers + 1})
                 );
             } else {
                 eprintln!(
@@ -214,11 +248,13 @@ async fn run(args: Args) -> Result<()> {
     }
     if !args.json {
         println!(
-            "| server | viewers | segments | late (>1 s) | errors | late % | p99 lateness | server CPU s |"
+            "| server | viewers | segments | late (>1 s) | errors | late % | p99 lateness | server CPU s | server RSS MB |"
         );
-        println!("|---|---|---|---|---|---|---|---|");
-        for (name, v, s, late, e, pct, p99, cpu) in rows {
-            println!("| {name} | {v} | {s} | {late} | {e} | {pct:.2} | {p99} ms | {cpu:.2} |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for (name, v, s, late, e, pct, p99, cpu, rss) in rows {
+            println!(
+                "| {name} | {v} | {s} | {late} | {e} | {pct:.2} | {p99} ms | {cpu:.2} | {rss:.0} |"
+            );
         }
     }
     drop(nginx);
