@@ -696,6 +696,88 @@ async fn postgres_backend_enrolls_and_serves() {
     assert!(list.channels.iter().all(|c| c.entitled));
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_over_one_postgres_serve_the_same_subscribers_and_bytes() {
+    let a = operator(Some(fresh_postgres().await)).await;
+    // A second instance as an operator scales out: the same secrets (a copy of the first's
+    // data directory: CA, master key, TLS), the same database, its own listeners.
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    for part in ["ca", "secrets", "tls"] {
+        copy_dir(&a.config.data_dir.join(part), &dir_b.path().join(part));
+    }
+    let config_b = Config {
+        data_dir: dir_b.path().to_owned(),
+        ..a.config.clone()
+    };
+    let b = content_server::server::start(&config_b)
+        .await
+        .expect("second instance");
+    let url_b = |path: &str| format!("https://127.0.0.1:{}{path}", b.addr.port());
+
+    // Added and enrolled through the first, served by the second.
+    let dave = a
+        .enroll(&a.add("dave", "basic").await)
+        .await
+        .expect("enroll");
+    let client = a.client(Some(&dave.identity_pem));
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(url).send().await.expect("request");
+            (r.status().as_u16(), r.bytes().await.expect("body"))
+        }
+    };
+    assert_eq!(get(url_b("/v1/channels")).await.0, 200);
+
+    // The same segment from either instance, byte for byte: encrypt-once is deterministic, so
+    // a cache in front may fetch from any of them.
+    let (_, live) = get(a.url("/v1/channels/1/live")).await;
+    let live: LiveEdge = serde_json::from_slice(&live).expect("json");
+    let path = format!("/v1/channels/1/segments/{}", live.sequence);
+    let (from_a, from_b) = (get(a.url(&path)).await, get(url_b(&path)).await);
+    assert_eq!((from_a.0, from_b.0), (200, 200));
+    assert_eq!(from_a.1, from_b.1);
+    // Their licenses unwrap the same keys (one master key).
+    let (_, license_a) = get(a.url("/v1/license")).await;
+    let (_, license_b) = get(url_b("/v1/license")).await;
+    let (la, lb) = (
+        License::decode(&license_a).expect("license"),
+        License::decode(&license_b).expect("license"),
+    );
+    assert!(la.entries.iter().all(|e| lb.entries.iter().any(|f| f.key_id == e.key_id)));
+    // One guide: the same version, so the same ETag behind a cache.
+    let range = format!("/v1/guide?channels=1&from={}&to={}", live.start_ms, live.start_ms + 1);
+    let etag = |url: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(url).send().await.expect("request");
+            r.headers()["etag"].clone()
+        }
+    };
+    assert_eq!(etag(a.url(&range)).await, etag(url_b(&range)).await);
+
+    // Suspended through the first: the second refuses at its next request.
+    a.store
+        .set_status("dave", Status::Suspended)
+        .await
+        .expect("suspend");
+    assert_eq!(get(url_b("/v1/channels")).await.0, 403);
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_and_license_time_out_when_the_database_stalls() {
     let database = fresh_postgres().await;
