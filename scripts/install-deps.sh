@@ -16,6 +16,8 @@ PACKAGES=(
   libfontconfig-dev libxkbcommon-dev libinput-dev libudev-dev fonts-dejavu-core xvfb
   # servers and tools the tests drive
   postgresql openssl curl
+  # the HTTP cache in front of the content server (edge tests and content-load)
+  nginx libnginx-mod-http-js
   # packaging
   lintian debootstrap
 )

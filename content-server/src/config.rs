@@ -30,6 +30,12 @@ pub struct Config {
     pub public_url: String,
     /// Key server URL handed to boxes at enrollment.
     pub keyserver_url: String,
+    /// The HTTP cache boxes fetch segments from (`https://edge.example.net:8446`); empty:
+    /// boxes stream from this server.
+    pub edge_url: String,
+    /// How long a box's segment token for the edge is valid, seconds: a revocation reaches
+    /// the edge within this.
+    pub edge_token_secs: u64,
     /// Channel key epoch length, seconds.
     pub epoch_secs: u64,
     /// Subscriber certificate validity, days.
@@ -71,6 +77,8 @@ impl Default for Config {
             test_guide_days: 7,
             public_url: "https://127.0.0.1:8443".into(),
             keyserver_url: "https://127.0.0.1:8444".into(),
+            edge_url: String::new(),
+            edge_token_secs: 60,
             epoch_secs: 3600,
             certificate_days: 365,
             code_ttl_hours: 72,

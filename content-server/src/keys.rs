@@ -50,6 +50,15 @@ impl OperatorKeys {
         Ok(Self::from_master(master))
     }
 
+    /// The keys shared with the edge: one signs the boxes' segment tokens, the other lets the
+    /// edge fetch from this server.
+    pub fn edge_keys(&self) -> crate::edge::EdgeKeys {
+        crate::edge::EdgeKeys::new(
+            SecretArray::filled_by(|b| expand(&self.master, &[b"stb-content/v1/edge-token"], b)),
+            SecretArray::filled_by(|b| expand(&self.master, &[b"stb-content/v1/edge-origin"], b)),
+        )
+    }
+
     /// The content key of `channel` for `epoch`.
     pub fn channel_key(&self, channel: u16, epoch: u32) -> ChannelKey {
         let (ch, ep) = (channel.to_be_bytes(), epoch.to_be_bytes());

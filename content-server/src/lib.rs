@@ -9,6 +9,7 @@ pub mod ca;
 pub mod catalogue;
 pub mod codes;
 pub mod config;
+pub mod edge;
 pub mod guide;
 pub mod keys;
 pub mod packager;

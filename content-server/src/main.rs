@@ -66,6 +66,41 @@ enum Command {
         #[command(subcommand)]
         action: ChannelAction,
     },
+    /// The edge (nginx as an HTTP cache in front of this server).
+    Edge {
+        #[command(subcommand)]
+        action: EdgeAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum EdgeAction {
+    /// Write the edge's nginx site and token check into a directory (they hold edge keys:
+    /// written mode 0600); then `include DIR/stb-edge.conf;` in nginx's http block and set
+    /// `edge_url` here.
+    Nginx {
+        /// Where boxes reach the edge, host:port.
+        #[arg(long, default_value = "0.0.0.0:8446")]
+        listen: String,
+        /// The edge's TLS certificate chain (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The cache directory.
+        #[arg(long, default_value = "/var/cache/nginx/stb-edge")]
+        cache_dir: PathBuf,
+        /// This server's enrollment listener as the edge reaches it, https://host:port.
+        #[arg(long)]
+        origin: String,
+        /// The operator CA as the edge finds it (default: this server's DATA_DIR/ca/ca.crt).
+        #[arg(long)]
+        origin_ca: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "/etc/nginx/stb")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +189,34 @@ fn main() -> Result<()> {
         Command::Channel {
             action: ChannelAction::List,
         } => channel_list(&config),
+        Command::Edge {
+            action:
+                EdgeAction::Nginx {
+                    listen,
+                    cert,
+                    key,
+                    cache_dir,
+                    origin,
+                    origin_ca,
+                    out_dir,
+                },
+        } => {
+            let keys = OperatorKeys::load(&config.master_key_path())?;
+            let site = content_server::edge::EdgeSite {
+                listen,
+                cert,
+                key,
+                cache_dir,
+                origin,
+                origin_ca: origin_ca.unwrap_or_else(|| config.ca_dir().join("ca.crt")),
+            };
+            content_server::edge::write_nginx_files(&keys.edge_keys(), &site, &out_dir)?;
+            println!(
+                "written {0}/stb-edge.conf and {0}/stb_edge.js; add `include {0}/stb-edge.conf;` to nginx's http block",
+                out_dir.display()
+            );
+            Ok(())
+        }
         Command::Channel {
             action: ChannelAction::Generate { count, fixtures },
         } => {

@@ -43,6 +43,8 @@ pub struct AppState {
     pub guide: GuideFeed,
     /// Encrypt-once segments.
     pub packager: Packager,
+    /// Keys shared with the edge.
+    pub edge: crate::edge::EdgeKeys,
     crl: Mutex<Option<(i64, Bytes)>>,
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -59,6 +61,7 @@ impl AppState {
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
+            edge: keys.edge_keys(),
             guide,
             config,
             store,
@@ -103,6 +106,9 @@ pub enum AppError {
     /// Enrollment code problems.
     #[error("{0}")]
     Code(&'static str),
+    /// A segment asked for on the edge's route without the edge's key.
+    #[error("not the operator's edge")]
+    NotEdge,
     /// Too many failed enrollments.
     #[error("too many failed enrollment attempts, retry later")]
     TooManyAttempts,
@@ -118,7 +124,7 @@ impl IntoResponse for AppError {
             AppError::UnknownCertificate | AppError::Revoked | AppError::Suspended => {
                 StatusCode::FORBIDDEN
             }
-            AppError::NotEntitled(_) => StatusCode::FORBIDDEN,
+            AppError::NotEntitled(_) | AppError::NotEdge => StatusCode::FORBIDDEN,
             AppError::NoChannel | AppError::NoSegment => StatusCode::NOT_FOUND,
             AppError::Code(_) => StatusCode::FORBIDDEN,
             AppError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
@@ -149,6 +155,10 @@ pub fn enroll_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/enroll", post(enroll))
         .route("/v1/crl", get(crl))
+        .route(
+            "/v1/edge/v1/channels/{number}/segments/{sequence}",
+            get(edge_segment),
+        )
         .route("/healthz", get(health))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(state)
@@ -374,12 +384,14 @@ async fn live(
     Path(number): Path<u16>,
 ) -> Result<Json<LiveEdge>, AppError> {
     let sub = authenticate(&state, &conn).await?;
-    let pos = entitled_channel(&state, &sub, number)?.live_at(now_ms());
+    let now = now_ms();
+    let pos = entitled_channel(&state, &sub, number)?.live_at(now);
     Ok(Json(LiveEdge {
         sequence: pos.sequence,
         epoch: state.config.epoch_of(pos.start_ms),
         start_ms: pos.start_ms,
         duration_ms: pos.duration_ms,
+        edge: crate::edge::access(&state.config, &state.edge, number, conn.peer.ip(), now),
     }))
 }
 
@@ -390,6 +402,37 @@ async fn segment(
 ) -> Result<Response, AppError> {
     let sub = authenticate(&state, &conn).await?;
     let channel = entitled_channel(&state, &sub, number)?;
+    aired_segment(&state, channel, sequence)
+}
+
+/// A segment for the edge (on the enrollment listener): the edge proves itself with its key;
+/// the boxes' entitlement was checked when the origin gave them their tokens.
+async fn edge_segment(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    Path((number, sequence)): Path<(u16, u64)>,
+) -> Result<Response, AppError> {
+    let presented = headers
+        .get("x-edge-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !state.edge.is_origin_key(presented) {
+        return Err(AppError::NotEdge);
+    }
+    let channel = state
+        .catalogue
+        .channels
+        .get(&number)
+        .ok_or(AppError::NoChannel)?;
+    aired_segment(&state, channel, sequence)
+}
+
+/// Segment `sequence` of `channel`, if it has aired and is not too old.
+fn aired_segment(
+    state: &AppState,
+    channel: &crate::catalogue::Channel,
+    sequence: u64,
+) -> Result<Response, AppError> {
     let live = channel.live_at(now_ms()).sequence;
     // Only what has been broadcast, and not too long ago.
     if sequence > live || sequence + packager::KEPT_BEHIND < live {

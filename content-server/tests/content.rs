@@ -757,9 +757,17 @@ async fn two_instances_over_one_postgres_serve_the_same_subscribers_and_bytes() 
         License::decode(&license_a).expect("license"),
         License::decode(&license_b).expect("license"),
     );
-    assert!(la.entries.iter().all(|e| lb.entries.iter().any(|f| f.key_id == e.key_id)));
+    assert!(
+        la.entries
+            .iter()
+            .all(|e| lb.entries.iter().any(|f| f.key_id == e.key_id))
+    );
     // One guide: the same version, so the same ETag behind a cache.
-    let range = format!("/v1/guide?channels=1&from={}&to={}", live.start_ms, live.start_ms + 1);
+    let range = format!(
+        "/v1/guide?channels=1&from={}&to={}",
+        live.start_ms,
+        live.start_ms + 1
+    );
     let etag = |url: String| {
         let client = client.clone();
         async move {
@@ -804,4 +812,192 @@ async fn enrollment_and_license_time_out_when_the_database_stalls() {
     stall.rollback().await.expect("rollback");
     assert_eq!(op.get(&dave, "/v1/license").await.0, 200);
     assert!(op.enroll(&code).await.is_ok(), "the code was not spent");
+}
+
+/// nginx with its JavaScript module as the edge, configured as `content-server edge nginx`
+/// writes it; killed when dropped.
+struct Nginx {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // TERM, not KILL: the master takes its workers down with it.
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_edge(op: &Operator, port: u16) -> Nginx {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = OperatorKeys::load(&op.config.master_key_path()).expect("keys");
+    let (cert, key) = op.config.tls_paths();
+    let site = content_server::edge::EdgeSite {
+        listen: format!("127.0.0.1:{port}"),
+        cert,
+        key,
+        cache_dir: dir.path().join("cache"),
+        // By a name in its certificate: nginx does not check IP addresses in certificates.
+        origin: format!("https://localhost:{}", op.running.enroll_addr.port()),
+        origin_ca: op.config.ca_dir().join("ca.crt"),
+    };
+    content_server::edge::write_nginx_files(&keys.edge_keys(), &site, dir.path()).expect("site");
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    let d = dir.path().display();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{user}load_module /usr/lib/nginx/modules/ngx_http_js_module.so;\n\
+             worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               include {d}/stb-edge.conf;\n}}\n",
+            user = if root { "user root;\n" } else { "" },
+        ),
+    )
+    .expect("nginx.conf");
+    let mut child = std::process::Command::new("/usr/sbin/nginx")
+        .arg("-c")
+        .arg(&conf)
+        .args(["-e", &format!("{d}/error.log"), "-g", "daemon off;"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx (scripts/install-deps.sh installs it)");
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    if let Err(e) = stb_server_common::listener::wait_for_server(
+        &mut child,
+        addr,
+        std::time::Duration::from_secs(10),
+    ) {
+        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+        panic!("nginx did not start: {e}\n{log}");
+    }
+    Nginx { child, _dir: dir }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_serves_entitled_boxes_by_token_and_refuses_the_rest() {
+    let edge_port = stb_server_common::listener::free_loopback_port().expect("port");
+    let op = operator_with(None, |c| {
+        c.edge_url = format!("https://127.0.0.1:{edge_port}");
+        c.edge_token_secs = 30;
+    })
+    .await;
+    let edge = start_edge(&op, edge_port);
+    let alice = op
+        .enroll(&op.add("alice", "basic").await)
+        .await
+        .expect("enroll");
+    let client = op.client(Some(&alice.identity_pem));
+    // The edge asks no certificate: a box reaches it with its token alone.
+    let anyone = op.client(None);
+    let get = |client: &reqwest::Client, url: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(url).send().await.expect("request");
+            let cache = r
+                .headers()
+                .get("x-cache-status")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            (r.status().as_u16(), cache, r.bytes().await.expect("body"))
+        }
+    };
+
+    // The origin hands the live edge with a token for this channel and this box.
+    let (status, _, body) = get(&client, op.url("/v1/channels/1/live")).await;
+    assert_eq!(status, 200);
+    let live: LiveEdge = serde_json::from_slice(&body).expect("json");
+    let access = live.edge.expect("the origin names its edge");
+    assert!(access.segments_url.ends_with("/v1/channels/1/segments/"));
+    let now = stb_server_common::now_ms();
+    assert!(access.expires_ms > now && access.expires_ms <= now + 31_000);
+    let signed = |seq: u64, query: &str| format!("{}{seq}?{query}", access.segments_url);
+
+    // The same bytes as from the origin; the second box's request is a cache hit.
+    let (status, cache, from_edge) = get(&anyone, signed(live.sequence, &access.query)).await;
+    assert_eq!(
+        (status, cache.as_deref()),
+        (200, Some("MISS")),
+        "{}",
+        edge.log()
+    );
+    let (_, _, from_origin) = get(
+        &client,
+        op.url(&format!("/v1/channels/1/segments/{}", live.sequence)),
+    )
+    .await;
+    assert_eq!(from_edge, from_origin);
+    let (status, cache, _) = get(&anyone, signed(live.sequence, &access.query)).await;
+    assert_eq!((status, cache.as_deref()), (200, Some("HIT")));
+
+    // Refused by the edge itself: tampered, another channel, expired, another machine.
+    let tampered = access.query.replace("t=", "t=A");
+    assert_eq!(get(&anyone, signed(live.sequence, &tampered)).await.0, 403);
+    let other_channel = access.segments_url.replace("/channels/1/", "/channels/2/");
+    let (_, _, live2) = get(&client, op.url("/v1/channels/2/live")).await;
+    let live2: LiveEdge = serde_json::from_slice(&live2).expect("json");
+    assert_eq!(
+        get(
+            &anyone,
+            format!("{other_channel}{}?{}", live2.sequence, access.query)
+        )
+        .await
+        .0,
+        403,
+        "a token for channel 1 does not open channel 2"
+    );
+    let keys = OperatorKeys::load(&op.config.master_key_path()).expect("keys");
+    let past = now / 1000 - 1;
+    let expired = format!(
+        "e={past}&t={}",
+        keys.edge_keys()
+            .token(1, past, "127.0.0.1".parse().expect("ip"))
+    );
+    assert_eq!(get(&anyone, signed(live.sequence, &expired)).await.0, 403);
+    let elsewhere = op.client_from(None, Some("127.0.0.2".parse().expect("ip")));
+    assert_eq!(
+        get(&elsewhere, signed(live.sequence, &access.query))
+            .await
+            .0,
+        403,
+        "a URL copied to another machine"
+    );
+    assert_eq!(get(&anyone, signed(live.sequence, "")).await.0, 403);
+
+    // No token for a channel outside the package, nor for a suspended subscriber.
+    assert_eq!(get(&client, op.url("/v1/channels/3/live")).await.0, 403);
+    // The origin's edge route wants the edge's key.
+    let direct = format!(
+        "https://127.0.0.1:{}/v1/edge/v1/channels/1/segments/{}",
+        op.running.enroll_addr.port(),
+        live.sequence
+    );
+    assert_eq!(get(&anyone, direct).await.0, 403);
+    // A segment not on air yet is not served (nor cached).
+    assert_eq!(
+        get(&anyone, signed(live.sequence + 50, &access.query))
+            .await
+            .0,
+        404
+    );
+    op.store
+        .set_status("alice", Status::Suspended)
+        .await
+        .expect("suspend");
+    assert_eq!(get(&client, op.url("/v1/channels/1/live")).await.0, 403);
 }

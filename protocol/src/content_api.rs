@@ -115,6 +115,21 @@ pub struct LiveEdge {
     pub start_ms: i64,
     /// Its duration, ms.
     pub duration_ms: u64,
+    /// Where to fetch this channel's segments instead of streaming them from the content
+    /// server, when the operator runs an edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<EdgeAccess>,
+}
+
+/// A signed way to this channel's segments on the operator's edge (an HTTP cache).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeAccess {
+    /// Segment S is at `{segments_url}{S}?{query}`.
+    pub segments_url: String,
+    /// The token, for this box's address only.
+    pub query: String,
+    /// When the token stops working, Unix ms: ask `/live` again before.
+    pub expires_ms: i64,
 }
 
 /// Programmes of some channels over a time range (`GET /v1/guide`).
