@@ -74,10 +74,12 @@ pub struct EdgeSite {
 }
 
 /// Writes the edge's nginx files into `dir`: `stb-edge.conf` (a site for nginx's `http`
-/// context: `include DIR/stb-edge.conf;`) and `stb_edge.js`. The site embeds the two edge
-/// keys, so both files are written readable by their owner only (root; nginx reads them as
-/// root at start). nginx needs its JavaScript module loaded (`libnginx-mod-http-js` does that
-/// on Debian).
+/// context: `include DIR/stb-edge.conf;` in the system's nginx, which on Debian loads the
+/// JavaScript module of `libnginx-mod-http-js` by itself), `stb_edge.js`, and `nginx.conf`, a
+/// whole configuration to run the edge as its own nginx (`nginx -c DIR/nginx.conf`: pid, logs
+/// with the cache status, in `dir`; temporary files under the cache directory). The site
+/// embeds the two edge keys, so every file is written readable by its owner only (nginx reads
+/// them as root at start; its workers run as `www-data`).
 pub fn write_nginx_files(
     keys: &EdgeKeys,
     site: &EdgeSite,
@@ -85,9 +87,23 @@ pub fn write_nginx_files(
 ) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)?;
+    let (d, cache) = (dir.display(), site.cache_dir.display());
+    let standalone = format!(
+        "# The STB edge as its own nginx: nginx -c {d}/nginx.conf\n\
+         load_module modules/ngx_http_js_module.so;\nuser www-data;\nworker_processes auto;\n\
+         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n    log_format stb_edge '$remote_addr $status $upstream_cache_status $request_uri';\n\
+         \x20   access_log {d}/access.log stb_edge;\n\
+         \x20   client_body_temp_path {cache}-tmp/body;\n    proxy_temp_path {cache}-tmp/proxy;\n\
+         \x20   fastcgi_temp_path {cache}-tmp/fastcgi;\n    uwsgi_temp_path {cache}-tmp/uwsgi;\n\
+         \x20   scgi_temp_path {cache}-tmp/scgi;\n    include {d}/stb-edge.conf;\n}}\n"
+    );
+    std::fs::create_dir_all(format!("{cache}-tmp"))?;
     for (name, text) in [
         ("stb-edge.conf", nginx_site(keys, site, dir)),
         ("stb_edge.js", EDGE_JS.to_owned()),
+        ("nginx.conf", standalone),
     ] {
         let mut file = std::fs::OpenOptions::new()
             .write(true)

@@ -55,6 +55,9 @@ enum Command {
         /// Key server URL handed to boxes.
         #[arg(long)]
         keyserver_url: Option<String>,
+        /// The edge boxes fetch segments from (https://host:port).
+        #[arg(long)]
+        edge_url: Option<String>,
     },
     /// Subscribers and their enrollment codes.
     Subscriber {
@@ -170,7 +173,11 @@ fn main() -> Result<()> {
             enroll_listen,
             public_url,
             keyserver_url,
+            edge_url,
         } => {
+            if let Some(u) = edge_url {
+                config.edge_url = u;
+            }
             if let Some(l) = listen {
                 config.listen = l;
             }

@@ -823,7 +823,7 @@ struct Nginx {
 
 impl Nginx {
     fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("error.log")).unwrap_or_default()
+        std::fs::read_to_string(self._dir.path().join("edge/error.log")).unwrap_or_default()
     }
 }
 
@@ -839,6 +839,12 @@ impl Drop for Nginx {
 
 fn start_edge(op: &Operator, port: u16) -> Nginx {
     let dir = tempfile::tempdir().expect("tempdir");
+    // nginx's workers (www-data) keep their cache under it.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
     let keys = OperatorKeys::load(&op.config.master_key_path()).expect("keys");
     let (cert, key) = op.config.tls_paths();
     let site = content_server::edge::EdgeSite {
@@ -850,30 +856,15 @@ fn start_edge(op: &Operator, port: u16) -> Nginx {
         origin: format!("https://localhost:{}", op.running.enroll_addr.port()),
         origin_ca: op.config.ca_dir().join("ca.crt"),
     };
-    content_server::edge::write_nginx_files(&keys.edge_keys(), &site, dir.path()).expect("site");
-    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    });
-    let d = dir.path().display();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{user}load_module /usr/lib/nginx/modules/ngx_http_js_module.so;\n\
-             worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               include {d}/stb-edge.conf;\n}}\n",
-            user = if root { "user root;\n" } else { "" },
-        ),
-    )
-    .expect("nginx.conf");
+    let conf_dir = dir.path().join("edge");
+    content_server::edge::write_nginx_files(&keys.edge_keys(), &site, &conf_dir).expect("site");
+    let log = conf_dir.join("error.log");
     let mut child = std::process::Command::new("/usr/sbin/nginx")
         .arg("-c")
-        .arg(&conf)
-        .args(["-e", &format!("{d}/error.log"), "-g", "daemon off;"])
+        .arg(conf_dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(&log)
+        .args(["-g", "daemon off;"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -884,8 +875,10 @@ fn start_edge(op: &Operator, port: u16) -> Nginx {
         addr,
         std::time::Duration::from_secs(10),
     ) {
-        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-        panic!("nginx did not start: {e}\n{log}");
+        panic!(
+            "nginx did not start: {e}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
     Nginx { child, _dir: dir }
 }

@@ -8,6 +8,7 @@ use crate::player::{Player, Stats};
 use crate::session::{LicenseError, Session};
 use futures_util::StreamExt;
 use gstreamer as gst;
+use stb_protocol::content_api::LiveEdge;
 use stb_protocol::{DecodeError, SegmentCipher, SegmentSplitter};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,10 @@ pub enum FeedError {
         /// Its validity against the box's clock.
         why: KeyUnusable,
     },
+    /// The edge failed (unreachable, or it refused a fresh token): the box streams from the
+    /// origin for a while.
+    #[error("edge failed, streaming from the content server: {0}")]
+    Edge(String),
     /// The AES key could not be set up.
     #[error("key: {0}")]
     Cipher(#[source] stb_protocol::Error),
@@ -89,7 +94,18 @@ pub enum FeedError {
     Pipeline(gst::FlowError),
 }
 
+/// How long before its token expires the box asks the origin for a new one.
+const TOKEN_RENEWAL_MS: i64 = 10_000;
+/// After the edge failed, how long the box streams from the origin before trying it again.
+const EDGE_PAUSE: Duration = Duration::from_secs(60);
+/// First wait after a failure; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
 /// Runs until aborted (zap, stop) or refused; every change of its state goes to `state`.
+/// The origin says where the segments come from: its edge (an HTTP cache, with a token for
+/// this channel and this box) or its own stream. When the edge fails the box streams from
+/// the origin for a while, then tries the edge again.
 pub async fn feed(
     session: Arc<Session>,
     player: Arc<Player>,
@@ -97,53 +113,170 @@ pub async fn feed(
     state: watch::Sender<FeedState>,
 ) {
     let stats: Arc<Stats> = player.stats().clone();
-    let url = format!("{}/v1/channels/{channel}/stream", session.content_url());
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = FIRST_BACKOFF;
+    let mut edge_failed: Option<tokio::time::Instant> = None;
     loop {
-        match session.http().get(&url).send().await {
-            Ok(r) if r.status().is_success() => {
-                backoff = Duration::from_millis(250);
-                let mut body = r.bytes_stream();
-                let mut split = SegmentSplitter::default();
-                loop {
-                    match body.next().await {
-                        Some(Ok(chunk)) => split.push(&chunk),
-                        Some(Err(e)) => {
-                            stats.error(FeedError::ConnectionLost(e).to_string());
-                            publish(&state, FeedState::Reconnecting);
-                            break;
-                        }
-                        None => {
-                            stats.error(FeedError::StreamEnded.to_string());
-                            publish(&state, FeedState::Reconnecting);
-                            break;
-                        }
-                    }
-                    match play_segments(&session, &player, &mut split).await {
-                        Ok(0) => {}
-                        Ok(_) => publish(&state, FeedState::Playing),
-                        Err(e) => stats.error(e.to_string()),
-                    }
+        let edge_paused = edge_failed.is_some_and(|at| at.elapsed() < EDGE_PAUSE);
+        let result = match origin_live(&session, channel).await {
+            Ok(live) if live.edge.is_some() && !edge_paused => {
+                let r = from_edge(&session, &player, channel, live, &state, &mut backoff).await;
+                if let Err(e @ FeedError::Edge(_)) = &r {
+                    // Not the origin's fault: stream from it at once.
+                    stats.error(e.to_string());
+                    edge_failed = Some(tokio::time::Instant::now());
+                    continue;
                 }
+                r
             }
-            Ok(r) if r.status().is_client_error() => {
-                let reason = r.text().await.unwrap_or_default().trim().to_owned();
+            Ok(_) => from_stream(&session, &player, channel, &state, &mut backoff).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(FeedError::Refused(reason)) => {
                 stats.error(FeedError::Refused(reason.clone()).to_string());
                 publish(&state, FeedState::Refused(reason));
                 return;
             }
-            Ok(r) => {
-                stats.error(FeedError::ServerError(r.status()).to_string());
-                publish(&state, FeedState::Reconnecting);
-            }
-            Err(e) => {
-                stats.error(FeedError::Unreachable(e).to_string());
-                publish(&state, FeedState::Reconnecting);
-            }
+            Err(e) => stats.error(e.to_string()),
+            Ok(()) => {}
         }
+        publish(&state, FeedState::Reconnecting);
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(4));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Where the channel is on air, and where to fetch it (`GET /v1/channels/N/live`).
+async fn origin_live(session: &Session, channel: u16) -> Result<LiveEdge, FeedError> {
+    let url = format!("{}/v1/channels/{channel}/live", session.content_url());
+    let r = session
+        .http()
+        .get(&url)
+        .send()
+        .await
+        .map_err(FeedError::Unreachable)?;
+    let status = r.status();
+    if status.is_client_error() {
+        return Err(FeedError::Refused(
+            r.text().await.unwrap_or_default().trim().to_owned(),
+        ));
+    }
+    if !status.is_success() {
+        return Err(FeedError::ServerError(status));
+    }
+    r.json().await.map_err(FeedError::ConnectionLost)
+}
+
+/// Reads the origin's stream of the channel until it breaks.
+async fn from_stream(
+    session: &Session,
+    player: &Player,
+    channel: u16,
+    state: &watch::Sender<FeedState>,
+    backoff: &mut Duration,
+) -> Result<(), FeedError> {
+    let url = format!("{}/v1/channels/{channel}/stream", session.content_url());
+    let r = session
+        .http()
+        .get(&url)
+        .send()
+        .await
+        .map_err(FeedError::Unreachable)?;
+    if r.status().is_client_error() {
+        return Err(FeedError::Refused(
+            r.text().await.unwrap_or_default().trim().to_owned(),
+        ));
+    }
+    if !r.status().is_success() {
+        return Err(FeedError::ServerError(r.status()));
+    }
+    let mut body = r.bytes_stream();
+    let mut split = SegmentSplitter::default();
+    loop {
+        match body.next().await {
+            Some(Ok(chunk)) => split.push(&chunk),
+            Some(Err(e)) => return Err(FeedError::ConnectionLost(e)),
+            None => return Err(FeedError::StreamEnded),
+        }
+        match play_segments(session, player, &mut split).await {
+            Ok(0) => {}
+            Ok(_) => {
+                *backoff = FIRST_BACKOFF;
+                publish(state, FeedState::Playing);
+            }
+            Err(e) => player.stats().error(e.to_string()),
+        }
+    }
+}
+
+/// Fetches each segment from the edge as it goes on air, renewing the token from the origin
+/// before it expires (a refusal there ends the feed: revoked, suspended, not entitled). Fails
+/// with [`FeedError::Edge`] when the edge is unreachable or refuses a fresh token; returns when
+/// the origin stops naming an edge.
+async fn from_edge(
+    session: &Session,
+    player: &Player,
+    channel: u16,
+    live: LiveEdge,
+    state: &watch::Sender<FeedState>,
+    backoff: &mut Duration,
+) -> Result<(), FeedError> {
+    let Some(mut access) = live.edge else {
+        return Ok(());
+    };
+    let step_ms = live.duration_ms.max(100) as i64;
+    let (mut next, mut due_ms) = (live.sequence, live.start_ms);
+    let mut renewed_ms = now_ms();
+    let mut early = 0;
+    loop {
+        if access.expires_ms - now_ms() < TOKEN_RENEWAL_MS {
+            let fresh = origin_live(session, channel).await?;
+            let Some(a) = fresh.edge else { return Ok(()) };
+            (access, renewed_ms) = (a, now_ms());
+        }
+        let wait = due_ms - now_ms();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        }
+        let url = format!("{}{next}?{}", access.segments_url, access.query);
+        let r = session
+            .http()
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| FeedError::Edge(e.to_string()))?;
+        match r.status().as_u16() {
+            200 => {
+                let bytes = r.bytes().await.map_err(FeedError::ConnectionLost)?;
+                let mut split = SegmentSplitter::default();
+                split.push(&bytes);
+                match play_segments(session, player, &mut split).await {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        *backoff = FIRST_BACKOFF;
+                        publish(state, FeedState::Playing);
+                    }
+                    Err(e) => player.stats().error(e.to_string()),
+                }
+                (next, due_ms, early) = (next + 1, due_ms + step_ms, 0);
+            }
+            // Not on air yet: this segment is shorter than the last, or the clocks differ.
+            404 if early < 20 => {
+                early += 1;
+                due_ms = now_ms() + step_ms / 5;
+            }
+            // Far off the live edge: start again where the origin says it is.
+            404 => return Ok(()),
+            403 if now_ms() - renewed_ms > 1000 => access.expires_ms = 0,
+            403 => return Err(FeedError::Edge("a fresh token was refused".into())),
+            _ => return Err(FeedError::Edge(format!("answered {}", r.status()))),
+        }
+    }
+}
+
+/// Unix ms, on the box's clock (the origin's times are compared with it).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Decrypts and pushes every whole segment received so far and says how many. A segment

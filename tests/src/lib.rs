@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, bail};
 use stb_server_common::listener::wait_for_server;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -36,6 +37,30 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The operator's edge (nginx), stopped when dropped.
+#[derive(Debug)]
+pub struct Edge {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Edge {
+    /// `status cache-status request` per request served.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        // TERM, not KILL: the master takes its workers down with it.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
     }
 }
 
@@ -217,6 +242,54 @@ impl Stack {
             .spawn()?;
         let server = self.content.insert(Server(child));
         Self::wait_listening(server, &[self.content_port, self.enroll_port], &log)
+    }
+
+    /// Starts the operator's edge on 127.0.0.1:`port`: nginx as `content-server edge nginx`
+    /// sets it up (this stack's TLS pair, in front of its enrollment listener).
+    pub fn start_edge(&self, port: u16) -> Result<Edge> {
+        let dir = self.dir.path().join("edge");
+        std::fs::create_dir_all(&dir)?;
+        // nginx's workers (www-data) keep their cache under it.
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let tls = self.dir.path().join("content/tls");
+        run(self
+            .content_cmd()
+            .args(["edge", "nginx", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--cert")
+            .arg(tls.join("server.crt"))
+            .arg("--key")
+            .arg(tls.join("server.key"))
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .args([
+                "--origin",
+                &format!("https://localhost:{}", self.enroll_port),
+            ])
+            .arg("--out-dir")
+            .arg(dir.join("conf")))?;
+        let log = dir.join("conf/error.log");
+        let mut child = Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(dir.join("conf/nginx.conf"))
+            .arg("-e")
+            .arg(&log)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("nginx (scripts/install-deps.sh installs it)")?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if let Err(e) = wait_for_server(&mut child, addr, Duration::from_secs(10)) {
+            anyhow::bail!(
+                "edge: {e}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        Ok(Edge {
+            child,
+            dir: dir.join("conf"),
+        })
     }
 
     /// Starts (or restarts) the key server.

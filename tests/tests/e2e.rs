@@ -369,3 +369,40 @@ fn keyserver_killed_during_registration_then_retry() {
     assert_eq!(r["login_error"], Value::Null, "{r}");
     assert!(frames(&r, 0) > 0);
 }
+
+/// The operator runs an edge (nginx, set up by `content-server edge nginx`): the box takes
+/// each segment from it with the origin's token, and plays.
+#[test]
+fn the_box_plays_through_the_operators_edge() {
+    let edge_port = stb_server_common::listener::free_loopback_port().expect("port");
+    let edge_url = format!("https://127.0.0.1:{edge_port}");
+    let (stack, code) =
+        Stack::start_with("Erin", "basic", &[], &["--edge-url", &edge_url], &[]).expect("stack");
+    let edge = stack.start_edge(edge_port).expect("edge");
+    let out = stack.register(&code, "erin").expect("register");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = stack
+        .headless("erin", PASSWORD, "1,2", 2.5)
+        .expect("headless");
+    for i in 0..2 {
+        assert!(frames(&report, i) >= 25, "channel {i}: {report}");
+        assert!(!errors(&report, i).contains("edge"), "{report}");
+    }
+    let served = edge.access_log();
+    for channel in [1, 2] {
+        let from_edge = served
+            .lines()
+            .filter(|l| {
+                l.contains(" 200 ") && l.contains(&format!("/v1/channels/{channel}/segments/"))
+            })
+            .count();
+        assert!(
+            from_edge >= 2,
+            "channel {channel} through the edge:\n{served}"
+        );
+    }
+}

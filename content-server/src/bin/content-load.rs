@@ -55,7 +55,9 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // TERM, not KILL: nginx's master takes its workers down with it (killed, it would
+        // leave them serving), and the content server shuts down cleanly.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
         let _ = self.0.wait();
     }
 }
@@ -64,10 +66,16 @@ impl Drop for Proc {
 enum Mode {
     Poll,
     Stream,
+    /// Tokens from the origin (`port`), segments from the edge (`edge_port`).
+    Edge {
+        origin: u16,
+    },
 }
 
 #[derive(Default)]
 struct Tally {
+    /// Milliseconds from a viewer's first request to its first whole segment (a zap).
+    join_ms: Vec<i64>,
     segments: usize,
     late: usize,
     errors: usize,
@@ -133,6 +141,7 @@ async fn run(args: Args) -> Result<()> {
     }
     store.ping().await?;
 
+    let edge_port = stb_server_common::listener::free_loopback_port()?;
     let exe = match &args.content_server {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("content-server"),
@@ -149,6 +158,8 @@ async fn run(args: Args) -> Result<()> {
                 &config.listen.to_string(),
                 "--enroll-listen",
                 &config.enroll_listen.to_string(),
+                "--edge-url",
+                &format!("https://127.0.0.1:{edge_port}"),
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -176,6 +187,12 @@ async fn run(args: Args) -> Result<()> {
         export_segments(&config, &keys, &catalogue, &dir.join("www"), until)?;
         nginx = Some(start_nginx(&args.nginx, &dir, &config, nginx_port)?);
     }
+    // The edge: nginx as `content-server edge nginx` sets it up, in front of the origin.
+    let edge = if args.nginx == "none" {
+        None
+    } else {
+        Some(start_edge(&args.nginx, &dir, &config, &keys, edge_port)?)
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = stb_server_common::process_rss_bytes(server.0.id());
     eprintln!(
@@ -193,11 +210,20 @@ async fn run(args: Args) -> Result<()> {
         if let Some(n) = &nginx {
             t.push(("nginx (poll)", nginx_port, Mode::Poll, n.0.id()));
         }
+        if let Some(e) = &edge {
+            t.push((
+                "edge (poll)",
+                edge_port,
+                Mode::Edge { origin: port },
+                e.0.id(),
+            ));
+        }
         t
     };
     for &viewers in &args.viewers {
         for &(name, port, mode, pid) in &targets {
             let cpu0 = stb_server_common::process_cpu_seconds(pid);
+            let origin_cpu0 = stb_server_common::process_cpu_seconds(server.0.id());
             let tally = run_viewers(
                 &catalogue,
                 &ca_pem,
@@ -209,6 +235,10 @@ async fn run(args: Args) -> Result<()> {
             )
             .await;
             let cpu = stb_server_common::process_cpu_seconds(pid) - cpu0;
+            let origin_cpu = stb_server_common::process_cpu_seconds(server.0.id()) - origin_cpu0;
+            let mut joins = tally.join_ms.clone();
+            joins.sort();
+            let join_p50 = joins.get(joins.len() / 2).copied().unwrap_or(0);
             let rss_mb = stb_server_common::process_rss_bytes(pid) as f64 / 1e6;
             let mut l = tally.lateness_ms.clone();
             l.sort();
@@ -229,13 +259,15 @@ async fn run(args: Args) -> Result<()> {
                 p99,
                 cpu,
                 rss_mb,
+                origin_cpu,
+                join_p50,
             ));
             if args.json {
                 println!(
                     "{}",
                     serde_json::json!({"server": name, "viewers": viewers, "segments": tally.segments,
                     "late": tally.late, "errors": tally.errors, "late_pct": late_pct, "p99_lateness_ms": p99,
-                    "server_cpu_s": cpu, "server_rss_mb": rss_mb, "seconds": args.seconds,
+                    "server_cpu_s": cpu, "server_rss_mb": rss_mb, "origin_cpu_s": origin_cpu, "join_p50_ms": join_p50, "seconds": args.seconds,
                     "channels": catalogue.channels.len(), "subscribers": args.subscribers + 1})
                 );
             } else {
@@ -248,15 +280,16 @@ async fn run(args: Args) -> Result<()> {
     }
     if !args.json {
         println!(
-            "| server | viewers | segments | late (>1 s) | errors | late % | p99 lateness | server CPU s | server RSS MB |"
+            "| server | viewers | segments | late (>1 s) | errors | late % | p99 lateness | server CPU s | server RSS MB | origin CPU s | zap p50 |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
-        for (name, v, s, late, e, pct, p99, cpu, rss) in rows {
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        for (name, v, s, late, e, pct, p99, cpu, rss, origin, join) in rows {
             println!(
-                "| {name} | {v} | {s} | {late} | {e} | {pct:.2} | {p99} ms | {cpu:.2} | {rss:.0} |"
+                "| {name} | {v} | {s} | {late} | {e} | {pct:.2} | {p99} ms | {cpu:.2} | {rss:.0} | {origin:.2} | {join} ms |"
             );
         }
     }
+    drop(edge);
     drop(nginx);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -337,6 +370,52 @@ fn start_nginx(bin: &str, dir: &Path, config: &Config, port: u16) -> Result<Proc
     Ok(Proc(child))
 }
 
+/// The edge as `content-server edge nginx` writes it, run as its own nginx.
+fn start_edge(
+    bin: &str,
+    dir: &Path,
+    config: &Config,
+    keys: &OperatorKeys,
+    port: u16,
+) -> Result<Proc> {
+    use std::os::unix::fs::PermissionsExt;
+    let edge = dir.join("edge");
+    // nginx's workers (www-data) keep their cache under it.
+    for d in [dir, &edge] {
+        std::fs::create_dir_all(d)?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let (cert, key) = config.tls_paths();
+    let site = content_server::edge::EdgeSite {
+        listen: format!("127.0.0.1:{port}"),
+        cert,
+        key,
+        cache_dir: edge.join("cache"),
+        origin: format!("https://localhost:{}", config.enroll_listen.port()),
+        origin_ca: config.ca_dir().join("ca.crt"),
+    };
+    content_server::edge::write_nginx_files(&keys.edge_keys(), &site, &edge.join("conf"))?;
+    let mut child = Proc(
+        Command::new(bin)
+            .arg("-c")
+            .arg(edge.join("conf/nginx.conf"))
+            .arg("-e")
+            .arg(edge.join("conf/error.log"))
+            .args(["-g", "daemon off; worker_rlimit_nofile 65535;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {bin}"))?,
+    );
+    stb_server_common::listener::wait_for_server(
+        &mut child.0,
+        format!("127.0.0.1:{port}").parse()?,
+        Duration::from_secs(10),
+    )
+    .context("the edge did not come up")?;
+    Ok(child)
+}
+
 async fn run_viewers(
     catalogue: &Arc<Catalogue>,
     ca_pem: &str,
@@ -381,6 +460,7 @@ async fn run_viewers(
             total.late += t.late;
             total.errors += t.errors;
             total.lateness_ms.extend(t.lateness_ms);
+            total.join_ms.extend(t.join_ms);
         }
     }
     total
@@ -397,8 +477,12 @@ fn record(t: &mut Tally, ch: &Channel, due_ms: i64, seq: u64) {
 
 /// How a viewer receives its channel after joining.
 enum Feed {
-    /// Fetches each segment at the instant it goes on air.
-    Poll { next: u64 },
+    /// Fetches each segment at the instant it goes on air, from `base` (a signed edge URL
+    /// prefix and its query) or from the origin.
+    Poll {
+        next: u64,
+        base: Option<(String, String)>,
+    },
     /// Reads `/v1/channels/N/stream`; segments on air before `measure_from` are not measured.
     Stream {
         body: BoxStream<'static, reqwest::Result<Bytes>>,
@@ -428,7 +512,7 @@ impl Feed {
         end_ms: i64,
     ) -> Next {
         match self {
-            Feed::Poll { next } => {
+            Feed::Poll { next, base } => {
                 let seq = *next;
                 let due = ch.position(seq).start_ms;
                 if due > end_ms {
@@ -439,7 +523,11 @@ impl Feed {
                     tokio::time::sleep(Duration::from_millis(wait as u64)).await;
                 }
                 *next += 1;
-                match client.get(segment_url(port, ch, seq)).send().await {
+                let url = match base {
+                    Some((prefix, query)) => format!("{prefix}{seq}?{query}"),
+                    None => segment_url(port, ch, seq),
+                };
+                match client.get(url).send().await {
                     Ok(r) if r.status() == 200 => match r.bytes().await {
                         Ok(_) => Next::Segment(seq),
                         Err(_) => Next::Missed,
@@ -469,6 +557,19 @@ impl Feed {
     }
 }
 
+/// The signed edge prefix and query the origin gives for `channel`.
+async fn edge_access(
+    client: &reqwest::Client,
+    origin: u16,
+    channel: u16,
+) -> Option<(String, String)> {
+    let url = format!("https://127.0.0.1:{origin}/v1/channels/{channel}/live");
+    let live: content_server::routes::LiveEdge =
+        client.get(url).send().await.ok()?.json().await.ok()?;
+    let access = live.edge?;
+    Some((access.segments_url, access.query))
+}
+
 fn segment_url(port: u16, ch: &Channel, sequence: u64) -> String {
     format!(
         "https://127.0.0.1:{port}/v1/channels/{}/segments/{sequence}",
@@ -487,35 +588,68 @@ async fn viewer(
     joined: &tokio::sync::Barrier,
 ) -> Tally {
     let mut t = Tally::default();
+    let started = std::time::Instant::now();
     let mut feed = match mode {
-        Mode::Poll => {
-            // Joining: connect and fetch the segment on air, as a player does.
+        Mode::Poll | Mode::Edge { .. } => {
+            // Joining: (a token from the origin, then) the segment on air, as a box does.
+            let base = match mode {
+                Mode::Edge { origin } => match edge_access(client, origin, ch.number).await {
+                    Some(a) => Some(a),
+                    None => {
+                        joined.wait().await;
+                        t.errors += 1;
+                        return t;
+                    }
+                },
+                _ => None,
+            };
             let live = ch.live_at(now_ms()).sequence;
-            match client.get(segment_url(port, ch, live)).send().await {
-                Ok(r) => {
-                    let _ = r.bytes().await;
-                }
-                Err(_) => t.errors += 1,
+            let url = match &base {
+                Some((prefix, query)) => format!("{prefix}{live}?{query}"),
+                None => segment_url(port, ch, live),
+            };
+            let whole = match client.get(url).send().await {
+                Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                _ => false,
+            };
+            if whole {
+                t.join_ms.push(started.elapsed().as_millis() as i64);
+            } else {
+                t.errors += 1;
             }
             joined.wait().await;
             Feed::Poll {
                 next: ch.live_at(now_ms()).sequence + 1,
+                base,
             }
         }
         Mode::Stream => {
             let url = format!("https://127.0.0.1:{port}/v1/channels/{}/stream", ch.number);
             let response = client.get(&url).send().await;
             joined.wait().await;
-            let Ok(r) = response else {
+            let Ok(mut r) = response else {
                 return Tally {
                     errors: 1,
                     segments: 1,
                     ..Tally::default()
                 };
             };
+            // The stream starts with the whole segment on air: its arrival is the zap.
+            let mut split = stb_protocol::SegmentSplitter::default();
+            let mut first = None;
+            while first.is_none() {
+                match r.chunk().await {
+                    Ok(Some(chunk)) => split.push(&chunk),
+                    _ => break,
+                }
+                first = split.next_segment().ok().flatten().map(|(h, _)| h.sequence);
+            }
+            if first.is_some() {
+                t.join_ms.push(started.elapsed().as_millis() as i64);
+            }
             Feed::Stream {
                 body: r.bytes_stream().boxed(),
-                split: stb_protocol::SegmentSplitter::default(),
+                split,
                 measure_from: ch.live_at(now_ms()).sequence + 1,
             }
         }
