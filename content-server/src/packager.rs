@@ -9,12 +9,17 @@ use crate::config::Config;
 use crate::keys::OperatorKeys;
 use axum::body::Bytes;
 use stb_protocol::SegmentCipher;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-/// How many segments behind the newest one asked for a channel keeps in memory. The server
-/// serves no older segment either: past this it would encrypt again for a late viewer.
+/// How many segments behind the live one the server serves (a box that fell behind, an edge
+/// filling its cache).
 pub const KEPT_BEHIND: u64 = 120;
+/// How many segments behind the newest one asked for a channel keeps in memory: viewers ask
+/// for the live segment and the one or two before it, so more would only cost memory (about
+/// 75 KB a segment with the test channels, for every channel watched). Older ones, within
+/// [`KEPT_BEHIND`], are encrypted again when asked for (the same bytes).
+pub const CACHED_BEHIND: u64 = 8;
 
 /// `header || AES-128-CTR(payload)` of segment `sequence` of `channel`.
 pub fn encrypt_segment(
@@ -31,11 +36,11 @@ pub fn encrypt_segment(
 }
 
 /// Encrypt-once for a running server: a segment is encrypted the first time anyone asks for
-/// it and then served to every viewer from memory, for the last [`KEPT_BEHIND`] segments of
+/// it and then served to every viewer from memory, for the last [`CACHED_BEHIND`] segments of
 /// each channel.
 #[derive(Debug, Default)]
 pub struct Packager {
-    encrypted: Mutex<HashMap<(u16, u64), Bytes>>,
+    encrypted: Mutex<HashMap<u16, BTreeMap<u64, Bytes>>>,
 }
 
 impl Packager {
@@ -47,20 +52,30 @@ impl Packager {
         channel: &Channel,
         sequence: u64,
     ) -> stb_protocol::Result<Bytes> {
-        let id = (channel.number, sequence);
-        if let Some(bytes) = self.lock().get(&id) {
+        if let Some(bytes) = self
+            .lock()
+            .get(&channel.number)
+            .and_then(|c| c.get(&sequence))
+        {
             return Ok(bytes.clone());
         }
         // Encrypted outside the lock: viewers of other segments do not wait for it. Two
         // viewers arriving together may both encrypt; the bytes are the same.
         let bytes = Bytes::from(encrypt_segment(config, keys, channel, sequence)?);
         let mut cache = self.lock();
-        cache.retain(|&(c, s), _| c != channel.number || s + KEPT_BEHIND >= sequence);
-        cache.insert(id, bytes.clone());
+        let kept = cache.entry(channel.number).or_default();
+        let newest = kept
+            .last_key_value()
+            .map_or(sequence, |(&s, _)| s.max(sequence));
+        if sequence + CACHED_BEHIND >= newest {
+            kept.insert(sequence, bytes.clone());
+            // Only this channel's map is pruned: the cost does not grow with the channels.
+            *kept = kept.split_off(&newest.saturating_sub(CACHED_BEHIND));
+        }
         Ok(bytes)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(u16, u64), Bytes>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u16, BTreeMap<u64, Bytes>>> {
         // A panic elsewhere cannot leave the map half-written: serve on.
         self.encrypted.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -107,19 +122,28 @@ mod tests {
         let mut channels = catalogue.channels.values();
         let (one, two) = (channels.next().expect("one"), channels.next().expect("two"));
         let packager = Packager::default();
-        for (channel, sequence) in [(one, 10), (two, 10), (one, 10 + KEPT_BEHIND)] {
+        for (channel, sequence) in [(one, 10), (two, 10), (one, 10 + CACHED_BEHIND)] {
             packager
                 .segment(&config, &keys, channel, sequence)
                 .expect("segment");
         }
-        assert!(packager.lock().contains_key(&(one.number, 10)));
+        let cached =
+            |p: &Packager, c: u16, s: u64| p.lock().get(&c).is_some_and(|m| m.contains_key(&s));
+        assert!(cached(&packager, one.number, 10));
         packager
-            .segment(&config, &keys, one, 11 + KEPT_BEHIND)
+            .segment(&config, &keys, one, 11 + CACHED_BEHIND)
             .expect("segment");
-        let cache = packager.lock();
-        assert!(!cache.contains_key(&(one.number, 10)));
+        assert!(!cached(&packager, one.number, 10));
         // Another channel's segments follow that channel's own newest.
-        assert!(cache.contains_key(&(two.number, 10)));
-        assert_eq!(cache.len(), 3);
+        assert!(cached(&packager, two.number, 10));
+        // An old segment is still served, the same bytes, without taking a place.
+        let old = packager.segment(&config, &keys, one, 5).expect("segment");
+        assert_eq!(
+            old.as_ref(),
+            encrypt_segment(&config, &keys, one, 5).expect("export")
+        );
+        assert!(!cached(&packager, one.number, 5));
+        let total: usize = packager.lock().values().map(BTreeMap::len).sum();
+        assert_eq!(total, 3);
     }
 }

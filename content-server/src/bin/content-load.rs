@@ -146,8 +146,17 @@ async fn run(args: Args) -> Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("content-server"),
     };
+    // Every viewer comes from 127.0.0.1: the per-source cap that protects a real server from
+    // one address would refuse most of them.
+    let server_config = dir.join("content-server.toml");
+    std::fs::write(
+        &server_config,
+        "[connections]\nmax_connections_per_source = 1000000\n",
+    )?;
     let mut server = Proc(
         Command::new(&exe)
+            .arg("--config")
+            .arg(&server_config)
             .arg("--data-dir")
             .arg(&config.data_dir)
             .arg("--channels")
@@ -182,8 +191,8 @@ async fn run(args: Args) -> Result<()> {
     let mut nginx = None;
     let nginx_port = stb_server_common::listener::free_loopback_port()?;
     if args.nginx != "none" {
-        // Every step runs three targets, each with a join phase before its measured seconds.
-        let until = now_ms() + ((steps * 3 * (args.seconds + 15) + 60) * 1000) as i64;
+        // Every step runs four targets, each with a join phase before its measured seconds.
+        let until = now_ms() + ((steps * 4 * (args.seconds + 15) + 60) * 1000) as i64;
         export_segments(&config, &keys, &catalogue, &dir.join("www"), until)?;
         nginx = Some(start_nginx(&args.nginx, &dir, &config, nginx_port)?);
     }
@@ -222,20 +231,19 @@ async fn run(args: Args) -> Result<()> {
     };
     for &viewers in &args.viewers {
         for &(name, port, mode, pid) in &targets {
-            let cpu0 = stb_server_common::process_cpu_seconds(pid);
-            let origin_cpu0 = stb_server_common::process_cpu_seconds(server.0.id());
-            let tally = run_viewers(
+            // The last target's connections close before this one is measured.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (tally, cpu) = run_viewers(
                 &catalogue,
-                &ca_pem,
-                &identity,
+                (&ca_pem, &identity),
                 port,
                 mode,
                 viewers,
                 args.seconds,
+                &[pid, server.0.id()],
             )
             .await;
-            let cpu = stb_server_common::process_cpu_seconds(pid) - cpu0;
-            let origin_cpu = stb_server_common::process_cpu_seconds(server.0.id()) - origin_cpu0;
+            let (cpu, origin_cpu) = (cpu[0], cpu[1]);
             let mut joins = tally.join_ms.clone();
             joins.sort();
             let join_p50 = joins.get(joins.len() / 2).copied().unwrap_or(0);
@@ -418,18 +426,19 @@ fn start_edge(
 
 async fn run_viewers(
     catalogue: &Arc<Catalogue>,
-    ca_pem: &str,
-    identity: &str,
+    (ca_pem, identity): (&str, &str),
     port: u16,
     mode: Mode,
     viewers: usize,
     seconds: u64,
-) -> Tally {
+    pids: &[u32],
+) -> (Tally, Vec<f64>) {
     let end_ms = now_ms() + (seconds * 1000) as i64;
     let numbers: Vec<u16> = catalogue.channels.keys().copied().collect();
     // Everyone joins (TLS handshake, first segment) before anything is measured: the test is
     // about viewers watching, not about a thousand boxes switched on in the same millisecond.
-    let joined = Arc::new(tokio::sync::Barrier::new(viewers));
+    // This task waits too, to start counting the servers' CPU then.
+    let joined = Arc::new(tokio::sync::Barrier::new(viewers + 1));
     let mut tasks = Vec::new();
     for v in 0..viewers {
         let number = numbers[v % numbers.len()];
@@ -443,19 +452,30 @@ async fn run_viewers(
                 Ok(c) => c,
                 Err(_) => {
                     joined.wait().await;
-                    return Tally {
+                    let failed = Tally {
                         errors: 1,
                         ..Tally::default()
                     };
+                    return (failed, None);
                 }
             };
             let ch = &catalogue.channels[&number];
-            viewer(&client, ch, port, mode, end_ms, &joined).await
+            let tally = viewer(&client, ch, port, mode, end_ms, &joined).await;
+            // The client (its connections) lives until the CPU is read: boxes switching off
+            // all at once is not what is measured.
+            (tally, Some(client))
         }));
     }
+    joined.wait().await;
+    let cpu0: Vec<f64> = pids
+        .iter()
+        .map(|&p| stb_server_common::process_cpu_seconds(p))
+        .collect();
     let mut total = Tally::default();
+    let mut clients = Vec::with_capacity(viewers);
     for t in tasks {
-        if let Ok(t) = t.await {
+        if let Ok((t, client)) = t.await {
+            clients.push(client);
             total.segments += t.segments;
             total.late += t.late;
             total.errors += t.errors;
@@ -463,7 +483,13 @@ async fn run_viewers(
             total.join_ms.extend(t.join_ms);
         }
     }
-    total
+    let cpu = pids
+        .iter()
+        .zip(cpu0)
+        .map(|(&p, c)| stb_server_common::process_cpu_seconds(p) - c)
+        .collect();
+    drop(clients);
+    (total, cpu)
 }
 
 fn record(t: &mut Tally, ch: &Channel, due_ms: i64, seq: u64) {

@@ -50,8 +50,11 @@ pub fn parse(text: &str, ids: &HashMap<String, u16>) -> Result<Listings, XmltvEr
     // (programme, whether its stop was given) per channel, in file order.
     let mut raw: HashMap<u16, Vec<(Programme, bool)>> = HashMap::new();
     for node in root.children().filter(|n| n.has_tag_name("programme")) {
-        let line = doc.text_pos_at(node.range().start).row;
-        let refuse = |what: String| XmltvError::Programme { line, what };
+        // The line is found only for an error: finding it scans the text from its start.
+        let refuse = |what: String| XmltvError::Programme {
+            line: doc.text_pos_at(node.range().start).row,
+            what,
+        };
         let Some(number) = node.attribute("channel").and_then(|id| ids.get(id)) else {
             continue;
         };
