@@ -93,7 +93,7 @@ pub fn write_nginx_files(
          load_module modules/ngx_http_js_module.so;\nuser www-data;\nworker_processes auto;\n\
          pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 8192; }}\n\
-         http {{\n    log_format stb_edge '$remote_addr $status $upstream_cache_status $request_uri';\n\
+         http {{\n    log_format stb_edge '$remote_addr $status $upstream_cache_status $uri';\n\
          \x20   access_log {d}/access.log stb_edge;\n\
          \x20   client_body_temp_path {cache}-tmp/body;\n    proxy_temp_path {cache}-tmp/proxy;\n\
          \x20   fastcgi_temp_path {cache}-tmp/fastcgi;\n    uwsgi_temp_path {cache}-tmp/uwsgi;\n\
@@ -105,12 +105,16 @@ pub fn write_nginx_files(
         ("stb_edge.js", EDGE_JS.to_owned()),
         ("nginx.conf", standalone),
     ] {
+        let path = dir.join(name);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(dir.join(name))?;
+            .open(&path)?;
+        // `mode` applies only to a new file: an older copy readable by others is closed too,
+        // before the keys are written into it.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         std::io::Write::write_all(&mut file, text.as_bytes())?;
     }
     Ok(())
@@ -200,7 +204,10 @@ function verify(r) {
     const mac = crypto.createHmac('sha256', key)
         .update(e + ':' + m[1] + ':' + r.remoteAddress)
         .digest('base64url');
-    return mac === t ? '1' : '0';
+    // Compared through a second HMAC: how long the comparison takes says nothing about the
+    // expected token.
+    const blind = (v) => crypto.createHmac('sha256', key).update('cmp:' + v).digest('hex');
+    return blind(mac) === blind(t) ? '1' : '0';
 }
 
 export default { verify };
@@ -253,6 +260,31 @@ mod tests {
         );
         assert!(k.is_origin_key(&k.origin_key()));
         assert!(!k.is_origin_key("00"));
+    }
+
+    #[test]
+    fn the_files_are_closed_to_others_even_over_an_older_copy() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let site = EdgeSite {
+            listen: "127.0.0.1:8446".into(),
+            cert: "c".into(),
+            key: "k".into(),
+            cache_dir: dir.path().join("cache"),
+            origin: "https://localhost:8445".into(),
+            origin_ca: "ca".into(),
+        };
+        let conf = dir.path().join("stb-edge.conf");
+        std::fs::write(&conf, "old").expect("write");
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_nginx_files(&keys(), &site, dir.path()).expect("written");
+        for name in ["stb-edge.conf", "stb_edge.js", "nginx.conf"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
     }
 
     #[test]

@@ -256,7 +256,8 @@ async fn guide(
 ) -> Result<Response, AppError> {
     authenticate(&state, &conn).await?;
     let axum::extract::Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    if query.to <= query.from || query.to - query.from > GUIDE_MAX_RANGE_MS {
+    let span = query.to.checked_sub(query.from);
+    if span.is_none_or(|d| d <= 0 || d > GUIDE_MAX_RANGE_MS) {
         return Err(AppError::BadRequest(format!(
             "the range must be from < to, at most {} days",
             GUIDE_MAX_RANGE_MS / 86_400_000
@@ -270,7 +271,7 @@ async fn guide(
             .collect::<Result<_, _>>()
             .map_err(|_| AppError::BadRequest("channels: comma-separated numbers".into()))?,
     };
-    if numbers.len() > GUIDE_MAX_CHANNELS {
+    if query.channels.is_some() && numbers.len() > GUIDE_MAX_CHANNELS {
         return Err(AppError::BadRequest(format!(
             "at most {GUIDE_MAX_CHANNELS} channels per request"
         )));
@@ -391,7 +392,14 @@ async fn live(
         epoch: state.config.epoch_of(pos.start_ms),
         start_ms: pos.start_ms,
         duration_ms: pos.duration_ms,
-        edge: crate::edge::access(&state.config, &state.edge, number, conn.peer.ip(), now),
+        // IPv4 boxes reach a dual-stack listener as ::ffff:a.b.c.d; the edge sees a.b.c.d.
+        edge: crate::edge::access(
+            &state.config,
+            &state.edge,
+            number,
+            conn.peer.ip().to_canonical(),
+            now,
+        ),
     }))
 }
 

@@ -459,6 +459,7 @@ async fn guide_of_the_test_listing_then_of_the_operators_file() {
         format!("/v1/guide?from={now}"),
         range(now, now - 1),
         range(now, now + 9 * 24 * hour),
+        range(i64::MIN, i64::MAX),
         format!("/v1/guide?channels=one&from={now}&to={}", now + hour),
     ] {
         assert_eq!(op.get(&alice, &bad).await.0, 400, "{bad}");

@@ -101,6 +101,8 @@ const EDGE_PAUSE: Duration = Duration::from_secs(60);
 /// First wait after a failure; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
+/// The longest a segment fetch from the edge may take before the edge counts as failed.
+const EDGE_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs until aborted (zap, stop) or refused; every change of its state goes to `state`.
 /// The origin says where the segments come from: its edge (an HTTP cache, with a token for
@@ -128,17 +130,22 @@ pub async fn feed(
                 }
                 r
             }
-            Ok(_) => from_stream(&session, &player, channel, &state, &mut backoff).await,
+            Ok(live) => {
+                // While the edge is paused, the stream runs until the pause ends.
+                let until = live.edge.and(edge_failed).map(|at| at + EDGE_PAUSE);
+                from_stream(&session, &player, channel, &state, &mut backoff, until).await
+            }
             Err(e) => Err(e),
         };
         match result {
+            // Back to the origin's word at once: the edge again, or a resync.
+            Ok(()) => continue,
             Err(FeedError::Refused(reason)) => {
                 stats.error(FeedError::Refused(reason.clone()).to_string());
                 publish(&state, FeedState::Refused(reason));
                 return;
             }
             Err(e) => stats.error(e.to_string()),
-            Ok(()) => {}
         }
         publish(&state, FeedState::Reconnecting);
         tokio::time::sleep(backoff).await;
@@ -167,13 +174,15 @@ async fn origin_live(session: &Session, channel: u16) -> Result<LiveEdge, FeedEr
     r.json().await.map_err(FeedError::ConnectionLost)
 }
 
-/// Reads the origin's stream of the channel until it breaks.
+/// Reads the origin's stream of the channel until it breaks, or until `until` (the end of a
+/// pause of the edge: then it returns `Ok`).
 async fn from_stream(
     session: &Session,
     player: &Player,
     channel: u16,
     state: &watch::Sender<FeedState>,
     backoff: &mut Duration,
+    until: Option<tokio::time::Instant>,
 ) -> Result<(), FeedError> {
     let url = format!("{}/v1/channels/{channel}/stream", session.content_url());
     let r = session
@@ -192,8 +201,19 @@ async fn from_stream(
     }
     let mut body = r.bytes_stream();
     let mut split = SegmentSplitter::default();
+    let pause_over = async {
+        match until {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(pause_over);
     loop {
-        match body.next().await {
+        let next = tokio::select! {
+            next = body.next() => next,
+            () = &mut pause_over => return Ok(()),
+        };
+        match next {
             Some(Ok(chunk)) => split.push(&chunk),
             Some(Err(e)) => return Err(FeedError::ConnectionLost(e)),
             None => return Err(FeedError::StreamEnded),
@@ -239,15 +259,18 @@ async fn from_edge(
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         }
         let url = format!("{}{next}?{}", access.segments_url, access.query);
+        // Errors without the URL: it holds the token.
+        let edge_error = |e: reqwest::Error| FeedError::Edge(e.without_url().to_string());
         let r = session
             .http()
             .get(&url)
+            .timeout(EDGE_FETCH_TIMEOUT)
             .send()
             .await
-            .map_err(|e| FeedError::Edge(e.to_string()))?;
+            .map_err(edge_error)?;
         match r.status().as_u16() {
             200 => {
-                let bytes = r.bytes().await.map_err(FeedError::ConnectionLost)?;
+                let bytes = r.bytes().await.map_err(edge_error)?;
                 let mut split = SegmentSplitter::default();
                 split.push(&bytes);
                 match play_segments(session, player, &mut split).await {

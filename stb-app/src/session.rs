@@ -187,6 +187,7 @@ impl Session {
         let r = self
             .http
             .get(format!("{}/v1/guide/now", self.content_url()))
+            .timeout(Duration::from_secs(10))
             .send()
             .await?
             .error_for_status()?;

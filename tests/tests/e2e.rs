@@ -406,3 +406,28 @@ fn the_box_plays_through_the_operators_edge() {
         );
     }
 }
+
+/// The edge named by the origin is down: the box streams from the origin instead, and says
+/// why in its report.
+#[test]
+fn the_box_streams_from_the_origin_when_the_edge_is_down() {
+    // A port held bound and not listening: nothing can answer there, not even the box's own
+    // connection meeting itself.
+    let held = tokio::net::TcpSocket::new_v4().expect("socket");
+    held.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+    let dead = held.local_addr().expect("addr").port();
+    let edge_url = format!("https://127.0.0.1:{dead}");
+    let (stack, code) =
+        Stack::start_with("Finn", "basic", &[], &["--edge-url", &edge_url], &[]).expect("stack");
+    let out = stack.register(&code, "finn").expect("register");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = stack
+        .headless("finn", PASSWORD, "1", 2.5)
+        .expect("headless");
+    assert!(frames(&report, 0) >= 25, "{report}");
+    assert!(errors(&report, 0).contains("edge failed"), "{report}");
+}

@@ -112,8 +112,9 @@ pub enum Refresh {
     },
 }
 
-/// Size and modification time: how a changed file is noticed without reading it.
-type Stamp = Option<(Option<SystemTime>, u64)>;
+/// Inode, size, modification and change times: how a changed file is noticed without reading
+/// it (a file renamed over it, a `chmod` that makes it readable, a copy keeping its mtime).
+type Stamp = Option<(u64, u64, Option<SystemTime>, i64, i64)>;
 
 /// The guide in force and the file it is re-read from.
 #[derive(Debug)]
@@ -153,19 +154,36 @@ impl GuideFeed {
             path: self.path.clone(),
             source,
         };
+        use std::os::unix::fs::MetadataExt;
         let stamp: Stamp = match std::fs::metadata(&self.path) {
-            Ok(m) => Some((m.modified().ok(), m.len())),
+            Ok(m) => Some((
+                m.ino(),
+                m.len(),
+                m.modified().ok(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(read_error(e)),
         };
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.as_ref() == Some(&stamp) {
-                return Ok(Refresh::Unchanged);
-            }
-            *seen = Some(stamp);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.as_ref() == Some(&stamp) {
+            return Ok(Refresh::Unchanged);
         }
-        let bytes = std::fs::read(&self.path).map_err(read_error)?;
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) => {
+                // A missing file is reported once; an unreadable one at every look, until a
+                // chmod or a new file (a new stamp) lets it be read.
+                if stamp.is_none() {
+                    *seen = Some(stamp);
+                }
+                return Err(read_error(e));
+            }
+        };
+        // Taken or refused, this file is not read again until it changes.
+        *seen = Some(stamp);
+        drop(seen);
         let text = String::from_utf8_lossy(&bytes);
         let listings = xmltv::parse(&text, &self.ids).map_err(|source| GuideError::Refused {
             path: self.path.clone(),

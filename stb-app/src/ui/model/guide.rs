@@ -21,6 +21,9 @@ const HOUR_MS: i64 = 3_600_000;
 const AHEAD_MS: i64 = 7 * 24 * HOUR_MS;
 /// Programmes are fetched in blocks of this much, aligned on midnight UTC.
 const BLOCK_MS: i64 = 3 * HOUR_MS;
+/// Programmes fetched longer ago than this are fetched again when the guide opens: the
+/// operator's guide changes (late changes, a new file), and old blocks would pile up.
+const KEPT_MS: i64 = HOUR_MS / 2;
 
 /// What the guide holds between openings (programmes already fetched stay for the session).
 #[derive(Debug, Default)]
@@ -39,6 +42,8 @@ pub(super) struct GuideGrid {
     loading: usize,
     /// The last request failed (said on screen; moving asks again).
     failed: bool,
+    /// When the programmes held were first fetched.
+    fetched_ms: i64,
 }
 
 /// One row of the grid as drawn.
@@ -131,6 +136,12 @@ impl Model {
         self.banner = false;
         let now = self.now_ms;
         let g = &mut self.guide;
+        if now - g.fetched_ms > KEPT_MS {
+            *g = GuideGrid {
+                fetched_ms: now,
+                ..GuideGrid::default()
+            };
+        }
         g.row = row;
         g.focus_ms = now;
         g.window_ms = floor_step(now);
@@ -477,6 +488,16 @@ mod tests {
         );
         let again = fetches(&m.action(Action::Left));
         assert!(!again.is_empty(), "the failed hours are asked again");
+    }
+
+    #[test]
+    fn programmes_older_than_half_an_hour_are_fetched_again_at_the_next_opening() {
+        let mut m = open();
+        m.action(Action::Back);
+        assert!(fetches(&m.action(Action::Guide)).is_empty(), "kept");
+        m.action(Action::Back);
+        m.set_now(NOW + KEPT_MS + 1);
+        assert_eq!(fetches(&m.action(Action::Guide)).len(), 1, "asked again");
     }
 
     #[test]
