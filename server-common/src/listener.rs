@@ -173,8 +173,23 @@ async fn serve_connection(
     let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
     tokio::pin!(conn);
     let mut closing: Option<Instant> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer per connection, set to the next instant something may be due (the first
+    // request's deadline, the idle deadline, the end of a grace): an idle keep-alive
+    // connection wakes once per idle timeout, not every second (a server holding thousands of
+    // boxes' connections spent its CPU waking them).
+    let first_request_by = started + limits.handshake_timeout() + limits.header_timeout();
+    let next_check = || -> Instant {
+        let now = Instant::now();
+        if !requested.load(Ordering::Relaxed) && now < first_request_by {
+            return first_request_by;
+        }
+        now + limits
+            .idle_timeout()
+            .saturating_sub(activity.idle_for())
+            .max(Duration::from_millis(10))
+    };
+    let timer = tokio::time::sleep_until(next_check().into());
+    tokio::pin!(timer);
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -185,29 +200,34 @@ async fn serve_connection(
             }
             _ = stop.changed(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
-                closing = Some(Instant::now() + STOP_GRACE);
+                let deadline = Instant::now() + STOP_GRACE;
+                closing = Some(deadline);
+                timer.as_mut().reset(deadline.into());
             }
-            _ = tick.tick() => {
+            () = &mut timer => {
                 if let Some(deadline) = closing {
                     if Instant::now() >= deadline {
                         return;
                     }
+                    timer.as_mut().reset(deadline.into());
                     continue;
                 }
                 // HTTP/1.1 heads after the first are hyper's header_read_timeout; the first
                 // one is checked here for both protocols (HTTP/2 has no head timeout).
-                let why = if !requested.load(Ordering::Relaxed)
-                    && started.elapsed() >= limits.handshake_timeout() + limits.header_timeout()
+                let why = if !requested.load(Ordering::Relaxed) && Instant::now() >= first_request_by
                 {
                     "no request in time"
                 } else if activity.idle_for() >= limits.idle_timeout() {
                     "idle"
                 } else {
+                    timer.as_mut().reset(next_check().into());
                     continue;
                 };
                 tracing::debug!(%peer, why, "closing connection");
                 conn.as_mut().graceful_shutdown();
-                closing = Some(Instant::now() + CLOSE_GRACE);
+                let deadline = Instant::now() + CLOSE_GRACE;
+                closing = Some(deadline);
+                timer.as_mut().reset(deadline.into());
             }
         }
     }
