@@ -120,6 +120,38 @@ pub fn write_nginx_files(
     Ok(())
 }
 
+/// Starts nginx in the foreground on the standalone configuration [`write_nginx_files`]
+/// wrote into `dir`, and waits until it listens on `listen`; a failure names nginx's error
+/// log. Stop it with SIGTERM (its master takes the workers down; SIGKILL would orphan them).
+pub fn start_nginx(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<std::process::Child> {
+    use anyhow::Context;
+    let log = dir.join("error.log");
+    let mut child = std::process::Command::new(bin)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(&log)
+        .args(["-g", "daemon off; worker_rlimit_nofile 65535;"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    stb_server_common::listener::wait_for_server(
+        &mut child,
+        listen,
+        std::time::Duration::from_secs(10),
+    )
+    .map_err(|e| {
+        let errors = std::fs::read_to_string(&log).unwrap_or_default();
+        anyhow::anyhow!("the edge did not come up: {e}\n{errors}")
+    })?;
+    Ok(child)
+}
+
 /// The nginx site; [`EDGE_JS`] is expected in `js_dir`.
 pub fn nginx_site(keys: &EdgeKeys, site: &EdgeSite, js_dir: &std::path::Path) -> String {
     let authority = site

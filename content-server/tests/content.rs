@@ -471,18 +471,7 @@ async fn guide_of_the_test_listing_then_of_the_operators_file() {
     std::fs::write(&path, "<tv><programme channel=\"news24.stb.test\">").expect("write");
     content_server::server::refresh_guide(&op.running.state, false).await;
     assert_eq!(op.running.state.guide.guide().version(), listing_version);
-    let stamp = |ms: i64| {
-        let t = time::OffsetDateTime::from_unix_timestamp(ms / 1000).expect("time");
-        format!(
-            "{:04}{:02}{:02}{:02}{:02}{:02} +0000",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
-    };
+    let stamp = content_server::guide::test_listing::xmltv_time;
     std::fs::write(
         &path,
         format!(
@@ -859,28 +848,12 @@ fn start_edge(op: &Operator, port: u16) -> Nginx {
     };
     let conf_dir = dir.path().join("edge");
     content_server::edge::write_nginx_files(&keys.edge_keys(), &site, &conf_dir).expect("site");
-    let log = conf_dir.join("error.log");
-    let mut child = std::process::Command::new("/usr/sbin/nginx")
-        .arg("-c")
-        .arg(conf_dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(&log)
-        .args(["-g", "daemon off;"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nginx (scripts/install-deps.sh installs it)");
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
-    if let Err(e) = stb_server_common::listener::wait_for_server(
-        &mut child,
-        addr,
-        std::time::Duration::from_secs(10),
-    ) {
-        panic!(
-            "nginx did not start: {e}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
+    let child = content_server::edge::start_nginx(
+        Path::new("/usr/sbin/nginx"),
+        &conf_dir,
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+    )
+    .expect("nginx (scripts/install-deps.sh installs it)");
     Nginx { child, _dir: dir }
 }
 

@@ -153,9 +153,9 @@ pub async fn feed(
     }
 }
 
-/// Where the channel is on air, and where to fetch it (`GET /v1/channels/N/live`).
-async fn origin_live(session: &Session, channel: u16) -> Result<LiveEdge, FeedError> {
-    let url = format!("{}/v1/channels/{channel}/live", session.content_url());
+/// `GET path` on the content server: a refusal (4xx) carries the operator's reason.
+async fn origin_get(session: &Session, path: &str) -> Result<reqwest::Response, FeedError> {
+    let url = format!("{}{path}", session.content_url());
     let r = session
         .http()
         .get(&url)
@@ -171,7 +171,16 @@ async fn origin_live(session: &Session, channel: u16) -> Result<LiveEdge, FeedEr
     if !status.is_success() {
         return Err(FeedError::ServerError(status));
     }
-    r.json().await.map_err(FeedError::ConnectionLost)
+    Ok(r)
+}
+
+/// Where the channel is on air, and where to fetch it (`GET /v1/channels/N/live`).
+async fn origin_live(session: &Session, channel: u16) -> Result<LiveEdge, FeedError> {
+    origin_get(session, &format!("/v1/channels/{channel}/live"))
+        .await?
+        .json()
+        .await
+        .map_err(FeedError::ConnectionLost)
 }
 
 /// Reads the origin's stream of the channel until it breaks, or until `until` (the end of a
@@ -184,21 +193,7 @@ async fn from_stream(
     backoff: &mut Duration,
     until: Option<tokio::time::Instant>,
 ) -> Result<(), FeedError> {
-    let url = format!("{}/v1/channels/{channel}/stream", session.content_url());
-    let r = session
-        .http()
-        .get(&url)
-        .send()
-        .await
-        .map_err(FeedError::Unreachable)?;
-    if r.status().is_client_error() {
-        return Err(FeedError::Refused(
-            r.text().await.unwrap_or_default().trim().to_owned(),
-        ));
-    }
-    if !r.status().is_success() {
-        return Err(FeedError::ServerError(r.status()));
-    }
+    let r = origin_get(session, &format!("/v1/channels/{channel}/stream")).await?;
     let mut body = r.bytes_stream();
     let mut split = SegmentSplitter::default();
     let pause_over = async {

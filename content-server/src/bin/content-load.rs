@@ -403,25 +403,12 @@ fn start_edge(
         origin_ca: config.ca_dir().join("ca.crt"),
     };
     content_server::edge::write_nginx_files(&keys.edge_keys(), &site, &edge.join("conf"))?;
-    let mut child = Proc(
-        Command::new(bin)
-            .arg("-c")
-            .arg(edge.join("conf/nginx.conf"))
-            .arg("-e")
-            .arg(edge.join("conf/error.log"))
-            .args(["-g", "daemon off; worker_rlimit_nofile 65535;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {bin}"))?,
-    );
-    stb_server_common::listener::wait_for_server(
-        &mut child.0,
+    let child = content_server::edge::start_nginx(
+        Path::new(bin),
+        &edge.join("conf"),
         format!("127.0.0.1:{port}").parse()?,
-        Duration::from_secs(10),
-    )
-    .context("the edge did not come up")?;
-    Ok(child)
+    )?;
+    Ok(Proc(child))
 }
 
 async fn run_viewers(

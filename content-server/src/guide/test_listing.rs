@@ -238,8 +238,8 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// An XMLTV time in UTC.
-fn xmltv_time(ms: i64) -> String {
+/// An XMLTV time in UTC (`YYYYMMDDhhmmss +0000`).
+pub fn xmltv_time(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .map(|t| {
             format!(
