@@ -36,3 +36,18 @@ for line in "${channels[@]}"; do
     ! queue ! mux.
   echo "$file: $(stat -c %s "$file") bytes"
 done
+
+# The slate a live channel shows while its input is lost: the same format, 2 s, silent.
+slate="$out/slate.ts"
+gst-launch-1.0 -q -e \
+  videotestsrc num-buffers=$((2 * fps)) pattern=black \
+  ! video/x-raw,width=640,height=360,framerate=$fps/1 \
+  ! textoverlay text="No signal" font-desc="Sans Bold 40" valignment=center halignment=center \
+  ! textoverlay text="This channel will be back shortly" font-desc="Sans 20" valignment=bottom halignment=center \
+  ! x264enc tune=zerolatency speed-preset=veryfast bitrate=200 key-int-max=$fps \
+  ! video/x-h264,profile=main ! h264parse config-interval=-1 ! queue \
+  ! mpegtsmux name=mux alignment=7 ! filesink location="$slate" \
+  audiotestsrc num-buffers=$((2 * 48000 / 1024 + 1)) samplesperbuffer=1024 wave=silence \
+  ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=96000 ! aacparse \
+  ! queue ! mux.
+echo "$slate: $(stat -c %s "$slate") bytes"

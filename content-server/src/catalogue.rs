@@ -1,8 +1,9 @@
-//! The channel catalogue: the fixture manifest, each channel's GOP segments, and its place on
-//! the wall clock (channels loop their fixture forever, anchored at the Unix epoch). What is on
-//! air comes from the programme guide (`crate::guide`), by each channel's XMLTV id.
+//! The channel catalogue: the manifest, and each channel's source: a file looped on the wall
+//! clock (anchored at the Unix epoch: the test channels), or a live MPEG-TS input (`crate::live`).
+//! What is on air comes from the programme guide (`crate::guide`), by each channel's XMLTV id.
 
 use crate::guide::test_listing::{GENRES, TestChannel};
+use crate::live::{self, LiveFeed};
 use crate::ts::{self, Segment};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -13,6 +14,10 @@ use std::sync::Arc;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Manifest {
+    /// What live channels show while their input is lost (default `slate.ts` beside the
+    /// manifest).
+    #[serde(default)]
+    slate: Option<PathBuf>,
     channel: Vec<ChannelSpec>,
 }
 
@@ -21,7 +26,12 @@ struct Manifest {
 struct ChannelSpec {
     number: u16,
     name: String,
-    file: PathBuf,
+    /// A file looped on the wall clock...
+    #[serde(default)]
+    file: Option<PathBuf>,
+    /// ... or a live input (`udp://`, `rtp://`, `srt://`, `http(s)://`).
+    #[serde(default)]
+    input: Option<String>,
     packages: Vec<String>,
     /// The channel's id in the XMLTV guide.
     #[serde(default)]
@@ -57,19 +67,56 @@ pub struct Channel {
     pub xmltv_id: Option<String>,
     /// A test channel's genre.
     pub genre: Option<String>,
-    /// Plain GOP segments of the fixture (shared by the channels that loop the same file).
+    /// Where its segments come from.
+    pub source: Source,
+}
+
+/// Where a channel's segments come from.
+#[derive(Debug)]
+pub enum Source {
+    /// A file looped on the wall clock.
+    Looped(Looped),
+    /// A live input.
+    Live(Arc<LiveFeed>),
+}
+
+impl Channel {
+    fn new(number: u16, name: String, packages: Vec<String>, source: Source) -> Self {
+        Self {
+            number,
+            name,
+            packages,
+            xmltv_id: None,
+            genre: None,
+            source,
+        }
+    }
+
+    /// Whether subscribers of `package` may watch it.
+    pub fn in_package(&self, package: &str) -> bool {
+        self.packages.iter().any(|p| p == package)
+    }
+
+    /// Its looped file, unless it is live.
+    pub fn looped(&self) -> Option<&Looped> {
+        match &self.source {
+            Source::Looped(l) => Some(l),
+            Source::Live(_) => None,
+        }
+    }
+}
+
+/// A file looped forever on the wall clock: every instance computes the same timeline.
+#[derive(Debug)]
+pub struct Looped {
+    /// Plain GOP segments of the file (shared by the channels that loop the same file).
     pub segments: Arc<[Segment]>,
     starts_ms: Vec<u64>,
     loop_ms: u64,
 }
 
-impl Channel {
-    fn new(
-        number: u16,
-        name: String,
-        packages: Vec<String>,
-        segments: Arc<[Segment]>,
-    ) -> Result<Self> {
+impl Looped {
+    fn new(number: u16, segments: Arc<[Segment]>) -> Result<Self> {
         if segments.is_empty() {
             bail!("channel {number} has no segment");
         }
@@ -80,20 +127,10 @@ impl Channel {
             t += s.duration_ms.max(1);
         }
         Ok(Self {
-            number,
-            name,
-            packages,
-            xmltv_id: None,
-            genre: None,
             segments,
             starts_ms,
             loop_ms: t,
         })
-    }
-
-    /// Whether subscribers of `package` may watch it.
-    pub fn in_package(&self, package: &str) -> bool {
-        self.packages.iter().any(|p| p == package)
     }
 
     /// The segment being broadcast at `now_ms`.
@@ -132,6 +169,19 @@ impl Catalogue {
         let mut channels = BTreeMap::new();
         // A file looped by several channels (a generated catalogue) is read and split once.
         let mut files: HashMap<PathBuf, Arc<[Segment]>> = HashMap::new();
+        let mut read_segments = |path: PathBuf| -> Result<Arc<[Segment]>> {
+            if let Some(s) = files.get(&path) {
+                return Ok(s.clone());
+            }
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let segments: Arc<[Segment]> = ts::segment(&bytes)
+                .with_context(|| format!("segmenting {}", path.display()))?
+                .into();
+            files.insert(path, segments.clone());
+            Ok(segments)
+        };
+        let slate = dir.join(parsed.slate.as_deref().unwrap_or(Path::new("slate.ts")));
         for spec in parsed.channel {
             if let Some(genre) = spec.genre.as_deref()
                 && !GENRES.contains(&genre)
@@ -142,20 +192,22 @@ impl Catalogue {
                     GENRES.join(", ")
                 );
             }
-            let path = dir.join(&spec.file);
-            let segments = match files.get(&path) {
-                Some(s) => s.clone(),
-                None => {
-                    let bytes = std::fs::read(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    let segments: Arc<[Segment]> = ts::segment(&bytes)
-                        .with_context(|| format!("segmenting {}", path.display()))?
-                        .into();
-                    files.insert(path, segments.clone());
-                    segments
+            let source = match (spec.file, spec.input) {
+                (Some(file), None) => {
+                    Source::Looped(Looped::new(spec.number, read_segments(dir.join(file))?)?)
                 }
+                (None, Some(input)) => {
+                    let input = live::Input::parse(&input)
+                        .with_context(|| format!("channel {}", spec.number))?;
+                    let slate = read_segments(slate.clone()).context("the live channels' slate")?;
+                    Source::Live(Arc::new(LiveFeed::new(input, slate)))
+                }
+                _ => bail!(
+                    "channel {} needs either a file or an input, not both",
+                    spec.number
+                ),
             };
-            let mut channel = Channel::new(spec.number, spec.name, spec.packages, segments)?;
+            let mut channel = Channel::new(spec.number, spec.name, spec.packages, source);
             channel.xmltv_id = spec.xmltv_id;
             channel.genre = spec.genre;
             if channels.insert(spec.number, channel).is_some() {
@@ -275,14 +327,8 @@ mod tests {
         }
     }
 
-    fn channel() -> Channel {
-        Channel::new(
-            1,
-            "One".into(),
-            vec!["basic".into()],
-            vec![seg(1000), seg(500), seg(1500)].into(),
-        )
-        .expect("channel")
+    fn channel() -> Looped {
+        Looped::new(1, vec![seg(1000), seg(500), seg(1500)].into()).expect("channel")
     }
 
     #[test]
@@ -312,10 +358,8 @@ mod tests {
         std::fs::write(&manifest, text).expect("write");
         let cat = Catalogue::load(&manifest).expect("loads");
         assert_eq!(cat.channels.len(), 12);
-        assert!(Arc::ptr_eq(
-            &cat.channels[&1].segments,
-            &cat.channels[&5].segments
-        ));
+        let segments = |n| &cat.channels[&n].looped().expect("looped").segments;
+        assert!(Arc::ptr_eq(segments(1), segments(5)));
         assert_eq!(cat.packages(), ["basic", "kids", "premium"]);
         assert!(!cat.channels[&3].in_package("basic") && cat.channels[&4].in_package("kids"));
         assert_eq!(cat.test_channels().len(), 12);

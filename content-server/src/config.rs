@@ -36,6 +36,8 @@ pub struct Config {
     /// How long a box's segment token for the edge is valid, seconds: a revocation reaches
     /// the edge within this.
     pub edge_token_secs: u64,
+    /// How long a live input may send nothing before its channel airs the slate, ms.
+    pub input_loss_ms: u64,
     /// Channel key epoch length, seconds.
     pub epoch_secs: u64,
     /// Subscriber certificate validity, days.
@@ -79,6 +81,7 @@ impl Default for Config {
             keyserver_url: "https://127.0.0.1:8444".into(),
             edge_url: String::new(),
             edge_token_secs: 60,
+            input_loss_ms: 2000,
             epoch_secs: 3600,
             certificate_days: 365,
             code_ttl_hours: 72,

@@ -1,6 +1,6 @@
 //! The operator's content server: certificate authority and enrollment, subscribers and
 //! packages, the channel catalogue with a small programme guide, an encrypt-once packager,
-//! licenses, and live streaming of the test channels over mutual TLS. See
+//! licenses, and live streaming of the test channels and live inputs over mutual TLS. See
 //! `docs/content-server.md`.
 #![forbid(unsafe_code)]
 
@@ -12,6 +12,7 @@ pub mod config;
 pub mod edge;
 pub mod guide;
 pub mod keys;
+pub mod live;
 pub mod packager;
 pub mod routes;
 pub mod server;

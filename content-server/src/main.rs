@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use content_server::catalogue::Catalogue;
+use content_server::catalogue::{Catalogue, Source};
 use content_server::codes;
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
@@ -313,14 +313,22 @@ async fn subscriber(config: &Config, action: SubscriberAction) -> Result<()> {
 fn channel_list(config: &Config) -> Result<()> {
     let catalogue = Catalogue::load(&config.channels)?;
     for c in catalogue.channels.values() {
-        let total: u64 = c.segments.iter().map(|s| s.duration_ms).sum();
+        let source = match &c.source {
+            Source::Looped(l) => {
+                let total: u64 = l.segments.iter().map(|s| s.duration_ms).sum();
+                format!(
+                    "{} segments, {:.1} s loop",
+                    l.segments.len(),
+                    total as f64 / 1000.0
+                )
+            }
+            Source::Live(feed) => format!("live from {}", feed.input.uri()),
+        };
         println!(
-            "{:>3}  {:<20} packages: {:<24} {} segments, {:.1} s loop",
+            "{:>3}  {:<20} packages: {:<24} {source}",
             c.number,
             c.name,
             c.packages.join(","),
-            c.segments.len(),
-            total as f64 / 1000.0
         );
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! server asks [`Packager::segment`], which keeps what it encrypted in memory; an export calls
 //! [`encrypt_segment`] directly.
 
-use crate::catalogue::Channel;
+use crate::catalogue::Looped;
 use crate::config::Config;
 use crate::keys::OperatorKeys;
 use axum::body::Bytes;
@@ -21,18 +21,20 @@ pub const KEPT_BEHIND: u64 = 120;
 /// [`KEPT_BEHIND`], are encrypted again when asked for (the same bytes).
 pub const CACHED_BEHIND: u64 = 8;
 
-/// `header || AES-128-CTR(payload)` of segment `sequence` of `channel`.
+/// `header || AES-128-CTR(payload)` of segment `sequence` of channel `number`, which loops
+/// `looped`.
 pub fn encrypt_segment(
     config: &Config,
     keys: &OperatorKeys,
-    channel: &Channel,
+    number: u16,
+    looped: &Looped,
     sequence: u64,
 ) -> stb_protocol::Result<Vec<u8>> {
-    let pos = channel.position(sequence);
+    let pos = looped.position(sequence);
     let epoch = config.epoch_of(pos.start_ms);
-    let cipher = SegmentCipher::new(&keys.channel_key(channel.number, epoch))?;
-    let plain = channel.segments[pos.index].data.clone();
-    cipher.encrypt_segment(channel.number, epoch, sequence, plain)
+    let cipher = SegmentCipher::new(&keys.channel_key(number, epoch))?;
+    let plain = looped.segments[pos.index].data.clone();
+    cipher.encrypt_segment(number, epoch, sequence, plain)
 }
 
 /// Encrypt-once for a running server: a segment is encrypted the first time anyone asks for
@@ -44,26 +46,23 @@ pub struct Packager {
 }
 
 impl Packager {
-    /// Segment `sequence` of `channel`, as [`encrypt_segment`] makes it.
+    /// Segment `sequence` of channel `number`, as [`encrypt_segment`] makes it.
     pub fn segment(
         &self,
         config: &Config,
         keys: &OperatorKeys,
-        channel: &Channel,
+        number: u16,
+        looped: &Looped,
         sequence: u64,
     ) -> stb_protocol::Result<Bytes> {
-        if let Some(bytes) = self
-            .lock()
-            .get(&channel.number)
-            .and_then(|c| c.get(&sequence))
-        {
+        if let Some(bytes) = self.lock().get(&number).and_then(|c| c.get(&sequence)) {
             return Ok(bytes.clone());
         }
         // Encrypted outside the lock: viewers of other segments do not wait for it. Two
         // viewers arriving together may both encrypt; the bytes are the same.
-        let bytes = Bytes::from(encrypt_segment(config, keys, channel, sequence)?);
+        let bytes = Bytes::from(encrypt_segment(config, keys, number, looped, sequence)?);
         let mut cache = self.lock();
-        let kept = cache.entry(channel.number).or_default();
+        let kept = cache.entry(number).or_default();
         let newest = kept
             .last_key_value()
             .map_or(sequence, |(&s, _)| s.max(sequence));
@@ -101,19 +100,24 @@ mod tests {
     fn served_bytes_are_the_exported_bytes_encrypted_once() {
         let (config, keys, catalogue) = fixtures();
         let channel = catalogue.channels.values().next().expect("a channel");
+        let (number, channel) = (channel.number, channel.looped().expect("looped"));
         let packager = Packager::default();
         let first = packager
-            .segment(&config, &keys, channel, 1000)
+            .segment(&config, &keys, number, channel, 1000)
             .expect("segment");
         let again = packager
-            .segment(&config, &keys, channel, 1000)
+            .segment(&config, &keys, number, channel, 1000)
             .expect("segment");
         assert_eq!(
             first.as_ref(),
-            encrypt_segment(&config, &keys, channel, 1000).expect("export")
+            encrypt_segment(&config, &keys, number, channel, 1000).expect("export")
         );
         // The same allocation: the second viewer got the cached bytes, not a new encryption.
         assert_eq!(first.as_ptr(), again.as_ptr());
+    }
+
+    fn looped(c: &crate::catalogue::Channel) -> &Looped {
+        c.looped().expect("looped")
     }
 
     #[test]
@@ -124,23 +128,25 @@ mod tests {
         let packager = Packager::default();
         for (channel, sequence) in [(one, 10), (two, 10), (one, 10 + CACHED_BEHIND)] {
             packager
-                .segment(&config, &keys, channel, sequence)
+                .segment(&config, &keys, channel.number, looped(channel), sequence)
                 .expect("segment");
         }
         let cached =
             |p: &Packager, c: u16, s: u64| p.lock().get(&c).is_some_and(|m| m.contains_key(&s));
         assert!(cached(&packager, one.number, 10));
         packager
-            .segment(&config, &keys, one, 11 + CACHED_BEHIND)
+            .segment(&config, &keys, one.number, looped(one), 11 + CACHED_BEHIND)
             .expect("segment");
         assert!(!cached(&packager, one.number, 10));
         // Another channel's segments follow that channel's own newest.
         assert!(cached(&packager, two.number, 10));
         // An old segment is still served, the same bytes, without taking a place.
-        let old = packager.segment(&config, &keys, one, 5).expect("segment");
+        let old = packager
+            .segment(&config, &keys, one.number, looped(one), 5)
+            .expect("segment");
         assert_eq!(
             old.as_ref(),
-            encrypt_segment(&config, &keys, one, 5).expect("export")
+            encrypt_segment(&config, &keys, one.number, looped(one), 5).expect("export")
         );
         assert!(!cached(&packager, one.number, 5));
         let total: usize = packager.lock().values().map(BTreeMap::len).sum();

@@ -3,7 +3,7 @@
 //! (so a revocation or suspension takes effect at once, without a restart).
 
 use crate::ca::OperatorCa;
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, Source};
 use crate::codes;
 use crate::config::Config;
 use crate::guide::GuideFeed;
@@ -72,6 +72,11 @@ impl AppState {
             crl: Mutex::new(None),
             stopping,
         }
+    }
+
+    /// Fires when the server stops.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.clone()
     }
 
     fn lock_crl(&self) -> std::sync::MutexGuard<'_, Option<(i64, Bytes)>> {
@@ -386,12 +391,21 @@ async fn live(
 ) -> Result<Json<LiveEdge>, AppError> {
     let sub = authenticate(&state, &conn).await?;
     let now = now_ms();
-    let pos = entitled_channel(&state, &sub, number)?.live_at(now);
+    let (sequence, start_ms, duration_ms) = match &entitled_channel(&state, &sub, number)?.source {
+        Source::Looped(looped) => {
+            let pos = looped.live_at(now);
+            (pos.sequence, pos.start_ms, pos.duration_ms)
+        }
+        Source::Live(feed) => {
+            let aired = feed.latest().ok_or(AppError::NoSegment)?;
+            (aired.sequence, aired.start_ms, aired.duration_ms)
+        }
+    };
     Ok(Json(LiveEdge {
-        sequence: pos.sequence,
-        epoch: state.config.epoch_of(pos.start_ms),
-        start_ms: pos.start_ms,
-        duration_ms: pos.duration_ms,
+        sequence,
+        epoch: state.config.epoch_of(start_ms),
+        start_ms,
+        duration_ms,
         // IPv4 boxes reach a dual-stack listener as ::ffff:a.b.c.d; the edge sees a.b.c.d.
         edge: crate::edge::access(
             &state.config,
@@ -441,15 +455,20 @@ fn aired_segment(
     channel: &crate::catalogue::Channel,
     sequence: u64,
 ) -> Result<Response, AppError> {
-    let live = channel.live_at(now_ms()).sequence;
-    // Only what has been broadcast, and not too long ago.
-    if sequence > live || sequence + packager::KEPT_BEHIND < live {
-        return Err(AppError::NoSegment);
-    }
-    let bytes = state
-        .packager
-        .segment(&state.config, &state.keys, channel, sequence)
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let bytes = match &channel.source {
+        Source::Looped(looped) => {
+            let live = looped.live_at(now_ms()).sequence;
+            // Only what has been broadcast, and not too long ago.
+            if sequence > live || sequence + packager::KEPT_BEHIND < live {
+                return Err(AppError::NoSegment);
+            }
+            state
+                .packager
+                .segment(&state.config, &state.keys, channel.number, looped, sequence)
+                .map_err(|e| AppError::Internal(e.into()))?
+        }
+        Source::Live(feed) => feed.get(sequence).ok_or(AppError::NoSegment)?.bytes,
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
@@ -467,37 +486,45 @@ async fn stream(
     Path(number): Path<u16>,
 ) -> Result<Response, AppError> {
     let sub = authenticate(&state, &conn).await?;
-    let first = entitled_channel(&state, &sub, number)?
-        .live_at(now_ms())
-        .sequence;
+    let first = match &entitled_channel(&state, &sub, number)?.source {
+        Source::Looped(looped) => looped.live_at(now_ms()).sequence,
+        Source::Live(feed) => feed.latest().ok_or(AppError::NoSegment)?.sequence,
+    };
     // The segment on air goes out at once (a zap starts with a whole GOP), the next ones when
     // their time comes. Standing is re-checked before every segment: a revocation ends it.
     let body = futures_util::stream::unfold(
         (state, conn, first, true),
         move |(state, conn, seq, first_segment)| async move {
             let ch = state.catalogue.channels.get(&number)?;
-            if !first_segment {
-                let wait = ch.position(seq).start_ms - now_ms();
-                // A stream never ends by itself: on shutdown it ends so the server can stop
-                // (the box reconnects to the next instance or after the restart).
-                let mut stopping = state.stopping.clone();
-                if *stopping.borrow() {
-                    return None;
-                }
-                if wait > 0 {
-                    tokio::select! {
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64)) => {}
-                        _ = stopping.changed() => return None,
-                    }
-                }
-                if authenticate(&state, &conn).await.is_err() {
-                    return None;
-                }
+            // A stream never ends by itself: on shutdown it ends so the server can stop
+            // (the box reconnects to the next instance or after the restart).
+            let mut stopping = state.stopping.clone();
+            if *stopping.borrow() {
+                return None;
             }
-            let bytes = state
-                .packager
-                .segment(&state.config, &state.keys, ch, seq)
-                .ok()?;
+            let (seq, bytes) = match &ch.source {
+                Source::Looped(looped) => {
+                    let wait = looped.position(seq).start_ms - now_ms();
+                    if !first_segment && wait > 0 {
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64)) => {}
+                            _ = stopping.changed() => return None,
+                        }
+                    }
+                    let bytes = state
+                        .packager
+                        .segment(&state.config, &state.keys, number, looped, seq)
+                        .ok()?;
+                    (seq, bytes)
+                }
+                Source::Live(feed) => {
+                    let aired = feed.wait_for(seq, &mut stopping).await?;
+                    (aired.sequence, aired.bytes)
+                }
+            };
+            if !first_segment && authenticate(&state, &conn).await.is_err() {
+                return None;
+            }
             Some((
                 Ok::<Bytes, std::convert::Infallible>(bytes),
                 (state, conn, seq + 1, false),

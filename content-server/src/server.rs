@@ -26,12 +26,18 @@ pub struct Running {
     /// Shared state.
     pub state: Arc<AppState>,
     listeners: stb_server_common::listener::Listeners,
+    inputs: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting and waits for requests in flight (live streams end at once).
     pub async fn shutdown(self) {
         self.listeners.shutdown().await;
+        // The live inputs' threads see the same stop and end within a tenth of a second.
+        let inputs = self.inputs;
+        let _ =
+            tokio::task::spawn_blocking(move || inputs.into_iter().for_each(|t| drop(t.join())))
+                .await;
     }
 }
 
@@ -65,6 +71,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     ));
     // The guide is in force before the first box asks; a bad file only means an empty guide.
     refresh_guide(&state, true).await;
+    let inputs = crate::live::start(&state)?;
 
     let content = stb_server_common::listener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
@@ -101,6 +108,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         enroll_addr,
         state,
         listeners,
+        inputs,
     })
 }
 

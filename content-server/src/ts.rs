@@ -167,6 +167,229 @@ pub fn segment(ts: &[u8]) -> Result<Vec<Segment>, TsError> {
     Ok(segments)
 }
 
+/// Why a live input gives no segment (reported to the operator, never fatal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputStatus {
+    /// Nothing received yet.
+    Waiting,
+    /// Bytes arrive but are not 188-byte MPEG-TS packets.
+    NoSync,
+    /// Packets arrive but no PAT/PMT naming a program.
+    NoProgram,
+    /// The program has no H.264 video stream.
+    NoVideo,
+    /// H.264 arrives but no random access point (no IDR flagged) yet.
+    NoKeyframe,
+    /// A group of pictures grew past the size cap without a random access point (a flood,
+    /// or an encoder with an absurd GOP): dropped.
+    GopTooLarge,
+    /// Segments are coming out.
+    Ok,
+}
+
+impl InputStatus {
+    /// What the operator is told.
+    pub fn describe(self) -> &'static str {
+        match self {
+            InputStatus::Waiting => "no data received",
+            InputStatus::NoSync => "data is not an MPEG transport stream (no 0x47 sync)",
+            InputStatus::NoProgram => "no PAT/PMT in the transport stream",
+            InputStatus::NoVideo => "the program has no H.264 video stream",
+            InputStatus::NoKeyframe => "no keyframe (IDR flagged as a random access point)",
+            InputStatus::GopTooLarge => "a GOP exceeded the size cap and was dropped",
+            InputStatus::Ok => "ok",
+        }
+    }
+}
+
+/// A GOP being received.
+#[derive(Debug)]
+struct Pending {
+    data: Vec<u8>,
+    first_pts: Option<u64>,
+    last_pts: Option<u64>,
+}
+
+/// Splits a live transport stream, fed in chunks of any size, into segments as [`segment`]
+/// does for a file: each starts with the stream's latest PAT and PMT and a random access point,
+/// and ends at the next random access point at least `min_ms` later (short GOPs are merged, so
+/// a live channel's sequence numbers cannot outrun the clock they start from). Sans-IO: the
+/// caller reads the input and publishes what comes out.
+#[derive(Debug)]
+pub struct Splitter {
+    carry: Vec<u8>,
+    pat: Option<Vec<u8>>,
+    pmt_pid: Option<u16>,
+    pmt: Option<Vec<u8>>,
+    video: Option<u16>,
+    current: Option<Pending>,
+    /// A segment came out since the last reset.
+    emitted: bool,
+    /// What went wrong since the last segment came out.
+    problem: Option<InputStatus>,
+    seen: bool,
+    min_ms: u64,
+    max_bytes: usize,
+}
+
+/// 90 kHz ticks between two PTS, across the 33-bit wrap.
+fn pts_delta(from: u64, to: u64) -> u64 {
+    to.wrapping_sub(from) & ((1 << 33) - 1)
+}
+
+impl Splitter {
+    /// A splitter merging GOPs shorter than `min_ms` and dropping any larger than `max_bytes`.
+    pub fn new(min_ms: u64, max_bytes: usize) -> Self {
+        Self {
+            carry: Vec::new(),
+            pat: None,
+            pmt_pid: None,
+            pmt: None,
+            video: None,
+            current: None,
+            emitted: false,
+            problem: None,
+            seen: false,
+            min_ms,
+            max_bytes,
+        }
+    }
+
+    /// Where the input stands.
+    pub fn status(&self) -> InputStatus {
+        if let Some(problem) = self.problem {
+            problem
+        } else if self.emitted {
+            InputStatus::Ok
+        } else if !self.seen {
+            InputStatus::Waiting
+        } else if self.video.is_none() {
+            InputStatus::NoProgram
+        } else {
+            // The first GOP may be under way: the caller reports this only if it lasts.
+            InputStatus::NoKeyframe
+        }
+    }
+
+    /// Forgets the stream (the input was lost; what comes back may be another stream).
+    pub fn reset(&mut self) {
+        *self = Self::new(self.min_ms, self.max_bytes);
+    }
+
+    /// Takes `bytes` and returns the segments they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Segment> {
+        let mut out = Vec::new();
+        self.seen |= !bytes.is_empty();
+        self.carry.extend_from_slice(bytes);
+        let mut at = 0;
+        while self.carry.len() - at >= PACKET {
+            if self.carry[at] != SYNC {
+                // Lost sync: skip to the next sync byte (a datagram lost mid-packet, garbage).
+                self.problem = Some(InputStatus::NoSync);
+                at += self.carry[at + 1..]
+                    .iter()
+                    .position(|&b| b == SYNC)
+                    .map_or(self.carry.len() - at, |i| i + 1);
+                continue;
+            }
+            let mut packet = [0u8; PACKET];
+            packet.copy_from_slice(&self.carry[at..at + PACKET]);
+            at += PACKET;
+            if let Some(segment) = self.packet(&packet) {
+                out.push(segment);
+            }
+        }
+        self.carry.drain(..at);
+        out
+    }
+
+    /// The GOP received so far, as a segment (the input stopped: no next keyframe will end it).
+    pub fn flush(&mut self) -> Option<Segment> {
+        let p = self.current.take()?;
+        let duration_ms = match (p.first_pts, p.last_pts) {
+            (Some(a), Some(b)) => pts_delta(a, b) / 90 + 40,
+            _ => 1000,
+        };
+        Some(Segment {
+            data: p.data,
+            duration_ms,
+        })
+    }
+
+    fn packet(&mut self, p: &[u8; PACKET]) -> Option<Segment> {
+        let id = pid(p);
+        if id == 0 && pusi(p) {
+            match pmt_pid(p) {
+                Some(pmt) => {
+                    if self.pmt_pid != Some(pmt) {
+                        (self.pmt, self.video) = (None, None);
+                    }
+                    self.pmt_pid = Some(pmt);
+                    self.pat = Some(p.to_vec());
+                }
+                None => self.problem = Some(InputStatus::NoProgram),
+            }
+        } else if Some(id) == self.pmt_pid && pusi(p) {
+            match h264_pid(p) {
+                Some(video) => {
+                    if self.video != Some(video) {
+                        self.current = None;
+                    }
+                    (self.video, self.pmt) = (Some(video), Some(p.to_vec()));
+                }
+                None => {
+                    (self.video, self.pmt, self.current) = (None, None, None);
+                    self.problem = Some(InputStatus::NoVideo);
+                }
+            }
+        }
+        let video = self.video?;
+        let mut done = None;
+        if id == video && pusi(p) {
+            let pts = payload(p).and_then(pes_pts);
+            if random_access(p) {
+                let long_enough = match (&self.current, pts) {
+                    (Some(c), Some(now)) => c
+                        .first_pts
+                        .is_none_or(|first| pts_delta(first, now) >= self.min_ms * 90),
+                    _ => true,
+                };
+                if long_enough {
+                    done = self.current.take().map(|c| Segment {
+                        duration_ms: match (c.first_pts, pts) {
+                            (Some(a), Some(b)) => (pts_delta(a, b) / 90).max(1),
+                            _ => 1000,
+                        },
+                        data: c.data,
+                    });
+                    let mut data = Vec::with_capacity(64 * PACKET);
+                    data.extend_from_slice(self.pat.as_deref().unwrap_or_default());
+                    data.extend_from_slice(self.pmt.as_deref().unwrap_or_default());
+                    self.current = Some(Pending {
+                        data,
+                        first_pts: pts,
+                        last_pts: pts,
+                    });
+                }
+            }
+            if let (Some(c), Some(pts)) = (&mut self.current, pts) {
+                c.last_pts = Some(pts);
+            }
+        }
+        if let Some(c) = &mut self.current {
+            c.data.extend_from_slice(p);
+            if c.data.len() > self.max_bytes {
+                self.current = None;
+                self.problem = Some(InputStatus::GopTooLarge);
+            }
+        }
+        if done.is_some() {
+            (self.emitted, self.problem) = (true, None);
+        }
+        done
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +422,109 @@ mod tests {
         no_pat[1] = 0x1f;
         no_pat[2] = 0xff;
         assert_eq!(segment(&no_pat), Err(TsError::NoVideo));
+    }
+
+    /// The fixture fed in chunks of awkward sizes, as datagrams and HTTP reads would come.
+    fn split_live(ts: &[u8], splitter: &mut Splitter) -> Vec<Segment> {
+        let mut out = Vec::new();
+        let sizes = [1, 7, 1316, 4000, 188, 9999];
+        let (mut at, mut i) = (0, 0);
+        while at < ts.len() {
+            let n = sizes[i % sizes.len()].min(ts.len() - at);
+            out.extend(splitter.push(&ts[at..at + n]));
+            (at, i) = (at + n, i + 1);
+        }
+        out
+    }
+
+    #[test]
+    fn a_live_stream_splits_as_the_file_does() {
+        let ts = fixture();
+        let file = segment(&ts).expect("segments");
+        let mut splitter = Splitter::new(500, 8 << 20);
+        assert_eq!(splitter.status(), InputStatus::Waiting);
+        let mut live = split_live(&ts, &mut splitter);
+        assert_eq!(splitter.status(), InputStatus::Ok);
+        // The last GOP ends when the input stops.
+        live.push(splitter.flush().expect("last GOP"));
+        assert_eq!(live.len(), file.len());
+        for (l, f) in live.iter().zip(&file) {
+            // The PAT/PMT in front are the latest ones (their continuity counters differ).
+            assert_eq!(l.data[2 * PACKET..], f.data[2 * PACKET..]);
+            assert_eq!(
+                (pid(&l.data), pid(&l.data[PACKET..])),
+                (0, pid(&f.data[PACKET..]))
+            );
+            assert_eq!(l.duration_ms, f.duration_ms);
+        }
+    }
+
+    #[test]
+    fn short_gops_are_merged() {
+        let mut splitter = Splitter::new(1500, 8 << 20);
+        let live = split_live(&fixture(), &mut splitter);
+        assert_eq!(live.len(), 11);
+        assert!(live.iter().all(|s| (1900..=2100).contains(&s.duration_ms)));
+    }
+
+    #[test]
+    fn garbage_is_skipped_and_reported() {
+        let ts = fixture();
+        let mut splitter = Splitter::new(500, 8 << 20);
+        let mut noisy = vec![0x11u8; 1000];
+        noisy.extend_from_slice(&ts[..188 * 5000]);
+        // A datagram lost in the middle of a packet.
+        noisy.extend_from_slice(&ts[188 * 5000 + 100..]);
+        assert!(splitter.push(&noisy[..1000 + 188]).is_empty());
+        assert_eq!(splitter.status(), InputStatus::NoSync);
+        let out = splitter.push(&noisy[1000 + 188..]);
+        assert!(out.len() >= 21, "{}", out.len());
+        assert_eq!(splitter.status(), InputStatus::Ok);
+        splitter.reset();
+        assert_eq!(splitter.status(), InputStatus::Waiting);
+        assert!(splitter.push(&[0x47; 188 * 3]).is_empty());
+        assert_eq!(splitter.status(), InputStatus::NoProgram);
+    }
+
+    #[test]
+    fn broken_inputs_are_named() {
+        let ts = fixture();
+        let packets = || ts.chunks_exact(PACKET).map(<[u8]>::to_vec);
+        let video = {
+            let pmt_pid = pmt_pid(&ts[..PACKET]).expect("pat");
+            let pmt = packets().find(|p| pid(p) == pmt_pid).expect("pmt");
+            h264_pid(&pmt).expect("h264")
+        };
+        // No random access point flagged anywhere.
+        let mut no_idr: Vec<u8> = Vec::new();
+        for mut p in packets() {
+            if pid(&p) == video && random_access(&p) {
+                p[5] &= !0x40;
+            }
+            no_idr.extend_from_slice(&p);
+        }
+        let mut splitter = Splitter::new(500, 8 << 20);
+        assert!(splitter.push(&no_idr).is_empty());
+        assert_eq!(splitter.status(), InputStatus::NoKeyframe);
+        assert!(splitter.flush().is_none());
+        // The PMT names no H.264 stream (MPEG-2 video instead).
+        let mut no_h264: Vec<u8> = Vec::new();
+        let pmt_pid = pmt_pid(&ts[..PACKET]).expect("pat");
+        for mut p in packets() {
+            if pid(&p) == pmt_pid {
+                let at = p
+                    .windows(3)
+                    .position(|w| w[0] == 0x1b && pid(&[0, w[1], w[2]]) == video);
+                p[at.expect("stream entry")] = 0x02;
+            }
+            no_h264.extend_from_slice(&p);
+        }
+        let mut splitter = Splitter::new(500, 8 << 20);
+        assert!(splitter.push(&no_h264).is_empty());
+        assert_eq!(splitter.status(), InputStatus::NoVideo);
+        // A GOP larger than the cap is dropped, not buffered without end.
+        let mut splitter = Splitter::new(500, 20_000);
+        assert!(splitter.push(&ts).is_empty());
+        assert_eq!(splitter.status(), InputStatus::GopTooLarge);
     }
 }

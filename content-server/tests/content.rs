@@ -2,154 +2,18 @@
 //! revocation, licenses, and segments that GStreamer decodes once decrypted.
 #![allow(missing_docs)]
 
+mod common;
+
+use common::{Operator, gst_decodes, operator, operator_with};
+
 use base64::Engine;
-use content_server::catalogue::manifest_packages;
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
-use content_server::routes::{ChannelList, EnrollRequest, EnrollResponse, Guide, LiveEdge, OnAir};
-use content_server::server::Running;
-use content_server::store::{Status, Store};
+use content_server::routes::{ChannelList, Guide, LiveEdge, OnAir};
+use content_server::store::Status;
 use stb_protocol::{License, LicenseKey, SecretArray, SegmentCipher, SegmentHeader};
 use std::net::IpAddr;
 use std::path::Path;
-
-struct Operator {
-    _dir: tempfile::TempDir,
-    config: Config,
-    running: Running,
-    store: Store,
-    keys: OperatorKeys,
-    ca_pem: String,
-}
-
-struct Box_ {
-    identity_pem: String,
-    enrolled: EnrollResponse,
-}
-
-fn fixtures() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml")
-}
-
-async fn operator(database: Option<String>) -> Operator {
-    operator_with(database, |_| {}).await
-}
-
-async fn operator_with(database: Option<String>, tweak: impl FnOnce(&mut Config)) -> Operator {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        enroll_listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().to_owned(),
-        database: database.unwrap_or_default(),
-        channels: fixtures(),
-        enroll_max_failures: 5,
-        ..Config::default()
-    };
-    tweak(&mut config);
-    content_server::admin::init(&config, &[])
-        .await
-        .expect("init");
-    let running = content_server::server::start(&config).await.expect("start");
-    let store = Store::open(&config.database_url()).await.expect("store");
-    let keys = OperatorKeys::load(&config.master_key_path()).expect("keys");
-    let ca_pem = std::fs::read_to_string(config.ca_dir().join("ca.crt")).expect("ca");
-    Operator {
-        _dir: dir,
-        config,
-        running,
-        store,
-        keys,
-        ca_pem,
-    }
-}
-
-impl Operator {
-    async fn add(&self, name: &str, package: &str) -> String {
-        let packages = manifest_packages(&fixtures()).expect("manifest");
-        let (code, _) = content_server::admin::add_subscriber(
-            &self.config,
-            &self.store,
-            &self.keys,
-            &packages,
-            name,
-            package,
-        )
-        .await
-        .expect("add subscriber");
-        content_server::codes::display(&code)
-    }
-
-    fn client(&self, identity: Option<&str>) -> reqwest::Client {
-        self.client_from(identity, None)
-    }
-
-    /// A client whose connections come from `source` (any 127.x.y.z is loopback).
-    fn client_from(&self, identity: Option<&str>, source: Option<IpAddr>) -> reqwest::Client {
-        let mut b = reqwest::Client::builder()
-            .local_address(source)
-            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca")]);
-        if let Some(id) = identity {
-            b = b.identity(reqwest::Identity::from_pem(id.as_bytes()).expect("identity"));
-        }
-        b.build().expect("client")
-    }
-
-    fn enroll_url(&self) -> String {
-        format!(
-            "https://127.0.0.1:{}/v1/enroll",
-            self.running.enroll_addr.port()
-        )
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.running.addr.port())
-    }
-
-    /// Enrolls like a box: fresh P-256 key, CSR, code.
-    async fn enroll(&self, code: &str) -> Result<Box_, (u16, String)> {
-        self.enroll_from(code, None).await
-    }
-
-    /// Enrolls from the source address `source`.
-    async fn enroll_from(&self, code: &str, source: Option<IpAddr>) -> Result<Box_, (u16, String)> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .expect("params")
-            .serialize_request(&key)
-            .expect("csr");
-        let body = EnrollRequest {
-            code: code.into(),
-            csr_pem: csr.pem().expect("pem"),
-        };
-        let r = self
-            .client_from(None, source)
-            .post(self.enroll_url())
-            .json(&body)
-            .send()
-            .await
-            .expect("enroll request");
-        let status = r.status().as_u16();
-        if status != 200 {
-            return Err((status, r.text().await.unwrap_or_default()));
-        }
-        let enrolled: EnrollResponse = r.json().await.expect("json");
-        Ok(Box_ {
-            identity_pem: format!("{}{}", enrolled.certificate_pem, key.serialize_pem()),
-            enrolled,
-        })
-    }
-
-    async fn get(&self, b: &Box_, path: &str) -> (u16, Vec<u8>) {
-        let r = self
-            .client(Some(&b.identity_pem))
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request");
-        (r.status().as_u16(), r.bytes().await.expect("body").to_vec())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_codes_are_single_use_expire_and_are_limited() {
@@ -525,33 +389,6 @@ async fn guide_of_the_test_listing_then_of_the_operators_file() {
         Some("Operator News")
     );
     assert!(list.channels[1].now.is_none());
-}
-
-fn gst_decodes(ts: &[u8]) -> bool {
-    let file = tempfile::NamedTempFile::new().expect("tmp");
-    std::fs::write(file.path(), ts).expect("write");
-    // Bounded: on some random (encrypted) inputs tsdemux finds no stream and gst-launch waits
-    // forever instead of failing; a hang counts as "does not decode".
-    let status = std::process::Command::new("timeout")
-        .args(["10", "gst-launch-1.0", "-q", "filesrc"])
-        .arg(format!("location={}", file.path().display()))
-        .args([
-            "!",
-            "tsdemux",
-            "!",
-            "h264parse",
-            "!",
-            "avdec_h264",
-            "!",
-            "video/x-raw",
-            "!",
-            "fakesink",
-        ])
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("gst-launch-1.0 runs (apt-get install gstreamer1.0-tools)");
-    status.success()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

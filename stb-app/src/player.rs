@@ -225,6 +225,13 @@ fn link_demuxer_pads(p: &Pipeline) -> Result<()> {
         if let Some(old) = target.peer() {
             let _ = old.unlink(target);
         }
+        // A program change (a live channel going to the server's slate and back, a stream
+        // without sound) may have ended this branch with EOS when its old pad went away: a
+        // flush makes it take data again.
+        if target.pad_flags().contains(gst::PadFlags::EOS) {
+            target.send_event(gst::event::FlushStart::new());
+            target.send_event(gst::event::FlushStop::new(true));
+        }
         if let Err(e) = pad.link(target) {
             tracing::warn!(error = ?e, %name, "could not link demuxer pad");
         }

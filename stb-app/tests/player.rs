@@ -81,3 +81,58 @@ async fn undecrypted_bytes_give_no_picture() {
         (0, 0, None)
     );
 }
+
+/// A live channel alternates between its input and the content server's slate, which differ
+/// in size, streams (the slate has sound) and timestamps: the picture goes on through each
+/// change, as tsdemux announces a new program and the player links its pads again.
+#[tokio::test]
+async fn slate_and_live_input_follow_each_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("live.ts");
+    let made = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=50", "pattern=ball", "!"])
+        .args(["video/x-raw,width=320,height=180,framerate=25/1", "!"])
+        .args([
+            "x264enc",
+            "tune=zerolatency",
+            "speed-preset=ultrafast",
+            "key-int-max=25",
+            "!",
+        ])
+        .args([
+            "h264parse",
+            "config-interval=-1",
+            "!",
+            "mpegtsmux",
+            "alignment=7",
+            "!",
+        ])
+        .arg("filesink")
+        .arg(format!("location={}", live.display()))
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(made.success());
+    let live = std::fs::read(&live).expect("live");
+    let player = Player::new("fakesink", "fakesink").expect("player");
+    player.zap().expect("zap");
+    let mut expected = 0;
+    for (name, part) in [
+        ("slate", fixture("slate.ts")),
+        ("input", live.clone()),
+        ("slate again", fixture("slate.ts")),
+        ("input again", live),
+    ] {
+        let before = player.stats().snapshot().video_frames;
+        for chunk in part.chunks(188 * 7) {
+            player.push(chunk.to_vec()).expect("push");
+        }
+        // 2 s of 25 fps each; a GOP boundary may hold back a frame or two.
+        expected += 45;
+        assert!(
+            wait_for(|| player.stats().snapshot().video_frames >= expected).await,
+            "{name}: {} frames after {before}: {:?}",
+            player.stats().snapshot().video_frames,
+            player.stats().snapshot()
+        );
+    }
+}

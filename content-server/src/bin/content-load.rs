@@ -11,7 +11,7 @@
 use anyhow::{Context, Result, bail};
 use axum::body::Bytes;
 use clap::Parser;
-use content_server::catalogue::{Catalogue, Channel};
+use content_server::catalogue::{Catalogue, Looped, Position};
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
 use content_server::routes::{EnrollRequest, EnrollResponse};
@@ -109,6 +109,12 @@ async fn run(args: Args) -> Result<()> {
     let store = Store::open(&config.database_url()).await?;
     let keys = OperatorKeys::load(&config.master_key_path())?;
     let catalogue = Arc::new(Catalogue::load(&channels)?);
+    if let Some(c) = catalogue.channels.values().find(|c| c.looped().is_none()) {
+        bail!(
+            "channel {} is live: content-load measures looped channels",
+            c.number
+        );
+    }
     let (code, _) = content_server::admin::add_subscriber(
         &config,
         &store,
@@ -330,14 +336,14 @@ fn export_segments(
     www: &Path,
     until_ms: i64,
 ) -> Result<()> {
-    for ch in catalogue.channels.values() {
+    for ch in catalogue.channels.values().map(Ch::of) {
         let dir = www.join(format!("v1/channels/{}/segments", ch.number));
         std::fs::create_dir_all(&dir)?;
         let mut seq = ch.live_at(now_ms()).sequence.saturating_sub(2);
         while ch.position(seq).start_ms <= until_ms {
             std::fs::write(
                 dir.join(seq.to_string()),
-                content_server::packager::encrypt_segment(config, keys, ch, seq)?,
+                content_server::packager::encrypt_segment(config, keys, ch.number, ch.looped, seq)?,
             )?;
             seq += 1;
         }
@@ -446,7 +452,7 @@ async fn run_viewers(
                     return (failed, None);
                 }
             };
-            let ch = &catalogue.channels[&number];
+            let ch = &Ch::of(&catalogue.channels[&number]);
             let tally = viewer(&client, ch, port, mode, end_ms, &joined).await;
             // The client (its connections) lives until the CPU is read: boxes switching off
             // all at once is not what is measured.
@@ -479,7 +485,31 @@ async fn run_viewers(
     (total, cpu)
 }
 
-fn record(t: &mut Tally, ch: &Channel, due_ms: i64, seq: u64) {
+/// A test channel: the load measures looped channels, whose timeline it computes as the
+/// server does.
+struct Ch<'a> {
+    number: u16,
+    looped: &'a Looped,
+}
+
+impl<'a> Ch<'a> {
+    fn of(channel: &'a content_server::catalogue::Channel) -> Self {
+        Self {
+            number: channel.number,
+            looped: channel.looped().expect("checked when loaded"),
+        }
+    }
+
+    fn live_at(&self, now_ms: i64) -> Position {
+        self.looped.live_at(now_ms)
+    }
+
+    fn position(&self, sequence: u64) -> Position {
+        self.looped.position(sequence)
+    }
+}
+
+fn record(t: &mut Tally, ch: &Ch<'_>, due_ms: i64, seq: u64) {
     let lateness = now_ms() - due_ms;
     t.segments += 1;
     t.lateness_ms.push(lateness);
@@ -520,7 +550,7 @@ impl Feed {
     async fn next(
         &mut self,
         client: &reqwest::Client,
-        ch: &Channel,
+        ch: &Ch<'_>,
         port: u16,
         end_ms: i64,
     ) -> Next {
@@ -583,7 +613,7 @@ async fn edge_access(
     Some((access.segments_url, access.query))
 }
 
-fn segment_url(port: u16, ch: &Channel, sequence: u64) -> String {
+fn segment_url(port: u16, ch: &Ch<'_>, sequence: u64) -> String {
     format!(
         "https://127.0.0.1:{port}/v1/channels/{}/segments/{sequence}",
         ch.number
@@ -594,7 +624,7 @@ fn segment_url(port: u16, ch: &Channel, sequence: u64) -> String {
 /// everyone to have joined, then measures every segment until `end_ms`.
 async fn viewer(
     client: &reqwest::Client,
-    ch: &Channel,
+    ch: &Ch<'_>,
     port: u16,
     mode: Mode,
     end_ms: i64,

@@ -1,0 +1,188 @@
+//! The harness of the content server's tests: an operator's server on loopback with a fresh
+//! data directory, and boxes enrolled in it.
+#![allow(dead_code)]
+
+use content_server::catalogue::manifest_packages;
+use content_server::config::Config;
+use content_server::keys::OperatorKeys;
+use content_server::routes::{EnrollRequest, EnrollResponse};
+use content_server::server::Running;
+use content_server::store::Store;
+use std::net::IpAddr;
+use std::path::Path;
+
+pub(crate) struct Operator {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) config: Config,
+    pub(crate) running: Running,
+    pub(crate) store: Store,
+    pub(crate) keys: OperatorKeys,
+    pub(crate) ca_pem: String,
+}
+
+pub(crate) struct Box_ {
+    pub(crate) identity_pem: String,
+    pub(crate) enrolled: EnrollResponse,
+}
+
+pub(crate) fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml")
+}
+
+pub(crate) async fn operator(database: Option<String>) -> Operator {
+    operator_with(database, |_| {}).await
+}
+
+pub(crate) async fn operator_with(
+    database: Option<String>,
+    tweak: impl FnOnce(&mut Config),
+) -> Operator {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        enroll_listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_owned(),
+        database: database.unwrap_or_default(),
+        channels: fixtures(),
+        enroll_max_failures: 5,
+        ..Config::default()
+    };
+    tweak(&mut config);
+    content_server::admin::init(&config, &[])
+        .await
+        .expect("init");
+    let running = content_server::server::start(&config).await.expect("start");
+    let store = Store::open(&config.database_url()).await.expect("store");
+    let keys = OperatorKeys::load(&config.master_key_path()).expect("keys");
+    let ca_pem = std::fs::read_to_string(config.ca_dir().join("ca.crt")).expect("ca");
+    Operator {
+        _dir: dir,
+        config,
+        running,
+        store,
+        keys,
+        ca_pem,
+    }
+}
+
+impl Operator {
+    pub(crate) async fn add(&self, name: &str, package: &str) -> String {
+        let packages = manifest_packages(&self.config.channels).expect("manifest");
+        let (code, _) = content_server::admin::add_subscriber(
+            &self.config,
+            &self.store,
+            &self.keys,
+            &packages,
+            name,
+            package,
+        )
+        .await
+        .expect("add subscriber");
+        content_server::codes::display(&code)
+    }
+
+    pub(crate) fn client(&self, identity: Option<&str>) -> reqwest::Client {
+        self.client_from(identity, None)
+    }
+
+    /// A client whose connections come from `source` (any 127.x.y.z is loopback).
+    pub(crate) fn client_from(
+        &self,
+        identity: Option<&str>,
+        source: Option<IpAddr>,
+    ) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .local_address(source)
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca")]);
+        if let Some(id) = identity {
+            b = b.identity(reqwest::Identity::from_pem(id.as_bytes()).expect("identity"));
+        }
+        b.build().expect("client")
+    }
+
+    pub(crate) fn enroll_url(&self) -> String {
+        format!(
+            "https://127.0.0.1:{}/v1/enroll",
+            self.running.enroll_addr.port()
+        )
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.running.addr.port())
+    }
+
+    /// Enrolls like a box: fresh P-256 key, CSR, code.
+    pub(crate) async fn enroll(&self, code: &str) -> Result<Box_, (u16, String)> {
+        self.enroll_from(code, None).await
+    }
+
+    /// Enrolls from the source address `source`.
+    pub(crate) async fn enroll_from(
+        &self,
+        code: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Box_, (u16, String)> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("params")
+            .serialize_request(&key)
+            .expect("csr");
+        let body = EnrollRequest {
+            code: code.into(),
+            csr_pem: csr.pem().expect("pem"),
+        };
+        let r = self
+            .client_from(None, source)
+            .post(self.enroll_url())
+            .json(&body)
+            .send()
+            .await
+            .expect("enroll request");
+        let status = r.status().as_u16();
+        if status != 200 {
+            return Err((status, r.text().await.unwrap_or_default()));
+        }
+        let enrolled: EnrollResponse = r.json().await.expect("json");
+        Ok(Box_ {
+            identity_pem: format!("{}{}", enrolled.certificate_pem, key.serialize_pem()),
+            enrolled,
+        })
+    }
+
+    pub(crate) async fn get(&self, b: &Box_, path: &str) -> (u16, Vec<u8>) {
+        let r = self
+            .client(Some(&b.identity_pem))
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.bytes().await.expect("body").to_vec())
+    }
+}
+
+pub(crate) fn gst_decodes(ts: &[u8]) -> bool {
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), ts).expect("write");
+    // Bounded: on some random (encrypted) inputs tsdemux finds no stream and gst-launch waits
+    // forever instead of failing; a hang counts as "does not decode".
+    let status = std::process::Command::new("timeout")
+        .args(["10", "gst-launch-1.0", "-q", "filesrc"])
+        .arg(format!("location={}", file.path().display()))
+        .args([
+            "!",
+            "tsdemux",
+            "!",
+            "h264parse",
+            "!",
+            "avdec_h264",
+            "!",
+            "video/x-raw",
+            "!",
+            "fakesink",
+        ])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("gst-launch-1.0 runs (apt-get install gstreamer1.0-tools)");
+    status.success()
+}
