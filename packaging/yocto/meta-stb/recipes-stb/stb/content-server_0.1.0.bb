@@ -15,6 +15,16 @@ require stb-common.inc
 CARGO_SRC_DIR = "content-server"
 STB_BINARIES = "content-server content-load"
 
+# Live inputs are read by GStreamer (LGPL-2.1+, dynamically linked).
+DEPENDS += "glib-2.0 gstreamer1.0 gstreamer1.0-plugins-base pkgconfig-native"
+RDEPENDS:${PN} += "gstreamer1.0-plugins-base-app \
+                   gstreamer1.0-plugins-good-rtp \
+                   gstreamer1.0-plugins-good-rtpmanager \
+                   gstreamer1.0-plugins-good-soup \
+                   gstreamer1.0-plugins-good-udp"
+# SRT inputs need plugins-bad built with PACKAGECONFIG "srt" (meta-oe's libsrt).
+RRECOMMENDS:${PN} += "gstreamer1.0-plugins-bad-srt"
+
 inherit systemd useradd
 
 USERADD_PACKAGES = "${PN}"
