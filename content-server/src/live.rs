@@ -193,6 +193,20 @@ impl LiveFeed {
         self.lock().kept.back().cloned()
     }
 
+    /// Where a viewer joins: the segment before the newest (the newest if it is the only
+    /// one). A live segment airs when it is complete, so the next one comes only when its
+    /// first picture is due: starting a segment back gives the box a segment of margin, as a
+    /// looped channel's segment on air does (it is whole from its first instant).
+    pub fn join(&self) -> Option<Aired> {
+        let ring = self.lock();
+        ring.kept
+            .len()
+            .checked_sub(2)
+            .and_then(|i| ring.kept.get(i))
+            .or(ring.kept.back())
+            .cloned()
+    }
+
     /// Segment `sequence`, if it has aired and is still kept.
     pub fn get(&self, sequence: u64) -> Option<Aired> {
         let ring = self.lock();

@@ -397,7 +397,7 @@ async fn live(
             (pos.sequence, pos.start_ms, pos.duration_ms)
         }
         Source::Live(feed) => {
-            let aired = feed.latest().ok_or(AppError::NoSegment)?;
+            let aired = feed.join().ok_or(AppError::NoSegment)?;
             (aired.sequence, aired.start_ms, aired.duration_ms)
         }
     };
@@ -488,7 +488,7 @@ async fn stream(
     let sub = authenticate(&state, &conn).await?;
     let first = match &entitled_channel(&state, &sub, number)?.source {
         Source::Looped(looped) => looped.live_at(now_ms()).sequence,
-        Source::Live(feed) => feed.latest().ok_or(AppError::NoSegment)?.sequence,
+        Source::Live(feed) => feed.join().ok_or(AppError::NoSegment)?.sequence,
     };
     // The segment on air goes out at once (a zap starts with a whole GOP), the next ones when
     // their time comes. Standing is re-checked before every segment: a revocation ends it.

@@ -177,6 +177,33 @@ impl<'a> Viewer<'a> {
         })
     }
 
+    /// The first `count` sequence numbers `/stream` sends, within 10 s.
+    async fn stream(&self, channel: u16, count: usize) -> Vec<u64> {
+        use futures_util::StreamExt;
+        let r = self
+            .op
+            .client(Some(&self.b.identity_pem))
+            .get(self.op.url(&format!("/v1/channels/{channel}/stream")))
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(r.status(), 200);
+        let mut body = r.bytes_stream();
+        let mut split = stb_protocol::SegmentSplitter::default();
+        let mut sequences = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        while sequences.len() < count {
+            let chunk = tokio::time::timeout_at(until, body.next())
+                .await
+                .unwrap_or_else(|_| panic!("channel {channel}: only {sequences:?} streamed"));
+            split.push(&chunk.expect("more").expect("chunk"));
+            while let Some((h, _)) = split.next_segment().expect("valid segment") {
+                sequences.push(h.sequence);
+            }
+        }
+        sequences
+    }
+
     async fn latest(&self, channel: u16) -> Got {
         let live = self.live(channel).await;
         self.segment(channel, live.sequence)
@@ -221,6 +248,8 @@ async fn a_udp_input_airs_the_slate_while_lost_and_comes_back_by_itself() {
     let sender = Sender::start(&["udpsink", "host=127.0.0.1", &udp(port)]);
     let live = viewer.wait_for(11, false, Duration::from_secs(20)).await;
     assert!(gst_decodes(&live.plain), "a live segment decodes");
+    let streamed = viewer.stream(11, 3).await;
+    assert_eq!(streamed, [0, 1, 2].map(|i| streamed[0] + i));
     assert_eq!(feed_status(&op, 11), InputStatus::Ok);
 
     drop(sender);
@@ -379,24 +408,8 @@ async fn broken_inputs_are_reported_and_the_slate_stays_on() {
         "the slate keeps airing"
     );
     // A box streaming the channel gets the slate in order, as it airs.
-    let r = op
-        .client(Some(&viewer.b.identity_pem))
-        .get(op.url("/v1/channels/12/stream"))
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(r.status(), 200);
-    let mut body = r.bytes_stream();
-    let mut split = stb_protocol::SegmentSplitter::default();
-    let mut sequences = Vec::new();
-    while sequences.len() < 3 {
-        use futures_util::StreamExt;
-        split.push(&body.next().await.expect("more").expect("chunk"));
-        while let Some((h, _)) = split.next_segment().expect("valid segment") {
-            sequences.push(h.sequence);
-        }
-    }
-    assert_eq!(sequences, [0, 1, 2].map(|i| sequences[0] + i));
+    let streamed = viewer.stream(12, 3).await;
+    assert_eq!(streamed, [0, 1, 2].map(|i| streamed[0] + i));
     for s in senders {
         s.await.expect("sender");
     }

@@ -170,6 +170,14 @@ fn create_pipeline(
     if audio_sink == "fakesink" {
         asink.set_property("sync", false);
     }
+    // A channel may have no sound (a live input without audio): a sink waiting for its
+    // first buffer would hold the pipeline in PAUSED and the picture would stop once the
+    // video queue is full. No sink takes part in the state change, including those that
+    // autoaudiosink and autovideosink create inside themselves.
+    pipeline.connect_deep_element_added(|_, _, element| not_async(element));
+    for sink in [&vsink, &asink] {
+        not_async(sink);
+    }
     pipeline.add_many([
         appsrc.upcast_ref(),
         &demux,
@@ -201,6 +209,16 @@ fn create_pipeline(
     })
 }
 
+/// Makes a sink element (not a bin) complete state changes without waiting for data.
+fn not_async(element: &gst::Element) {
+    let is_sink = element
+        .factory()
+        .is_some_and(|f| f.metadata("klass").is_some_and(|k| k.contains("Sink")));
+    if is_sink && element.has_property("async") {
+        element.set_property("async", false);
+    }
+}
+
 /// tsdemux makes its pads once it has seen the PMT, again after every reset (zap): each new
 /// pad replaces the old link to the video or audio branch.
 fn link_demuxer_pads(p: &Pipeline) -> Result<()> {
@@ -230,7 +248,7 @@ fn link_demuxer_pads(p: &Pipeline) -> Result<()> {
         // flush makes it take data again.
         if target.pad_flags().contains(gst::PadFlags::EOS) {
             target.send_event(gst::event::FlushStart::new());
-            target.send_event(gst::event::FlushStop::new(true));
+            target.send_event(gst::event::FlushStop::new(false));
         }
         if let Err(e) = pad.link(target) {
             tracing::warn!(error = ?e, %name, "could not link demuxer pad");

@@ -81,6 +81,8 @@ pub struct Stack {
     pub content_flags: Vec<String>,
     /// A command both servers run under (e.g. `prlimit --nofile=1024 --`), or empty.
     pub server_wrapper: Vec<String>,
+    /// The content server's channel manifest.
+    pub channels: PathBuf,
     /// The content server process.
     pub content: Option<Server>,
     /// The key server process.
@@ -130,6 +132,27 @@ impl Stack {
         content_flags: &[&str],
         server_wrapper: &[&str],
     ) -> Result<(Self, String)> {
+        let fixtures =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml");
+        Self::start_with_channels(
+            subscriber,
+            package,
+            key_flags,
+            content_flags,
+            server_wrapper,
+            &fixtures,
+        )
+    }
+
+    /// [`Stack::start_with`] with the operator's own channel manifest.
+    pub fn start_with_channels(
+        subscriber: &str,
+        package: &str,
+        key_flags: &[&str],
+        content_flags: &[&str],
+        server_wrapper: &[&str],
+        channels: &Path,
+    ) -> Result<(Self, String)> {
         let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
         let dir = tempfile::tempdir()?;
         let mut stack = Self {
@@ -140,6 +163,7 @@ impl Stack {
             key_flags: owned(key_flags),
             content_flags: owned(content_flags),
             server_wrapper: owned(server_wrapper),
+            channels: channels.to_owned(),
             content: None,
             keyserver: None,
         };
@@ -186,8 +210,7 @@ impl Stack {
     pub fn content_cmd(&self) -> Command {
         let mut c = self.server_cmd("content-server");
         c.arg("--data-dir").arg(self.dir.path().join("content"));
-        c.arg("--channels")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures/channels.toml"));
+        c.arg("--channels").arg(&self.channels);
         c
     }
 

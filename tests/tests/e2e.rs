@@ -431,3 +431,119 @@ fn the_box_streams_from_the_origin_when_the_edge_is_down() {
     assert!(frames(&report, 0) >= 25, "{report}");
     assert!(errors(&report, 0).contains("edge failed"), "{report}");
 }
+
+/// An encoder process, stopped when dropped (also when a test fails).
+struct Encoder(std::process::Child);
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A live channel (an encoder sending MPEG-TS over UDP to the operator): the box shows the
+/// slate before the input comes, then the input, and the slate again when the encoder stops,
+/// without a restart. The encoder sends no sound and the slate has (silent) sound: that is how
+/// the report tells them apart.
+#[test]
+fn the_box_plays_a_live_input_and_the_slate_when_it_stops() {
+    let fixtures = std::fs::canonicalize(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-fixtures"),
+    )
+    .expect("fixtures");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("channels.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "slate = {slate:?}\n\n[[channel]]\nnumber = 1\nname = \"News 24\"\nfile = {ch1:?}\n\
+             packages = [\"basic\"]\n\n[[channel]]\nnumber = 5\nname = \"Studio\"\n\
+             input = \"udp://127.0.0.1:{port}\"\npackages = [\"basic\"]\n",
+            slate = fixtures.join("slate.ts").display().to_string(),
+            ch1 = fixtures.join("ch1.ts").display().to_string(),
+        ),
+    )
+    .expect("manifest");
+    let (stack, code) =
+        // Three logins in a row: the key server's spacing between attempts shortened.
+        Stack::start_with_channels(
+            "Gus",
+            "basic",
+            &["--min-spacing-secs", "1"],
+            &[],
+            &[],
+            &manifest,
+        )
+        .expect("stack");
+    let out = stack.register(&code, "gus").expect("register");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No encoder yet: the slate, picture and sound.
+    let report = stack.headless("gus", PASSWORD, "5", 2.5).expect("headless");
+    assert!(frames(&report, 0) >= 25, "{report}");
+    assert!(
+        report["channels"][0]["audio_buffers"].as_u64() > Some(0),
+        "{report}"
+    );
+
+    let encoder = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "is-live=true", "pattern=ball", "!"])
+        .args(["video/x-raw,width=320,height=180,framerate=25/1", "!"])
+        .args([
+            "x264enc",
+            "tune=zerolatency",
+            "speed-preset=ultrafast",
+            "bitrate=300",
+        ])
+        .args([
+            "key-int-max=25",
+            "!",
+            "h264parse",
+            "config-interval=-1",
+            "!",
+        ])
+        .args(["mpegtsmux", "alignment=7", "!", "udpsink", "host=127.0.0.1"])
+        .arg(format!("port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0");
+    let encoder = Encoder(encoder);
+    let log = stack.dir.path().join("content.log");
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("live input ok")
+    {
+        assert!(std::time::Instant::now() < until, "the input never came");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Two GOPs later every segment on air is the encoder's: pictures, no sound.
+    std::thread::sleep(Duration::from_secs(2));
+    let report = stack.headless("gus", PASSWORD, "5", 2.5).expect("headless");
+    assert!(frames(&report, 0) >= 25, "{report}");
+    assert_eq!(report["channels"][0]["audio_buffers"], 0, "{report}");
+
+    // The encoder stops while the box plays: the picture goes on, onto the slate.
+    std::thread::sleep(Duration::from_millis(1100));
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        drop(encoder);
+    });
+    let report = stack.headless("gus", PASSWORD, "5", 7.0).expect("headless");
+    stopper.join().expect("stopper");
+    assert!(frames(&report, 0) >= 100, "{report}");
+    assert!(
+        report["channels"][0]["audio_buffers"].as_u64() > Some(0),
+        "{report}"
+    );
+    assert_eq!(errors(&report, 0), "[]", "{report}");
+}
