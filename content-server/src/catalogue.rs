@@ -181,7 +181,7 @@ impl Catalogue {
             files.insert(path, segments.clone());
             Ok(segments)
         };
-        let slate = dir.join(parsed.slate.as_deref().unwrap_or(Path::new("slate.ts")));
+        let slate_path = dir.join(parsed.slate.as_deref().unwrap_or(Path::new("slate.ts")));
         for spec in parsed.channel {
             if let Some(genre) = spec.genre.as_deref()
                 && !GENRES.contains(&genre)
@@ -199,13 +199,25 @@ impl Catalogue {
                 (None, Some(input)) => {
                     let input = live::Input::parse(&input)
                         .with_context(|| format!("channel {}", spec.number))?;
-                    let slate = read_segments(slate.clone()).context("the live channels' slate")?;
+                    let slate =
+                        read_segments(slate_path.clone()).context("the live channels' slate")?;
+                    if let Some(s) = slate.iter().find(|s| {
+                        !(live::MIN_SEGMENT_MS..=live::MAX_GOP_MS).contains(&s.duration_ms)
+                    }) {
+                        bail!(
+                            "the slate {} has a {} ms GOP: its GOPs must last {}-{} ms",
+                            slate_path.display(),
+                            s.duration_ms,
+                            live::MIN_SEGMENT_MS,
+                            live::MAX_GOP_MS
+                        );
+                    }
                     Source::Live(Arc::new(LiveFeed::new(input, slate)))
                 }
-                _ => bail!(
-                    "channel {} needs either a file or an input, not both",
-                    spec.number
-                ),
+                (Some(_), Some(_)) => {
+                    bail!("channel {}: a file or an input, not both", spec.number)
+                }
+                (None, None) => bail!("channel {} needs a file or an input", spec.number),
             };
             let mut channel = Channel::new(spec.number, spec.name, spec.packages, source);
             channel.xmltv_id = spec.xmltv_id;

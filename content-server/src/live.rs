@@ -5,11 +5,11 @@
 //! playing and show "No signal"; the input is reopened until it comes back.
 //!
 //! Sequence numbers: a looped channel's come from the wall clock, but a live one's count
-//! segments as they arrive. Keystreams must never repeat (AES-CTR under a channel's epoch key,
-//! the IV derived from the sequence), so each feed starts its count at `now / 100 ms` below a
-//! random 20-bit tag: a restarted server starts above every number it used before (segments
-//! are at least [`MIN_SEGMENT_MS`] long, so the count never outruns the clock), and two
-//! instances ingesting the same input count in different ranges.
+//! segments as they air. A segment's number is its AES-CTR IV under the channel's epoch key,
+//! so no number may ever be used twice for a channel: they are handed out in blocks of
+//! [`SEQUENCE_BLOCK`] by the database (`Store::reserve_live_sequences`, one atomic
+//! statement), which holds across restarts, clock steps, inputs faster than real time and
+//! instances ingesting the same input. A restart leaves the rest of its block unused.
 
 use crate::routes::AppState;
 use crate::ts::{InputStatus, Segment, Splitter};
@@ -30,8 +30,21 @@ pub const LIVE_KEPT: usize = 60;
 /// GOPs shorter than this are merged into one segment.
 pub const MIN_SEGMENT_MS: u64 = 500;
 /// A GOP larger than this is dropped (an input flooding without keyframes cannot exhaust
-/// memory): 32 MB is 8 s at 32 Mbit/s.
-pub const MAX_SEGMENT_BYTES: usize = 32 << 20;
+/// memory): 16 MB is 8 s at 16 Mbit/s.
+pub const MAX_SEGMENT_BYTES: usize = 16 << 20;
+/// The most bytes of segments kept per live channel (fewer than [`LIVE_KEPT`] segments then).
+pub const MAX_KEPT_BYTES: usize = 64 << 20;
+/// Sequence numbers taken from the database at a time (about an hour of 1 s segments).
+pub const SEQUENCE_BLOCK: u64 = 4096;
+/// Where a live channel's numbers start: far above any looped channel's (those count
+/// seconds since 1970), so a channel number moved from a file to an input cannot meet its
+/// old numbers either.
+pub const FIRST_SEQUENCE: u64 = 1 << 44;
+/// A GOP longer than this is taken for a timestamp jump (a looped source, an encoder
+/// restart): its duration is then the previous one's.
+pub const MAX_GOP_MS: u64 = 10_000;
+/// The shortest silence that counts as a lost input (`input_loss_ms` below is refused).
+pub const MIN_INPUT_LOSS_MS: u64 = 200;
 /// How long a bad input state must last before it is reported (the first GOP takes a while).
 const REPORT_AFTER: Duration = Duration::from_secs(3);
 /// Waits between attempts to reopen a failed input.
@@ -144,10 +157,10 @@ pub struct Aired {
     pub bytes: Bytes,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Ring {
-    next: u64,
     kept: VecDeque<Aired>,
+    bytes: usize,
 }
 
 /// A live channel's last segments, encrypted once, and a signal when one is added.
@@ -165,15 +178,10 @@ pub struct LiveFeed {
 impl LiveFeed {
     /// A feed with nothing aired yet.
     pub fn new(input: Input, slate: Arc<[Segment]>) -> Self {
-        let tag = 1 + u64::from(u32::from_le_bytes(stb_protocol::random_array())) % ((1 << 20) - 1);
-        let first = (tag << 44) | (now_ms().max(0) as u64 / 100);
         Self {
             input,
             slate,
-            ring: Mutex::new(Ring {
-                next: first,
-                kept: VecDeque::with_capacity(LIVE_KEPT + 1),
-            }),
+            ring: Mutex::new(Ring::default()),
             published: watch::channel(0).0,
             status: Mutex::new(InputStatus::Waiting),
         }
@@ -242,33 +250,43 @@ impl LiveFeed {
         }
     }
 
-    /// Encrypts `segment` under the current epoch's key of `channel` and airs it.
-    fn publish(&self, state: &AppState, channel: u16, segment: &Segment) -> Result<u64> {
+    /// Airs `segment` as `sequence`, encrypted under the current epoch's key of `channel`
+    /// (outside the lock: viewers are not held up by a large GOP's encryption).
+    fn publish(
+        &self,
+        state: &AppState,
+        channel: u16,
+        sequence: u64,
+        segment: &Segment,
+    ) -> Result<()> {
         let now = now_ms();
         let epoch = state.config.epoch_of(now);
         let cipher = SegmentCipher::new(&state.keys.channel_key(channel, epoch))?;
+        let bytes =
+            Bytes::from(cipher.encrypt_segment(channel, epoch, sequence, segment.data.clone())?);
         let mut ring = self.lock();
-        let sequence = ring.next;
-        let bytes = cipher.encrypt_segment(channel, epoch, sequence, segment.data.clone())?;
-        ring.next += 1;
+        ring.bytes += bytes.len();
         ring.kept.push_back(Aired {
             sequence,
             start_ms: now,
             duration_ms: segment.duration_ms,
-            bytes: Bytes::from(bytes),
+            bytes,
         });
-        if ring.kept.len() > LIVE_KEPT {
-            ring.kept.pop_front();
+        while ring.kept.len() > LIVE_KEPT || (ring.bytes > MAX_KEPT_BYTES && ring.kept.len() > 2) {
+            if let Some(old) = ring.kept.pop_front() {
+                ring.bytes -= old.bytes.len();
+            }
         }
         drop(ring);
         self.published.send_replace(sequence);
-        Ok(sequence)
+        Ok(())
     }
 }
 
 /// Starts reading every live channel's input, each on its own thread (GStreamer's streaming
 /// threads do the network work; this one splits, encrypts, and airs the slate when needed).
-pub fn start(state: &Arc<AppState>) -> Result<Vec<std::thread::JoinHandle<()>>> {
+/// Each channel's slate is on air when this returns.
+pub async fn start(state: &Arc<AppState>) -> Result<Vec<std::thread::JoinHandle<()>>> {
     let live: Vec<u16> = state
         .catalogue
         .channels
@@ -279,32 +297,48 @@ pub fn start(state: &Arc<AppState>) -> Result<Vec<std::thread::JoinHandle<()>>> 
     if live.is_empty() {
         return Ok(Vec::new());
     }
+    if state.config.input_loss_ms < MIN_INPUT_LOSS_MS {
+        bail!("input_loss_ms must be at least {MIN_INPUT_LOSS_MS}");
+    }
     gst::init().context("live inputs need GStreamer")?;
-    live.into_iter()
-        .map(|number| {
-            let mut ingest = Ingest::new(state.clone(), number);
-            // The slate is on air before the server answers: boxes tuning in before the
-            // input's first GOP (or while it never comes) see it.
-            ingest.watch_signal();
+    let mut threads = Vec::with_capacity(live.len());
+    for number in live {
+        let first = state
+            .store
+            .reserve_live_sequences(number, SEQUENCE_BLOCK, FIRST_SEQUENCE)
+            .await
+            .with_context(|| format!("sequence numbers for live channel {number}"))?;
+        let mut ingest = Ingest::new(state.clone(), number, first);
+        // Boxes tuning in before the input's first GOP (or while it never comes) see it.
+        ingest.watch_signal();
+        threads.push(
             std::thread::Builder::new()
                 .name(format!("live-{number}"))
                 .spawn(move || ingest.run())
-                .context("starting a live input thread")
-        })
-        .collect()
+                .context("starting a live input thread")?,
+        );
+    }
+    Ok(threads)
 }
 
 /// One live channel's reader.
 struct Ingest {
     state: Arc<AppState>,
     number: u16,
+    /// The database's handle for the next block of sequence numbers.
+    runtime: tokio::runtime::Handle,
+    /// Sequence numbers of the block in hand: `next..end`.
+    next: u64,
+    end: u64,
     splitter: Splitter,
     /// The input's pipeline while it is open.
     open: Option<(gst::Pipeline, gst_app::AppSink)>,
     retry_at: Instant,
     retry_wait: Duration,
     last_data: Option<Instant>,
-    /// `Some(next due)` while the slate airs.
+    /// When the input's last segment aired (or the reader started).
+    last_segment: Instant,
+    /// `Some(next due, index)` while the slate airs.
     slate_due: Option<(Instant, usize)>,
     /// The input's state, since when, and what the operator was last told.
     status: (InputStatus, Instant),
@@ -312,16 +346,20 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn new(state: Arc<AppState>, number: u16) -> Self {
+    fn new(state: Arc<AppState>, number: u16, first: u64) -> Self {
         let now = Instant::now();
         Self {
             state,
             number,
-            splitter: Splitter::new(MIN_SEGMENT_MS, MAX_SEGMENT_BYTES),
+            runtime: tokio::runtime::Handle::current(),
+            next: first,
+            end: first + SEQUENCE_BLOCK,
+            splitter: Splitter::new(MIN_SEGMENT_MS, MAX_GOP_MS, MAX_SEGMENT_BYTES),
             open: None,
             retry_at: now,
             retry_wait: RETRY_MIN,
             last_data: None,
+            last_segment: now,
             slate_due: Some((now, 0)),
             status: (InputStatus::Waiting, now),
             reported: None,
@@ -339,7 +377,8 @@ impl Ingest {
         let input = self.feed().input.uri().to_owned();
         tracing::info!(channel = self.number, input = %input, "reading live input");
         let stopping = self.state.stopping();
-        while !*stopping.borrow() {
+        // Stops when told, or when the server that started it is gone.
+        while !*stopping.borrow() && stopping.has_changed().is_ok() {
             self.step(&input);
         }
         self.close();
@@ -350,15 +389,19 @@ impl Ingest {
     fn step(&mut self, input: &str) {
         let now = Instant::now();
         if self.open.is_none() && now >= self.retry_at {
-            match self.feed().input.pipeline().and_then(|(p, s)| {
-                p.set_state(gst::State::Playing)
-                    .with_context(|| format!("opening {input}"))?;
-                Ok((p, s))
-            }) {
-                Ok(open) => self.open = Some(open),
+            match self.feed().input.pipeline() {
+                Ok((pipeline, sink)) => match pipeline.set_state(gst::State::Playing) {
+                    Ok(_) => self.open = Some((pipeline, sink)),
+                    Err(e) => {
+                        let _ = pipeline.set_state(gst::State::Null);
+                        tracing::error!(channel = self.number, input, error = %e, "could not open the live input");
+                        self.retry_later();
+                    }
+                },
                 Err(e) => {
                     tracing::error!(
                         channel = self.number,
+                        input,
                         error = format!("{e:#}"),
                         "live input failed"
                     );
@@ -366,7 +409,7 @@ impl Ingest {
                 }
             }
         }
-        let mut failed = None;
+        let (mut failed, mut segments) = (None, Vec::new());
         if let Some((pipeline, sink)) = &self.open {
             let sample = sink.try_pull_sample(gst::ClockTime::from_mseconds(100));
             if let Some(map) = sample
@@ -374,15 +417,13 @@ impl Ingest {
                 .and_then(|s| s.buffer())
                 .and_then(|b| b.map_readable().ok())
             {
-                let segments = self.splitter.push(map.as_slice());
+                segments = self.splitter.push(map.as_slice());
                 (self.last_data, self.retry_wait) = (Some(Instant::now()), RETRY_MIN);
-                for segment in segments {
-                    self.slate_due = None;
-                    self.air(&segment);
-                }
             }
-            let bus = pipeline.bus().expect("a pipeline has a bus");
-            if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
+            if let Some(msg) = pipeline
+                .bus()
+                .and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]))
+            {
                 failed = Some(match msg.view() {
                     gst::MessageView::Error(e) => e.error().to_string(),
                     _ => "the input ended".to_owned(),
@@ -390,6 +431,13 @@ impl Ingest {
             }
         } else {
             std::thread::sleep(Duration::from_millis(100));
+        }
+        for segment in segments {
+            if self.slate_due.take().is_some() {
+                tracing::info!(channel = self.number, "live input on air");
+            }
+            self.last_segment = Instant::now();
+            self.air(&segment);
         }
         if let Some(why) = failed {
             tracing::warn!(
@@ -405,19 +453,32 @@ impl Ingest {
         self.report();
     }
 
-    /// The input is lost when nothing came for `input_loss_ms`: what was received of the last
-    /// GOP airs, then the slate until the input's first whole GOP.
+    /// The input is lost when nothing came for `input_loss_ms`, or when what comes gives no
+    /// segment for five times that (at least [`MAX_GOP_MS`]: garbage, no keyframe): what was
+    /// received of a GOP airs if the input went silent, then the slate until the input's next
+    /// whole GOP.
     fn watch_signal(&mut self) {
         let now = Instant::now();
         let loss = Duration::from_millis(self.state.config.input_loss_ms);
-        let silent = self.last_data.is_none_or(|t| now - t >= loss);
-        if silent && self.slate_due.is_none() {
-            tracing::warn!(channel = self.number, "live input lost: airing the slate");
-            if let Some(partial) = self.splitter.flush() {
-                self.air(&partial);
+        let stall = (loss * 5).max(Duration::from_millis(MAX_GOP_MS));
+        if self.slate_due.is_none() {
+            if self.last_data.is_none_or(|t| now - t >= loss) {
+                tracing::warn!(channel = self.number, "live input lost: airing the slate");
+                if let Some(partial) = self.splitter.flush() {
+                    self.air(&partial);
+                }
+                self.splitter.reset();
+                self.slate_due = Some((now, 0));
+            } else if now - self.last_segment >= stall {
+                tracing::warn!(
+                    channel = self.number,
+                    secs = stall.as_secs(),
+                    problem = self.splitter.status().describe(),
+                    "live input gives no segment: airing the slate"
+                );
+                self.splitter.reset();
+                self.slate_due = Some((now, 0));
             }
-            self.splitter.reset();
-            self.slate_due = Some((now, 0));
         }
         if let Some((due, index)) = self.slate_due
             && now >= due
@@ -425,14 +486,37 @@ impl Ingest {
             let slate = self.feed().slate.clone();
             let segment = &slate[index % slate.len()];
             self.air(segment);
-            let next = due.max(now - Duration::from_millis(segment.duration_ms))
-                + Duration::from_millis(segment.duration_ms);
-            self.slate_due = Some((next, index + 1));
+            // On time, or from now if this thread was held up (never a burst to catch up).
+            let step = Duration::from_millis(segment.duration_ms);
+            self.slate_due = Some(((due + step).max(now), index + 1));
         }
     }
 
-    fn air(&self, segment: &Segment) {
-        if let Err(e) = self.feed().publish(&self.state, self.number, segment) {
+    /// Airs a segment under the next sequence number (a new block from the database when
+    /// this one is used up; if the database does not answer, the segment is not aired).
+    fn air(&mut self, segment: &Segment) {
+        if self.next == self.end {
+            let reserved = self
+                .runtime
+                .block_on(self.state.store.reserve_live_sequences(
+                    self.number,
+                    SEQUENCE_BLOCK,
+                    FIRST_SEQUENCE,
+                ));
+            match reserved {
+                Ok(first) => (self.next, self.end) = (first, first + SEQUENCE_BLOCK),
+                Err(e) => {
+                    tracing::error!(channel = self.number, error = %e, "no sequence numbers: segment not aired");
+                    return;
+                }
+            }
+        }
+        let sequence = self.next;
+        self.next += 1;
+        if let Err(e) = self
+            .feed()
+            .publish(&self.state, self.number, sequence, segment)
+        {
             tracing::error!(channel = self.number, error = %e, "could not encrypt a live segment");
         }
     }
@@ -468,9 +552,12 @@ impl Ingest {
         self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
     }
 
+    /// Closes the input; what it sends next is a new stream (a reconnection must not splice
+    /// the old connection's partial packet or GOP onto it).
     fn close(&mut self) {
         if let Some((pipeline, _)) = self.open.take() {
             let _ = pipeline.set_state(gst::State::Null);
         }
+        self.splitter.reset();
     }
 }

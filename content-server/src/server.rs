@@ -71,13 +71,15 @@ pub async fn start(config: &Config) -> Result<Running> {
     ));
     // The guide is in force before the first box asks; a bad file only means an empty guide.
     refresh_guide(&state, true).await;
-    let inputs = crate::live::start(&state)?;
 
     let content = stb_server_common::listener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let enroll = stb_server_common::listener::bind(config.enroll_listen)
         .with_context(|| format!("binding {}", config.enroll_listen))?;
     let (addr, enroll_addr) = (content.local_addr()?, enroll.local_addr()?);
+    // Once the ports are ours (no thread to stop if they are not); the slates are on air
+    // before the first box is answered.
+    let inputs = crate::live::start(&state).await?;
     // Each listener has its own caps: a flood of the open enrollment port must not take
     // the places of boxes on the mutual-TLS port.
     let limits = config.connections;

@@ -139,6 +139,30 @@ impl Store {
         Ok(())
     }
 
+    /// Hands out `count` fresh sequence numbers for live channel `channel`: the first of them.
+    /// A channel's first block starts at `floor`. One atomic statement: instances sharing the
+    /// database never get overlapping blocks.
+    pub async fn reserve_live_sequences(
+        &self,
+        channel: u16,
+        count: u64,
+        floor: u64,
+    ) -> Result<u64> {
+        let (count, floor) = (i64::try_from(count)?, i64::try_from(floor)?);
+        let _turn = self.db.write_turn().await;
+        let (next,): (i64,) = sqlx::query_as(
+            "INSERT INTO live_sequences (channel, next) VALUES ($1, $2 + $3) \
+             ON CONFLICT (channel) DO UPDATE SET next = live_sequences.next + $3 \
+             RETURNING next",
+        )
+        .bind(i32::from(channel))
+        .bind(floor)
+        .bind(count)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(u64::try_from(next - count)?)
+    }
+
     /// One subscriber.
     pub async fn subscriber(&self, name: &str) -> Result<Option<Subscriber>> {
         Ok(self.subscribers(Some(name)).await?.pop())

@@ -212,9 +212,11 @@ struct Pending {
 
 /// Splits a live transport stream, fed in chunks of any size, into segments as [`segment`]
 /// does for a file: each starts with the stream's latest PAT and PMT and a random access point,
-/// and ends at the next random access point at least `min_ms` later (short GOPs are merged, so
-/// a live channel's sequence numbers cannot outrun the clock they start from). Sans-IO: the
-/// caller reads the input and publishes what comes out.
+/// and ends at the next random access point at least `min_ms` later (short GOPs are merged).
+/// A segment's duration comes from the timestamps; across a jump (backwards, or more than
+/// `max_gop_ms`: an encoder restart, a looped source) it is the previous one's. Only a
+/// single-packet PMT is read, and the first program of the PAT. Sans-IO: the caller reads
+/// the input and publishes what comes out.
 #[derive(Debug)]
 pub struct Splitter {
     carry: Vec<u8>,
@@ -229,7 +231,10 @@ pub struct Splitter {
     problem: Option<InputStatus>,
     seen: bool,
     min_ms: u64,
+    max_gop_ms: u64,
     max_bytes: usize,
+    /// The last duration taken from timestamps: what a segment across a timestamp jump gets.
+    last_duration_ms: u64,
 }
 
 /// 90 kHz ticks between two PTS, across the 33-bit wrap.
@@ -238,8 +243,9 @@ fn pts_delta(from: u64, to: u64) -> u64 {
 }
 
 impl Splitter {
-    /// A splitter merging GOPs shorter than `min_ms` and dropping any larger than `max_bytes`.
-    pub fn new(min_ms: u64, max_bytes: usize) -> Self {
+    /// A splitter merging GOPs shorter than `min_ms`, taking `max_gop_ms` and more for a
+    /// timestamp jump, and dropping GOPs larger than `max_bytes`.
+    pub fn new(min_ms: u64, max_gop_ms: u64, max_bytes: usize) -> Self {
         Self {
             carry: Vec::new(),
             pat: None,
@@ -251,7 +257,9 @@ impl Splitter {
             problem: None,
             seen: false,
             min_ms,
+            max_gop_ms,
             max_bytes,
+            last_duration_ms: 1000,
         }
     }
 
@@ -273,7 +281,7 @@ impl Splitter {
 
     /// Forgets the stream (the input was lost; what comes back may be another stream).
     pub fn reset(&mut self) {
-        *self = Self::new(self.min_ms, self.max_bytes);
+        *self = Self::new(self.min_ms, self.max_gop_ms, self.max_bytes);
     }
 
     /// Takes `bytes` and returns the segments they complete.
@@ -283,7 +291,10 @@ impl Splitter {
         self.carry.extend_from_slice(bytes);
         let mut at = 0;
         while self.carry.len() - at >= PACKET {
-            if self.carry[at] != SYNC {
+            // In sync: a sync byte here and, when it has arrived, one packet further.
+            let synced =
+                self.carry[at] == SYNC && self.carry.get(at + PACKET).is_none_or(|&b| b == SYNC);
+            if !synced {
                 // Lost sync: skip to the next sync byte (a datagram lost mid-packet, garbage).
                 self.problem = Some(InputStatus::NoSync);
                 at += self.carry[at + 1..]
@@ -307,13 +318,24 @@ impl Splitter {
     pub fn flush(&mut self) -> Option<Segment> {
         let p = self.current.take()?;
         let duration_ms = match (p.first_pts, p.last_pts) {
-            (Some(a), Some(b)) => pts_delta(a, b) / 90 + 40,
-            _ => 1000,
+            (Some(a), Some(b)) => self.duration(a, b) + 40,
+            _ => self.last_duration_ms,
         };
         Some(Segment {
             data: p.data,
             duration_ms,
         })
+    }
+
+    /// Milliseconds from PTS `a` to PTS `b`, or the last good duration across a jump.
+    fn duration(&mut self, a: u64, b: u64) -> u64 {
+        let ms = pts_delta(a, b) / 90;
+        if (1..=self.max_gop_ms).contains(&ms) {
+            self.last_duration_ms = ms;
+            ms
+        } else {
+            self.last_duration_ms
+        }
     }
 
     fn packet(&mut self, p: &[u8; PACKET]) -> Option<Segment> {
@@ -322,7 +344,8 @@ impl Splitter {
             match pmt_pid(p) {
                 Some(pmt) => {
                     if self.pmt_pid != Some(pmt) {
-                        (self.pmt, self.video) = (None, None);
+                        // Another program: the GOP under way cannot continue in it.
+                        (self.pmt, self.video, self.current) = (None, None, None);
                     }
                     self.pmt_pid = Some(pmt);
                     self.pat = Some(p.to_vec());
@@ -348,19 +371,24 @@ impl Splitter {
         if id == video && pusi(p) {
             let pts = payload(p).and_then(pes_pts);
             if random_access(p) {
+                // Without timestamps GOPs are not merged (nothing says how long they are).
                 let long_enough = match (&self.current, pts) {
-                    (Some(c), Some(now)) => c
-                        .first_pts
-                        .is_none_or(|first| pts_delta(first, now) >= self.min_ms * 90),
+                    (Some(c), Some(now)) => c.first_pts.is_none_or(|first| {
+                        let ticks = pts_delta(first, now);
+                        ticks >= self.min_ms * 90 || ticks > self.max_gop_ms * 90
+                    }),
                     _ => true,
                 };
                 if long_enough {
-                    done = self.current.take().map(|c| Segment {
-                        duration_ms: match (c.first_pts, pts) {
-                            (Some(a), Some(b)) => (pts_delta(a, b) / 90).max(1),
-                            _ => 1000,
-                        },
-                        data: c.data,
+                    done = self.current.take().map(|c| {
+                        let duration_ms = match (c.first_pts, pts) {
+                            (Some(a), Some(b)) => self.duration(a, b),
+                            _ => self.last_duration_ms,
+                        };
+                        Segment {
+                            data: c.data,
+                            duration_ms,
+                        }
                     });
                     let mut data = Vec::with_capacity(64 * PACKET);
                     data.extend_from_slice(self.pat.as_deref().unwrap_or_default());
@@ -441,7 +469,7 @@ mod tests {
     fn a_live_stream_splits_as_the_file_does() {
         let ts = fixture();
         let file = segment(&ts).expect("segments");
-        let mut splitter = Splitter::new(500, 8 << 20);
+        let mut splitter = Splitter::new(500, 10_000, 8 << 20);
         assert_eq!(splitter.status(), InputStatus::Waiting);
         let mut live = split_live(&ts, &mut splitter);
         assert_eq!(splitter.status(), InputStatus::Ok);
@@ -461,16 +489,32 @@ mod tests {
 
     #[test]
     fn short_gops_are_merged() {
-        let mut splitter = Splitter::new(1500, 8 << 20);
+        let mut splitter = Splitter::new(1500, 10_000, 8 << 20);
         let live = split_live(&fixture(), &mut splitter);
         assert_eq!(live.len(), 11);
         assert!(live.iter().all(|s| (1900..=2100).contains(&s.duration_ms)));
     }
 
     #[test]
+    fn a_timestamp_jump_keeps_durations_sane() {
+        // The fixture twice: its timestamps go back 24 s where the second copy starts.
+        let ts = fixture();
+        let mut twice = ts.clone();
+        twice.extend_from_slice(&ts);
+        let mut splitter = Splitter::new(500, 10_000, 8 << 20);
+        let live = split_live(&twice, &mut splitter);
+        assert_eq!(live.len(), 47);
+        assert!(
+            live.iter().all(|s| (900..=1100).contains(&s.duration_ms)),
+            "{:?}",
+            live.iter().map(|s| s.duration_ms).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn garbage_is_skipped_and_reported() {
         let ts = fixture();
-        let mut splitter = Splitter::new(500, 8 << 20);
+        let mut splitter = Splitter::new(500, 10_000, 8 << 20);
         let mut noisy = vec![0x11u8; 1000];
         noisy.extend_from_slice(&ts[..188 * 5000]);
         // A datagram lost in the middle of a packet.
@@ -503,7 +547,7 @@ mod tests {
             }
             no_idr.extend_from_slice(&p);
         }
-        let mut splitter = Splitter::new(500, 8 << 20);
+        let mut splitter = Splitter::new(500, 10_000, 8 << 20);
         assert!(splitter.push(&no_idr).is_empty());
         assert_eq!(splitter.status(), InputStatus::NoKeyframe);
         assert!(splitter.flush().is_none());
@@ -519,11 +563,11 @@ mod tests {
             }
             no_h264.extend_from_slice(&p);
         }
-        let mut splitter = Splitter::new(500, 8 << 20);
+        let mut splitter = Splitter::new(500, 10_000, 8 << 20);
         assert!(splitter.push(&no_h264).is_empty());
         assert_eq!(splitter.status(), InputStatus::NoVideo);
         // A GOP larger than the cap is dropped, not buffered without end.
-        let mut splitter = Splitter::new(500, 20_000);
+        let mut splitter = Splitter::new(500, 10_000, 20_000);
         assert!(splitter.push(&ts).is_empty());
         assert_eq!(splitter.status(), InputStatus::GopTooLarge);
     }

@@ -521,6 +521,24 @@ async fn postgres_backend_enrolls_and_serves() {
     assert_eq!(status, 200);
     let list: ChannelList = serde_json::from_slice(&body).expect("json");
     assert!(list.channels.iter().all(|c| c.entitled));
+    // Live channels' sequence blocks: a floor for the first, never overlapping after.
+    let floor = content_server::live::FIRST_SEQUENCE;
+    let first = op
+        .store
+        .reserve_live_sequences(9, 100, floor)
+        .await
+        .expect("block");
+    let second = op
+        .store
+        .reserve_live_sequences(9, 100, floor)
+        .await
+        .expect("block");
+    let other = op
+        .store
+        .reserve_live_sequences(10, 5, floor)
+        .await
+        .expect("block");
+    assert_eq!((first, second, other), (floor, floor + 100, floor));
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -236,6 +236,19 @@ fn feed_status(op: &Operator, channel: u16) -> InputStatus {
     }
 }
 
+/// Waits until the server reports `status` for the input of `channel`.
+async fn wait_status(op: &Operator, channel: u16, status: InputStatus, within: Duration) {
+    let until = Instant::now() + within;
+    while feed_status(op, channel) != status {
+        assert!(
+            Instant::now() < until,
+            "channel {channel}: {:?}, not {status:?}",
+            feed_status(op, channel)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_udp_input_airs_the_slate_while_lost_and_comes_back_by_itself() {
     let port = free_port(true);
@@ -250,17 +263,21 @@ async fn a_udp_input_airs_the_slate_while_lost_and_comes_back_by_itself() {
     assert!(gst_decodes(&live.plain), "a live segment decodes");
     let streamed = viewer.stream(11, 3).await;
     assert_eq!(streamed, [0, 1, 2].map(|i| streamed[0] + i));
-    assert_eq!(feed_status(&op, 11), InputStatus::Ok);
+    wait_status(&op, 11, InputStatus::Ok, Duration::from_secs(2)).await;
 
     drop(sender);
     let lost = viewer.wait_for(11, true, Duration::from_secs(10)).await;
     let _sender = Sender::start(&["udpsink", "host=127.0.0.1", &udp(port)]);
     let back = viewer.wait_for(11, false, Duration::from_secs(20)).await;
 
-    // One timeline: every number from the first slate to now aired, each once.
+    // One timeline: every number from the first slate to now aired, each once (the oldest
+    // may have left the minute kept).
+    let from = first
+        .sequence
+        .max(back.sequence + 1 - content_server::live::LIVE_KEPT as u64);
     let mut previous: Option<Got> = None;
     let mut seen = 0;
-    for sequence in first.sequence..=back.sequence {
+    for sequence in from..=back.sequence {
         let got = viewer
             .segment(11, sequence)
             .await
@@ -275,8 +292,15 @@ async fn a_udp_input_airs_the_slate_while_lost_and_comes_back_by_itself() {
         previous = Some(got);
     }
     assert!(lost.sequence > live.sequence && back.sequence > lost.sequence);
-    // All of them are still kept (fewer than a minute's worth).
-    assert_eq!(seen, back.sequence - first.sequence + 1);
+    assert_eq!(seen, back.sequence - from + 1);
+    // A restart (or another instance) takes its numbers from the database, above them all:
+    // no number, which is the segment's IV, is ever used twice.
+    let next = op
+        .store
+        .reserve_live_sequences(11, 1, content_server::live::FIRST_SEQUENCE)
+        .await
+        .expect("reserve");
+    assert!(next > viewer.live(11).await.sequence + 1);
     // Looped channels are untouched by the live ones.
     assert_eq!(op.get(&viewer.b, "/v1/channels/1/live").await.0, 200);
 }
@@ -342,11 +366,7 @@ async fn rtp_srt_and_http_inputs_are_split_and_decode() {
             .wait_for(channel, false, Duration::from_secs(30))
             .await;
         assert!(gst_decodes(&got.plain), "channel {channel} decodes");
-        assert_eq!(
-            feed_status(&op, channel),
-            InputStatus::Ok,
-            "channel {channel}"
-        );
+        wait_status(&op, channel, InputStatus::Ok, Duration::from_secs(2)).await;
     }
 }
 
@@ -393,24 +413,52 @@ async fn broken_inputs_are_reported_and_the_slate_stays_on() {
     let senders = [garbage, no_keyframe, no_tables]
         .into_iter()
         .zip(ports)
-        .map(|(ts, port)| tokio::spawn(send_udp(ts, port, 8)))
+        .map(|(ts, port)| tokio::spawn(send_udp(ts, port, 10)))
         .collect::<Vec<_>>();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(feed_status(&op, 11), InputStatus::NoSync);
-    assert_eq!(feed_status(&op, 12), InputStatus::NoKeyframe);
-    assert_eq!(feed_status(&op, 13), InputStatus::NoProgram);
+    for (channel, status) in [
+        (11, InputStatus::NoSync),
+        (12, InputStatus::NoKeyframe),
+        (13, InputStatus::NoProgram),
+    ] {
+        wait_status(&op, channel, status, Duration::from_secs(7)).await;
+    }
     for channel in [11, 12, 13] {
         let got = viewer.latest(channel).await;
         assert!(got.slate, "channel {channel} airs the slate");
     }
-    assert!(
-        viewer.latest(11).await.sequence >= started + 4,
-        "the slate keeps airing"
-    );
+    // The slate keeps airing, one segment after the other.
+    let until = Instant::now() + Duration::from_secs(10);
+    while viewer.latest(11).await.sequence < started + 4 {
+        assert!(Instant::now() < until, "the slate stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // A box streaming the channel gets the slate in order, as it airs.
     let streamed = viewer.stream(12, 3).await;
     assert_eq!(streamed, [0, 1, 2].map(|i| streamed[0] + i));
     for s in senders {
         s.await.expect("sender");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_that_keeps_sending_but_stops_giving_pictures_goes_to_the_slate() {
+    let port = free_port(true);
+    let op = operator_with_inputs(&[format!("udp://127.0.0.1:{port}")]).await;
+    let viewer = Viewer::new(&op).await;
+    let fixture = std::fs::read(media("ch1.ts")).expect("fixture");
+    let mut no_keyframe = fixture.clone();
+    for p in no_keyframe.chunks_exact_mut(188) {
+        if p[3] & 0x20 != 0 && p[4] > 0 {
+            p[5] &= !0x40;
+        }
+    }
+    let sender = tokio::spawn(async move {
+        send_udp(fixture, port, 3).await;
+        send_udp(no_keyframe, port, 20).await;
+    });
+    viewer.wait_for(11, false, Duration::from_secs(5)).await;
+    // Data keeps coming, so the input is not silent; but no segment for 10 s is a loss too.
+    viewer.wait_for(11, true, Duration::from_secs(16)).await;
+    wait_status(&op, 11, InputStatus::NoKeyframe, Duration::from_secs(5)).await;
+    sender.abort();
 }
