@@ -50,7 +50,14 @@ pub fn sample_channels(now_ms: i64) -> Vec<ChannelInfo> {
             1,
             "News 24",
             true,
-            at("World Headlines", -1, 3),
+            Programme {
+                description: Some(
+                    "The day's stories from around the world, with live reports and the \
+                     markets at the close."
+                        .into(),
+                ),
+                ..at("World Headlines", -1, 3)
+            },
             at("Business Today", 3, 5),
         ),
         ch(

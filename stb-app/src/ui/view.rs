@@ -92,12 +92,27 @@ fn hh_mm(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A programme as a line of the list or the banner; empty when the guide has none.
+/// A programme as a line of the channel list; empty when the guide has none.
 fn programme(p: Option<&Programme>) -> String {
     match p {
         Some(p) if !p.title.is_empty() => format!("{}  {}", hh_mm(p.start_ms), p.title),
         _ => String::new(),
     }
+}
+
+/// "20:13 - 21:13": when a programme airs, as the banner shows it; empty without one.
+fn times(p: Option<&Programme>) -> String {
+    p.filter(|p| !p.title.is_empty())
+        .map(|p| format!("{} - {}", hh_mm(p.start_ms), hh_mm(p.end_ms)))
+        .unwrap_or_default()
+}
+
+/// The line under the title: the episode's title, else the start of its description.
+fn synopsis(p: &Programme) -> String {
+    p.subtitle
+        .clone()
+        .or_else(|| p.description.clone())
+        .unwrap_or_default()
 }
 
 /// Rows of the channel list on screen at once (they fit the title-safe area at any size).
@@ -195,12 +210,17 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_clock(clock().into());
     ui.set_banner_visible(model.banner() && model.current().is_some());
     if let Some(c) = model.current() {
+        let (now, next) = (c.now.as_ref(), c.next.as_ref());
         ui.set_banner(BannerInfo {
             number: c.number.to_string().into(),
             name: c.name.clone().into(),
-            now: programme(c.now.as_ref()).into(),
-            next: programme(c.next.as_ref()).into(),
             clock: clock().into(),
+            now_times: times(now).into(),
+            now: now.map(|p| p.title.clone()).unwrap_or_default().into(),
+            synopsis: now.map(synopsis).unwrap_or_default().into(),
+            progress: progress(now, now_ms),
+            next_times: times(next).into(),
+            next: next.map(|p| p.title.clone()).unwrap_or_default().into(),
         });
     }
     ui.set_entry(model.entry().into());
@@ -350,6 +370,14 @@ mod tests {
         assert_eq!(progress(Some(&p(0, 0)), 0), -1.0);
         assert_eq!(progress(None, 0), -1.0);
         assert_eq!(programme(None), "");
+        let mut on_air = Programme::titled("Match of the Day", 0, 5_400_000);
+        assert_eq!(times(None), "");
+        assert_eq!(times(Some(&on_air)).len(), "00:00 - 01:30".len());
+        assert_eq!(synopsis(&on_air), "");
+        on_air.description = Some("Highlights of the day".into());
+        assert_eq!(synopsis(&on_air), "Highlights of the day");
+        on_air.subtitle = Some("Round 12".into());
+        assert_eq!(synopsis(&on_air), "Round 12");
     }
 
     #[test]
