@@ -520,6 +520,14 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             true,
         ),
         (
+            "player-no-signal",
+            then(quiet(), &|m| {
+                m.feed(FeedState::Reconnecting);
+                m.timer(Timer::NoSignal);
+            }),
+            true,
+        ),
+        (
             "guide",
             then(quiet(), &|m| with_guide(m, &[Down, Right])),
             true,

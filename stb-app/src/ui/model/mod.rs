@@ -29,6 +29,8 @@ use std::time::Duration;
 
 /// How long the volume bar stays.
 pub const VOLUME_BAR: Duration = Duration::from_secs(3);
+/// How long the stream may stay away before the picture gives way to a "No signal" screen.
+pub const NO_SIGNAL: Duration = Duration::from_secs(5);
 /// Step of Vol+/Vol-, in percent.
 pub const VOLUME_STEP: u8 = 5;
 
@@ -75,6 +77,8 @@ pub enum Timer {
     Inactivity,
     /// In standby for the configured time: log out.
     Standby,
+    /// The stream has been away for [`NO_SIGNAL`].
+    NoSignal,
 }
 
 /// Work for the adapter.
@@ -175,6 +179,8 @@ pub struct Model {
     muted: bool,
     volume_bar: bool,
     status: Option<String>,
+    /// The stream stayed away: the "No signal" screen is up.
+    no_signal: bool,
     menu: Option<usize>,
     standby: bool,
     rules: SessionRules,
@@ -207,6 +213,7 @@ impl Model {
             muted: false,
             volume_bar: false,
             status: None,
+            no_signal: false,
             menu: None,
             standby: false,
             rules,
@@ -230,6 +237,11 @@ impl Model {
     pub fn alert(&self) -> Option<&Alert> {
         self.alert.as_ref()
     }
+    /// Whether the stream stayed away long enough for the "No signal" screen.
+    pub fn no_signal(&self) -> bool {
+        self.no_signal && self.screen == Screen::Player
+    }
+
     /// Non-modal status line (reconnecting), if any.
     pub fn status(&self) -> Option<&str> {
         self.status.as_deref()
@@ -393,6 +405,8 @@ impl Model {
                 }
             }
             Timer::Banner => self.banner = false,
+            // Still away (a key or a good segment since would have cleared the status).
+            Timer::NoSignal => self.no_signal = self.status.is_some() && !self.standby,
             Timer::VolumeBar => self.volume_bar = false,
             Timer::Countdown => {
                 self.retry_until_countdown = self.retry_until_countdown.saturating_sub(1);

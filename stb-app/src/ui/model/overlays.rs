@@ -103,12 +103,16 @@ impl Model {
         }
         match feed {
             FeedState::Starting => {}
-            FeedState::Playing => self.status = None,
+            FeedState::Playing => (self.status, self.no_signal) = (None, false),
             FeedState::Reconnecting => {
-                self.status = Some("Connection lost \u{2014} reconnecting\u{2026}".into())
+                let away_since_now = self.status.is_none();
+                self.status = Some("Connection lost \u{2014} reconnecting\u{2026}".into());
+                if away_since_now {
+                    return vec![Effect::Arm(Timer::NoSignal, super::NO_SIGNAL)];
+                }
             }
             FeedState::Refused(reason) => {
-                self.status = None;
+                (self.status, self.no_signal) = (None, false);
                 if self.alert.is_none() {
                     self.alert = Some(Alert::new("Channel not available", capitalise(&reason)));
                 }
@@ -159,10 +163,25 @@ mod tests {
     #[test]
     fn feed_states_show_and_clear() {
         let (mut m, _) = logged_in();
-        m.feed(FeedState::Reconnecting);
+        let fx = m.feed(FeedState::Reconnecting);
         assert!(m.status().is_some_and(|s| s.contains("reconnecting")));
+        assert!(matches!(fx[..], [Effect::Arm(Timer::NoSignal, _)]));
+        // Still away when the timer fires: the "No signal" screen.
+        assert!(m.feed(FeedState::Reconnecting).is_empty(), "armed once");
+        m.timer(Timer::NoSignal);
+        assert!(m.no_signal());
         m.feed(FeedState::Playing);
-        assert!(m.status().is_none());
+        assert!(m.status().is_none() && !m.no_signal());
+        // Back before the timer: no screen.
+        m.feed(FeedState::Reconnecting);
+        m.feed(FeedState::Playing);
+        m.timer(Timer::NoSignal);
+        assert!(!m.no_signal());
+        // A zap clears it too.
+        m.feed(FeedState::Reconnecting);
+        m.timer(Timer::NoSignal);
+        m.action(Action::ChannelUp);
+        assert!(!m.no_signal());
         m.feed(FeedState::Refused("not entitled to channel 1".into()));
         assert_eq!(
             m.alert().map(|a| a.detail.as_str()),

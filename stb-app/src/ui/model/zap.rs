@@ -171,7 +171,7 @@ impl Model {
         }
         self.screen = Screen::Player;
         self.banner = true;
-        self.status = None;
+        (self.status, self.no_signal) = (None, false);
         fx.push(Effect::Arm(Timer::Banner, BANNER));
         if self.current != Some(number) {
             self.last = self.current;
