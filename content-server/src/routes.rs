@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 pub use stb_protocol::content_api::{
-    ChannelGuide, ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, Guide, LiveEdge,
-    NowNext, OnAir,
+    ChannelGuide, ChannelInfo, ChannelList, EnrollRequest, EnrollResponse, Favourites, Guide,
+    LiveEdge, NowNext, OnAir,
 };
 use stb_protocol::{License, LicenseKey};
 use stb_server_common::listener::ConnInfo;
@@ -148,6 +148,10 @@ pub fn content_router(state: Arc<AppState>) -> Router {
         .route("/v1/channels", get(channels))
         .route("/v1/guide", get(guide))
         .route("/v1/guide/now", get(guide_now))
+        .route(
+            "/v1/favourites",
+            axum::routing::put(put_favourites).layer(DefaultBodyLimit::max(16 * 1024)),
+        )
         .route("/v1/license", get(license))
         .route("/v1/channels/{number}/live", get(live))
         .route("/v1/channels/{number}/segments/{sequence}", get(segment))
@@ -228,11 +232,46 @@ async fn channels(
             }
         })
         .collect();
+    let favourites = state.store.favourites(&sub.name).await?;
     Ok(Json(ChannelList {
         account: sub.name,
         package: sub.package,
         channels,
+        favourites,
     }))
+}
+
+/// The most favourites one subscriber keeps.
+const MAX_FAVOURITES: usize = 1000;
+
+/// Replaces the subscriber's favourites: channels of the catalogue, each once, in the order
+/// given (entitled or not: a favourite may be outside the package, like any channel shown).
+async fn put_favourites(
+    State(state): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+    body: Result<Json<Favourites>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Favourites>, AppError> {
+    let sub = authenticate(&state, &conn).await?;
+    let Json(wanted) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    if wanted.channels.len() > MAX_FAVOURITES {
+        return Err(AppError::BadRequest(format!(
+            "at most {MAX_FAVOURITES} favourites"
+        )));
+    }
+    let mut channels = Vec::with_capacity(wanted.channels.len());
+    for n in wanted.channels {
+        if !state.catalogue.channels.contains_key(&n) {
+            return Err(AppError::BadRequest(format!("no channel {n}")));
+        }
+        if !channels.contains(&n) {
+            channels.push(n);
+        }
+    }
+    state
+        .store
+        .set_favourites(&sub.name, &channels, now_ms())
+        .await?;
+    Ok(Json(Favourites { channels }))
 }
 
 /// The longest range one guide request may ask for: a week ahead and the day behind.

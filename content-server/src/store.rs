@@ -163,6 +163,43 @@ impl Store {
         Ok(u64::try_from(next - count)?)
     }
 
+    /// A subscriber's favourite channels, in their order.
+    pub async fn favourites(&self, subscriber: &str) -> Result<Vec<u16>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT channels FROM favourites WHERE subscriber = $1")
+                .bind(subscriber)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        Ok(row.map_or_else(Vec::new, |(list,)| {
+            list.split(',').filter_map(|n| n.parse().ok()).collect()
+        }))
+    }
+
+    /// Replaces a subscriber's favourite channels.
+    pub async fn set_favourites(
+        &self,
+        subscriber: &str,
+        channels: &[u16],
+        now_ms: i64,
+    ) -> Result<()> {
+        let list = channels
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let _turn = self.db.write_turn().await;
+        sqlx::query(
+            "INSERT INTO favourites (subscriber, channels, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (subscriber) DO UPDATE SET channels = $2, updated_ms = $3",
+        )
+        .bind(subscriber)
+        .bind(list)
+        .bind(now_ms)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
     /// One subscriber.
     pub async fn subscriber(&self, name: &str) -> Result<Option<Subscriber>> {
         Ok(self.subscribers(Some(name)).await?.pop())

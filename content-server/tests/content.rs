@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Operator, gst_decodes, operator, operator_with};
+use common::{Box_, Operator, gst_decodes, operator, operator_with};
 
 use base64::Engine;
 use content_server::config::Config;
@@ -389,6 +389,73 @@ async fn guide_of_the_test_listing_then_of_the_operators_file() {
         Some("Operator News")
     );
     assert!(list.channels[1].now.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn favourites_follow_the_subscriber_and_bad_lists_are_refused() {
+    let op = operator(None).await;
+    let alice = op
+        .enroll(&op.add("alice", "basic").await)
+        .await
+        .expect("enroll");
+    let bob = op
+        .enroll(&op.add("bob", "premium").await)
+        .await
+        .expect("enroll");
+    let list = |b: &Box_| {
+        let (op, b) = (&op, b.identity_pem.clone());
+        async move {
+            let r = op
+                .client(Some(&b))
+                .get(op.url("/v1/channels"))
+                .send()
+                .await
+                .expect("list");
+            r.json::<ChannelList>().await.expect("json").favourites
+        }
+    };
+    let put = |b: &Box_, body: &'static str| {
+        let (op, b) = (&op, b.identity_pem.clone());
+        async move {
+            let r = op
+                .client(Some(&b))
+                .put(op.url("/v1/favourites"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("put");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    assert!(list(&alice).await.is_empty());
+    // Kept in the order given, each once; a channel outside the package may be a favourite.
+    let (status, body) = put(&alice, r#"{"channels":[4,3,4,1]}"#).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"channels":[4,3,1]}"#));
+    assert_eq!(list(&alice).await, [4, 3, 1]);
+    assert!(list(&bob).await.is_empty(), "each subscriber has their own");
+    // Refused, and the stored list stays: an unknown channel, not JSON, not a list.
+    for bad in [
+        r#"{"channels":[4,99]}"#,
+        "favourites",
+        r#"{"channels":"4"}"#,
+    ] {
+        let (status, body) = put(&alice, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.ends_with('\n'));
+    }
+    assert_eq!(list(&alice).await, [4, 3, 1]);
+    assert_eq!(put(&alice, r#"{"channels":[]}"#).await.0, 200);
+    assert!(list(&alice).await.is_empty());
+    // Without a certificate, no TLS session at all.
+    assert!(
+        op.client(None)
+            .put(op.url("/v1/favourites"))
+            .body(r#"{"channels":[1]}"#)
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

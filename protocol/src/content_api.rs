@@ -102,6 +102,16 @@ pub struct ChannelList {
     pub package: String,
     /// Every channel of the operator, entitled or not.
     pub channels: Vec<ChannelInfo>,
+    /// The subscriber's favourite channels, in their order (absent from older servers).
+    #[serde(default)]
+    pub favourites: Vec<u16>,
+}
+
+/// A subscriber's favourite channels (`PUT /v1/favourites`), in their order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Favourites {
+    /// Channel numbers.
+    pub channels: Vec<u16>,
 }
 
 /// The live edge of a channel.

@@ -137,6 +137,7 @@ impl Session {
                 account: String::new(),
                 package: String::new(),
                 channels: vec![],
+                favourites: vec![],
             },
             timings: LoginTimings::default(),
         };
@@ -201,6 +202,24 @@ impl Session {
             })
             .unwrap_or(60);
         Ok((r.json().await?, Duration::from_secs(max_age)))
+    }
+
+    /// Stores the subscriber's favourite channels on the content server (they follow the
+    /// subscriber to any box; the box keeps nothing).
+    pub async fn save_favourites(&self, channels: &[u16]) -> anyhow::Result<Vec<u16>> {
+        let body = stb_protocol::content_api::Favourites {
+            channels: channels.to_vec(),
+        };
+        let saved: stb_protocol::content_api::Favourites = self
+            .http
+            .put(format!("{}/v1/favourites", self.content_url()))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(saved.channels)
     }
 
     /// The programmes of `channels` over `[from_ms, to_ms)`, for the guide grid.

@@ -265,6 +265,14 @@ fn register_login_watch_zap_logout_with_the_remote() {
     assert!(shows(&ui, "Channels") && shows(&ui, "locked") && shows(&ui, "2 / 4"));
     // The picture goes on under the list.
     assert!(video_width(&ui) > 0);
+    // FAV ('f') on channel 2: starred, stored by the content server (checked after the next
+    // login); RIGHT shows the favourites alone, LEFT every channel again.
+    send(&ui, "f");
+    assert_eq!(c.borrow().model().favourites(), [2]);
+    key(&ui, Key::RightArrow);
+    assert!(shows(&ui, "1 / 1") && shows(&ui, "Sport Live"));
+    key(&ui, Key::LeftArrow);
+    assert!(shows(&ui, "2 / 4"));
     key(&ui, Key::F2);
     key(&ui, Key::DownArrow);
     key(&ui, Key::Return);
@@ -303,6 +311,8 @@ fn register_login_watch_zap_logout_with_the_remote() {
     pump_until(&ui, "the login again", |ui| {
         ui.get_screen() == DrawnScreen::Player
     });
+    // The favourites came back from the content server: the box kept nothing.
+    assert_eq!(c.borrow().model().favourites(), [2]);
 
     ticking.store(false, Ordering::Relaxed);
     drop(c);

@@ -46,6 +46,8 @@ pub enum Action {
     Guide,
     /// Power: standby, or log out on a hotel box.
     Power,
+    /// Adds the channel to the favourites, or takes it out.
+    Favourite,
 }
 
 impl Action {
@@ -88,6 +90,7 @@ impl FromStr for Action {
             "menu" => Self::Menu,
             "guide" => Self::Guide,
             "power" => Self::Power,
+            "favourite" => Self::Favourite,
             other => match other.strip_prefix("digit-").map(str::parse::<u8>) {
                 Some(Ok(d)) if d <= 9 => Self::Digit(d),
                 _ => bail!("unknown action {other:?}"),

@@ -243,6 +243,7 @@ impl Controller {
                             account: session.channels.account.clone(),
                             package: session.channels.package.clone(),
                             channels: session.channels.channels.clone(),
+                            favourites: session.channels.favourites.clone(),
                         };
                         let mut c = this.borrow_mut();
                         c.session = Some(session);
@@ -286,6 +287,18 @@ impl Controller {
                 self.works += 1;
             }
             Effect::Play(number) => self.play(number),
+            Effect::SaveFavourites(channels) => {
+                let Some(session) = self.session.clone() else {
+                    return;
+                };
+                // The list on screen is already changed; a failure leaves it so for this
+                // session and the next change stores the whole list again.
+                self.rt.spawn(async move {
+                    if let Err(e) = session.save_favourites(&channels).await {
+                        tracing::warn!(error = format!("{e:#}"), "favourites not stored");
+                    }
+                });
+            }
             Effect::FetchGuide {
                 channels,
                 from_ms,

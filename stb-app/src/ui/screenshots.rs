@@ -359,6 +359,7 @@ fn watching_with(channels: Vec<ChannelInfo>) -> Model {
         account: "Ada Lovelace".into(),
         package: "basic".into(),
         channels,
+        favourites: vec![4, 2],
     }));
     m
 }
@@ -486,6 +487,11 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "channels",
             then(watching(), &|m| press(m, &[Back, Down, Down])),
+            true,
+        ),
+        (
+            "channels-favourites",
+            then(watching(), &|m| press(m, &[Back, Right, Down])),
             true,
         ),
         (

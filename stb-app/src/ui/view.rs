@@ -25,7 +25,8 @@ pub enum WindowKey {
 
 /// Maps Slint's key text. In a form, printable characters are typed; elsewhere the desktop
 /// keyboard stands in for the remote: digits, PageUp/PageDown for CH+/CH-, `+`/`-` volume,
-/// `m` mute, `i` or F1 info, F2 menu, F3 last channel, `g` or F4 guide, F12 power.
+/// `m` mute, `i` or F1 info, F2 menu, F3 last channel, `g` or F4 guide, `f` favourite,
+/// F12 power.
 pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
     let mut chars = text.chars();
     let c = chars.next()?;
@@ -74,6 +75,7 @@ pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
             'm' => Action::Mute,
             'i' => Action::Info,
             'g' => Action::Guide,
+            'f' => Action::Favourite,
             _ => return None,
         }
     };
@@ -178,7 +180,8 @@ pub fn render(model: &Model, ui: &AppWindow) {
         ui.set_fields(ModelRc::default());
     }
     let playing = model.current().map(|c| c.number);
-    let channels = model.channels();
+    let channels = model.listed();
+    let favourites = model.favourites();
     let rows = list_window(model.selected(), channels.len());
     let now_ms = chrono::Utc::now().timestamp_millis();
     ui.set_channels(list(
@@ -190,6 +193,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
                 name: c.name.clone().into(),
                 now: programme(c.now.as_ref()).into(),
                 locked: !c.entitled,
+                favourite: favourites.contains(&c.number),
                 selected: i == model.selected(),
                 playing: playing == Some(c.number),
                 progress: progress(c.now.as_ref(), now_ms),
@@ -198,6 +202,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ));
     ui.set_more_above(rows.start > 0);
     ui.set_more_below(rows.end < channels.len());
+    ui.set_favourites_only(model.favourites_only());
     ui.set_list_position(if channels.is_empty() {
         SharedString::new()
     } else {
@@ -214,6 +219,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
         ui.set_banner(BannerInfo {
             number: c.number.to_string().into(),
             name: c.name.clone().into(),
+            favourite: favourites.contains(&c.number),
             clock: clock().into(),
             now_times: times(now).into(),
             now: now.map(|p| p.title.clone()).unwrap_or_default().into(),

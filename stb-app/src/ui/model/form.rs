@@ -525,6 +525,7 @@ mod tests {
         // Keys do nothing while busy, but BACK.
         assert!(m.action(Action::Ok).is_empty());
         m.login_done(Ok(LoggedIn {
+            favourites: vec![],
             account: "Alice".into(),
             package: "basic".into(),
             channels: vec![],
@@ -550,6 +551,7 @@ mod tests {
         // The task was aborted, but a result that raced the abort changes nothing.
         assert!(
             m.login_done(Ok(LoggedIn {
+                favourites: vec![],
                 account: "Alice".into(),
                 package: "basic".into(),
                 channels: channels(),

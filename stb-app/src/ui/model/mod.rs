@@ -104,6 +104,8 @@ pub enum Effect {
     },
     /// Flush the picture (black) and play this channel.
     Play(u16),
+    /// Store the subscriber's favourites (all of them, in order) on the content server.
+    SaveFavourites(Vec<u16>),
     /// Fetch these channels' programmes over `[from_ms, to_ms)`; answer with
     /// [`Model::guide_done`].
     FetchGuide {
@@ -143,6 +145,8 @@ pub struct LoggedIn {
     pub package: String,
     /// Channels, in number order.
     pub channels: Vec<ChannelInfo>,
+    /// The subscriber's favourite channels, in their order (kept by the content server).
+    pub favourites: Vec<u16>,
 }
 
 /// When a session ends by itself, and what POWER does. The default: never by itself, and
@@ -181,6 +185,8 @@ pub struct Model {
     status: Option<String>,
     /// The stream stayed away: the "No signal" screen is up.
     no_signal: bool,
+    /// The channel list and CH+/CH- show only the favourites.
+    favourites_only: bool,
     menu: Option<usize>,
     standby: bool,
     rules: SessionRules,
@@ -214,6 +220,7 @@ impl Model {
             volume_bar: false,
             status: None,
             no_signal: false,
+            favourites_only: false,
             menu: None,
             standby: false,
             rules,
@@ -254,6 +261,29 @@ impl Model {
     pub fn channels(&self) -> &[ChannelInfo] {
         self.account.as_ref().map_or(&[], |a| &a.channels)
     }
+    /// The subscriber's favourite channels, in their order.
+    pub fn favourites(&self) -> &[u16] {
+        self.account.as_ref().map_or(&[], |a| &a.favourites)
+    }
+
+    /// Whether the list shows only the favourites.
+    pub fn favourites_only(&self) -> bool {
+        self.favourites_only
+    }
+
+    /// The channels the list shows: all of them in number order, or the favourites in
+    /// theirs.
+    pub fn listed(&self) -> Vec<&ChannelInfo> {
+        if self.favourites_only {
+            self.favourites()
+                .iter()
+                .filter_map(|&n| self.channel(n))
+                .collect()
+        } else {
+            self.channels().iter().collect()
+        }
+    }
+
     /// Highlighted row of the channel list.
     pub fn selected(&self) -> usize {
         self.selected
@@ -507,6 +537,7 @@ mod testing {
         let mut m = Model::new(rules);
         submit(&mut m, "alice", "Secret#1");
         let fx = m.login_done(Ok(LoggedIn {
+            favourites: vec![],
             account: "Alice".into(),
             package: "basic".into(),
             channels: channels(),

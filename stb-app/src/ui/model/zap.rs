@@ -1,9 +1,10 @@
 //! The channel list and the player: moving through the list, tuning by number, CH+/CH-,
-//! last channel, and the rules that refuse a channel outside the package.
+//! last channel, favourites, and the rules that refuse a channel outside the package.
 
 use super::overlays::Alert;
 use super::{Effect, Model, Screen, Timer};
 use crate::remote::Action;
+use stb_protocol::content_api::ChannelInfo;
 use std::time::Duration;
 
 /// How long digits typed on the player wait for the next digit.
@@ -13,7 +14,7 @@ pub const BANNER: Duration = Duration::from_secs(5);
 
 impl Model {
     pub(super) fn list_action(&mut self, action: Action, fx: &mut Vec<Effect>) {
-        let n = self.channels().len();
+        let n = self.listed().len();
         match action {
             Action::Up if n > 0 => self.selected = (self.selected + n - 1) % n,
             Action::Down if n > 0 => self.selected = (self.selected + 1) % n,
@@ -22,9 +23,20 @@ impl Model {
                 self.tune_entry(fx);
             }
             Action::Ok => {
-                if let Some(c) = self.channels().get(self.selected) {
-                    let number = c.number;
+                if let Some(number) = self.listed().get(self.selected).map(|c| c.number) {
                     self.tune(number, fx);
+                }
+            }
+            // Left and right switch between every channel and the favourites.
+            Action::Left | Action::Right => {
+                self.favourites_only = !self.favourites_only;
+                self.select_current();
+            }
+            Action::Favourite => {
+                if let Some(number) = self.listed().get(self.selected).map(|c| c.number) {
+                    self.toggle_favourite(number, fx);
+                    // The row may have left the favourites shown: stay in the list.
+                    self.selected = self.selected.min(self.listed().len().saturating_sub(1));
                 }
             }
             Action::Back if !self.entry.is_empty() => self.cancel_entry(fx),
@@ -64,11 +76,13 @@ impl Model {
             Action::Ok | Action::Back => {
                 self.screen = Screen::Channels;
                 self.banner = false;
-                if let Some(i) = self
-                    .current
-                    .and_then(|n| self.channels().iter().position(|c| c.number == n))
-                {
-                    self.selected = i;
+                self.select_current();
+            }
+            Action::Favourite => {
+                if let Some(number) = self.current {
+                    self.toggle_favourite(number, fx);
+                    self.banner = true;
+                    fx.push(Effect::Arm(Timer::Banner, BANNER));
                 }
             }
             Action::ChannelUp | Action::Up => self.step_channel(1, fx),
@@ -91,14 +105,43 @@ impl Model {
         }
     }
 
-    /// CH+/CH-: the next channel in the subscription, in list order, wrapping.
+    /// The highlight on the channel playing, if the list shows it; else on the first row.
+    fn select_current(&mut self) {
+        let listed = self.listed();
+        self.selected = self
+            .current
+            .and_then(|n| listed.iter().position(|c| c.number == n))
+            .unwrap_or(0);
+    }
+
+    /// Adds `number` to the favourites (at the end) or takes it out, and has the list stored.
+    fn toggle_favourite(&mut self, number: u16, fx: &mut Vec<Effect>) {
+        let Some(account) = self.account.as_mut() else {
+            return;
+        };
+        match account.favourites.iter().position(|&n| n == number) {
+            Some(i) => {
+                account.favourites.remove(i);
+            }
+            None => account.favourites.push(number),
+        }
+        fx.push(Effect::SaveFavourites(account.favourites.clone()));
+    }
+
+    /// CH+/CH-: the next channel in the subscription, in list order (the favourites' when the
+    /// list shows them and one is watchable), wrapping.
     pub(super) fn step_channel(&mut self, dir: i32, fx: &mut Vec<Effect>) {
-        let entitled: Vec<u16> = self
-            .channels()
-            .iter()
-            .filter(|c| c.entitled)
-            .map(|c| c.number)
-            .collect();
+        let watchable = |listed: Vec<&ChannelInfo>| -> Vec<u16> {
+            listed
+                .into_iter()
+                .filter(|c| c.entitled)
+                .map(|c| c.number)
+                .collect()
+        };
+        let mut entitled = watchable(self.listed());
+        if entitled.is_empty() {
+            entitled = watchable(self.channels().iter().collect());
+        }
         if entitled.is_empty() {
             return;
         }
@@ -127,10 +170,18 @@ impl Model {
     }
 
     /// Digits typed on the list moved the highlight to that channel, or to the first one
-    /// above the number when there is none (the list is in number order).
+    /// above the number when there is none (the list is in number order; the favourites'
+    /// list keeps its own order, so a number not among them shows every channel).
     pub(super) fn jump_to_entry(&mut self) {
         let entry = std::mem::take(&mut self.entry);
         let Ok(n) = entry.parse::<u16>() else { return };
+        if self.favourites_only {
+            // A favourite by its number; any other number is looked for among all channels.
+            match self.listed().iter().position(|c| c.number == n) {
+                Some(i) => return self.selected = i,
+                None => self.favourites_only = false,
+            }
+        }
         let channels = self.channels();
         if let Some(i) = channels
             .iter()
@@ -266,5 +317,54 @@ mod tests {
         assert_eq!(m.current().map(|c| c.number), Some(1));
         m.action(Action::Ok);
         assert!(m.alert().is_none());
+    }
+
+    fn saved(fx: &[Effect]) -> Option<Vec<u16>> {
+        fx.iter().find_map(|e| match e {
+            Effect::SaveFavourites(list) => Some(list.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn favourites_are_toggled_stored_listed_and_zapped_through() {
+        let (mut m, _) = logged_in();
+        assert_eq!(m.current().map(|c| c.number), Some(1));
+        // FAV on the picture: the channel playing joins the favourites, stored at once.
+        assert_eq!(saved(&m.action(Action::Favourite)), Some(vec![1]));
+        // On the list, FAV on channel 4, then RIGHT: only the favourites, in their order.
+        m.action(Action::Back);
+        for _ in 0..3 {
+            m.action(Action::Down);
+        }
+        assert_eq!(saved(&m.action(Action::Favourite)), Some(vec![1, 4]));
+        m.action(Action::Right);
+        assert!(m.favourites_only());
+        let listed: Vec<u16> = m.listed().iter().map(|c| c.number).collect();
+        assert_eq!(listed, [1, 4]);
+        assert_eq!(m.selected(), 0, "the highlight on the channel playing");
+        // CH+ goes through the favourites only.
+        let fx = m.action(Action::ChannelUp);
+        assert_eq!(plays(&fx), [4]);
+        let fx = m.action(Action::ChannelUp);
+        assert_eq!(plays(&fx), [1]);
+        // FAV again on the list takes a channel out; the highlight stays in the list.
+        m.action(Action::Back);
+        m.action(Action::Down);
+        assert_eq!(saved(&m.action(Action::Favourite)), Some(vec![1]));
+        assert_eq!(m.selected(), 0);
+        // A number not among the favourites is looked for among all channels.
+        m.action(Action::Digit(3));
+        m.timer(Timer::NumberEntry);
+        assert!(!m.favourites_only());
+        assert_eq!(m.listed()[m.selected()].number, 3);
+        // LEFT/RIGHT with no favourite at all: an empty list, nothing tunes.
+        m.action(Action::Ok);
+        let (mut m, _) = logged_in();
+        m.action(Action::Back);
+        m.action(Action::Left);
+        assert!(m.favourites_only() && m.listed().is_empty());
+        assert!(plays(&m.action(Action::Ok)).is_empty());
+        assert!(saved(&m.action(Action::Favourite)).is_none());
     }
 }
