@@ -54,6 +54,19 @@ pub struct KeyServer {
 }
 
 impl KeyServer {
+    /// Whether the key server answers (`GET /healthz`), and in how many ms.
+    pub async fn health(&self) -> Result<u64, String> {
+        let started = std::time::Instant::now();
+        self.http
+            .get(format!("{}/healthz", self.base))
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.without_url().to_string())?;
+        Ok(started.elapsed().as_millis() as u64)
+    }
+
     /// From the box configuration.
     pub fn new(config: &BoxConfig) -> anyhow::Result<Self> {
         Ok(Self {

@@ -172,6 +172,51 @@ impl Session {
         &self.data.account
     }
 
+    /// The serial number of the box's certificate, hex (how the operator knows this box).
+    pub fn certificate_serial(&self) -> String {
+        x509_parser::parse_x509_certificate(&self.data.certificate_der)
+            .map(|(_, cert)| cert.raw_serial_as_string().replace(':', ""))
+            .unwrap_or_else(|_| "unreadable".into())
+    }
+
+    /// The box's own address towards the content server (a UDP socket aimed at it: no
+    /// packet leaves), or what stopped finding it.
+    pub fn local_address(&self) -> String {
+        let target = reqwest::Url::parse(self.content_url()).ok().and_then(|u| {
+            Some((
+                u.host_str()?.trim_matches(['[', ']']).to_owned(),
+                u.port_or_known_default()?,
+            ))
+        });
+        let Some((host, port)) = target else {
+            return "unknown".into();
+        };
+        std::net::UdpSocket::bind(if host.contains(':') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        })
+        .and_then(|s| {
+            s.connect((host.as_str(), port))?;
+            s.local_addr()
+        })
+        .map_or_else(|e| format!("unknown ({e})"), |a| a.ip().to_string())
+    }
+
+    /// Whether the content server answers this box (`GET /v1/guide/now` over its mutual
+    /// TLS), and in how many ms.
+    pub async fn content_health(&self) -> Result<u64, String> {
+        let started = std::time::Instant::now();
+        self.http
+            .get(format!("{}/v1/guide/now", self.content_url()))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.without_url().to_string())?;
+        Ok(started.elapsed().as_millis() as u64)
+    }
+
     /// Base URL of the content server.
     pub fn content_url(&self) -> &str {
         self.data.content_server_url.trim_end_matches('/')

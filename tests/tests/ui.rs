@@ -273,6 +273,17 @@ fn register_login_watch_zap_logout_with_the_remote() {
     assert!(shows(&ui, "1 / 1") && shows(&ui, "Sport Live"));
     key(&ui, Key::LeftArrow);
     assert!(shows(&ui, "2 / 4"));
+    // MENU > About this box: the certificate, and both servers checked for real.
+    key(&ui, Key::F2);
+    key(&ui, Key::DownArrow);
+    key(&ui, Key::DownArrow);
+    key(&ui, Key::Return);
+    pump_until(&ui, "the servers checked", |ui| {
+        let detail = ui.get_alert_detail();
+        detail.contains("Key server answers") && detail.contains("Content server answers")
+    });
+    assert!(ui.get_alert_detail().contains("Certificate "));
+    key(&ui, Key::Return);
     key(&ui, Key::F2);
     key(&ui, Key::DownArrow);
     key(&ui, Key::Return);

@@ -287,6 +287,36 @@ impl Controller {
                 self.works += 1;
             }
             Effect::Play(number) => self.play(number),
+            Effect::About => {
+                let Some(session) = self.session.clone() else {
+                    return;
+                };
+                let keyserver = self.keyserver.clone();
+                let task = self.rt.spawn(async move {
+                    let keyserver = async {
+                        match keyserver {
+                            Some(k) => k.health().await,
+                            None => Err("not asked yet".into()),
+                        }
+                    };
+                    let (keyserver, content) = tokio::join!(keyserver, session.content_health());
+                    crate::ui::model::About {
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        serial: session.certificate_serial(),
+                        address: session.local_address(),
+                        keyserver,
+                        content,
+                    }
+                });
+                let me = self.me.clone();
+                self.spawn_local(async move {
+                    if let Ok(about) = task.await
+                        && let Some(this) = me.upgrade()
+                    {
+                        dispatch(&this, |m| m.about_done(about));
+                    }
+                });
+            }
             Effect::SaveFavourites(channels) => {
                 let Some(session) = self.session.clone() else {
                     return;

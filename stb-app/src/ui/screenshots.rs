@@ -4,7 +4,7 @@
 
 use super::AppWindow;
 use super::controller::to_image;
-use super::model::{Effect, LoggedIn, Model, SessionRules, Timer};
+use super::model::{About, Effect, LoggedIn, Model, SessionRules, Timer};
 use super::view::render;
 use crate::feed::FeedState;
 use crate::frame::Frame;
@@ -565,6 +565,20 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             true,
         ),
         ("menu", then(quiet(), &|m| press(m, &[Menu, Down])), true),
+        (
+            "about",
+            then(quiet(), &|m| {
+                press(m, &[Menu, Down, Down, Action::Ok]);
+                m.about_done(About {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    serial: "5c1e0f3a9b27d4e8a1f06c3b7d9e2a41".into(),
+                    address: "192.168.1.42".into(),
+                    keyserver: Ok(9),
+                    content: Ok(6),
+                });
+            }),
+            true,
+        ),
         (
             "logout-confirm",
             then(quiet(), &|m| press(m, &[Menu, Down, Action::Ok])),

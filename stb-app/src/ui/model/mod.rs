@@ -15,7 +15,7 @@ mod zap;
 
 pub use form::{FieldView, FormView};
 pub use guide::{GUIDE_ROWS, GUIDE_SPAN_MS, GuideRowView, GuideView};
-pub use overlays::{Alert, AlertAction, MENU};
+pub use overlays::{About, Alert, AlertAction, MENU};
 pub use zap::{BANNER, NUMBER_ENTRY};
 
 use super::keyboard::Keyboard;
@@ -106,6 +106,8 @@ pub enum Effect {
     Play(u16),
     /// Store the subscriber's favourites (all of them, in order) on the content server.
     SaveFavourites(Vec<u16>),
+    /// Find what "About this box" shows; answer with [`Model::about_done`].
+    About,
     /// Fetch these channels' programmes over `[from_ms, to_ms)`; answer with
     /// [`Model::guide_done`].
     FetchGuide {
@@ -383,7 +385,7 @@ impl Model {
             return fx;
         }
         if let Some(i) = self.menu {
-            self.menu_action(i, action);
+            self.menu_action(i, action, &mut fx);
             return fx;
         }
         match self.screen {

@@ -58,7 +58,42 @@ impl Alert {
 }
 
 /// Entries of the small menu.
-pub const MENU: [&str; 3] = ["Channel list", "Log out", "Close"];
+pub const MENU: [&str; 4] = ["Channel list", "Log out", "About this box", "Close"];
+
+/// The title of the "About this box" panel (an alert whose text the checks fill in).
+const ABOUT: &str = "About this box";
+
+/// What "About this box" shows: the box's identity and whether the servers answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct About {
+    /// stb-app's version.
+    pub version: String,
+    /// The serial number of the box's certificate (its identity at the operator), hex.
+    pub serial: String,
+    /// The box's address towards the content server.
+    pub address: String,
+    /// The key server: its answer time in ms, or what went wrong.
+    pub keyserver: Result<u64, String>,
+    /// The content server, over the box's mutual TLS.
+    pub content: Result<u64, String>,
+}
+
+impl About {
+    fn describe(&self) -> String {
+        let server = |r: &Result<u64, String>| match r {
+            Ok(ms) => format!("answers ({ms} ms)"),
+            Err(e) => format!("does not answer: {e}"),
+        };
+        format!(
+            "Version {}\nCertificate {}\nAddress {}\nKey server {}\nContent server {}",
+            self.version,
+            self.serial,
+            self.address,
+            server(&self.keyserver),
+            server(&self.content)
+        )
+    }
+}
 
 impl Model {
     pub(super) fn volume_action(&mut self, action: Action, fx: &mut Vec<Effect>) {
@@ -78,7 +113,7 @@ impl Model {
         fx.push(Effect::Arm(Timer::VolumeBar, VOLUME_BAR));
     }
 
-    pub(super) fn menu_action(&mut self, i: usize, action: Action) {
+    pub(super) fn menu_action(&mut self, i: usize, action: Action, fx: &mut Vec<Effect>) {
         match action {
             Action::Up => self.menu = Some((i + MENU.len() - 1) % MENU.len()),
             Action::Down => self.menu = Some((i + 1) % MENU.len()),
@@ -88,11 +123,23 @@ impl Model {
                 match i {
                     0 => self.screen = Screen::Channels,
                     1 => self.ask_logout(),
+                    2 => {
+                        self.alert = Some(Alert::new(ABOUT, "Checking the servers\u{2026}"));
+                        fx.push(Effect::About);
+                    }
                     _ => {}
                 }
             }
             _ => {}
         }
+    }
+
+    /// What "About this box" found; shown if its panel is still open.
+    pub fn about_done(&mut self, about: About) -> Vec<Effect> {
+        if let Some(alert) = self.alert.as_mut().filter(|a| a.title == ABOUT) {
+            alert.detail = about.describe();
+        }
+        vec![]
     }
 
     /// The feeder's state for the channel playing.
@@ -187,5 +234,38 @@ mod tests {
             m.alert().map(|a| a.detail.as_str()),
             Some("Not entitled to channel 1")
         );
+    }
+
+    #[test]
+    fn about_this_box_shows_identity_and_the_servers() {
+        let (mut m, _) = logged_in();
+        m.action(Action::Menu);
+        m.action(Action::Down);
+        m.action(Action::Down);
+        let fx = m.action(Action::Ok);
+        assert!(fx.iter().any(|e| matches!(e, Effect::About)));
+        assert_eq!(m.alert().map(|a| a.title.as_str()), Some("About this box"));
+        m.about_done(About {
+            version: "0.1.0".into(),
+            serial: "3f9a".into(),
+            address: "192.0.2.2".into(),
+            keyserver: Ok(12),
+            content: Err("connection refused".into()),
+        });
+        let detail = &m.alert().expect("panel").detail;
+        assert!(
+            detail.contains("Certificate 3f9a") && detail.contains("Key server answers (12 ms)")
+        );
+        assert!(detail.contains("Content server does not answer: connection refused"));
+        // Closed before the checks end: nothing comes back.
+        m.action(Action::Ok);
+        m.about_done(About {
+            version: String::new(),
+            serial: String::new(),
+            address: String::new(),
+            keyserver: Ok(1),
+            content: Ok(1),
+        });
+        assert!(m.alert().is_none());
     }
 }
