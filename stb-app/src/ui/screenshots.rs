@@ -525,6 +525,8 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             }),
             true,
         ),
+        // Just after a zap: black until the first picture, the spinner turning.
+        ("player-tuning", quiet(), false),
         (
             "player-no-signal",
             then(quiet(), &|m| {

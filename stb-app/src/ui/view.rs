@@ -246,6 +246,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_busy(model.busy().unwrap_or_default().into());
     ui.set_standby(model.standby());
     ui.set_no_signal(model.no_signal());
+    ui.set_tuned(model.current().is_some() && !model.standby());
 }
 
 /// The guide's properties: cells placed as shares of the two hours shown.
