@@ -151,7 +151,8 @@ def is_channel1(s):
 
 def is_channel2(s):
     # The moving ball on black: mostly black, a white ball and the overlays, no colour bars.
-    return s["black"] > 0.5 and s["saturated"] < 0.1 and s["bright"] > 0.003 \
+    # (The spinner while tuning is black and moving too, but its dots are under 0.4 % bright.)
+    return s["black"] > 0.5 and s["saturated"] < 0.1 and s["bright"] > 0.01 \
         and s["ui_background"] < 0.05
 
 
