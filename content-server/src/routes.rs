@@ -232,7 +232,10 @@ async fn channels(
             }
         })
         .collect();
-    let favourites = state.store.favourites(&sub.name).await?;
+    // Channels the operator has since removed are left out (the box would show nothing for
+    // them, and a list naming them is refused when stored).
+    let mut favourites = state.store.favourites(&sub.name).await?;
+    favourites.retain(|n| state.catalogue.channels.contains_key(n));
     Ok(Json(ChannelList {
         account: sub.name,
         package: sub.package,

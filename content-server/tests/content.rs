@@ -606,6 +606,16 @@ async fn postgres_backend_enrolls_and_serves() {
         .await
         .expect("block");
     assert_eq!((first, second, other), (floor, floor + 100, floor));
+    // Favourites: stored, replaced, kept in order.
+    op.store
+        .set_favourites("carol", &[3, 1], 1)
+        .await
+        .expect("store");
+    op.store
+        .set_favourites("carol", &[2, 4, 1], 2)
+        .await
+        .expect("replace");
+    assert_eq!(op.store.favourites("carol").await.expect("read"), [2, 4, 1]);
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -50,6 +50,8 @@ pub struct Session {
     pub channels: ChannelList,
     /// Login timings.
     pub timings: LoginTimings,
+    favourites_version: std::sync::atomic::AtomicU64,
+    favourites_saving: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Session {
@@ -140,6 +142,8 @@ impl Session {
                 favourites: vec![],
             },
             timings: LoginTimings::default(),
+            favourites_version: std::sync::atomic::AtomicU64::new(0),
+            favourites_saving: tokio::sync::Mutex::new(()),
         };
         let list = match session
             .http
@@ -177,30 +181,6 @@ impl Session {
         x509_parser::parse_x509_certificate(&self.data.certificate_der)
             .map(|(_, cert)| cert.raw_serial_as_string().replace(':', ""))
             .unwrap_or_else(|_| "unreadable".into())
-    }
-
-    /// The box's own address towards the content server (a UDP socket aimed at it: no
-    /// packet leaves), or what stopped finding it.
-    pub fn local_address(&self) -> String {
-        let target = reqwest::Url::parse(self.content_url()).ok().and_then(|u| {
-            Some((
-                u.host_str()?.trim_matches(['[', ']']).to_owned(),
-                u.port_or_known_default()?,
-            ))
-        });
-        let Some((host, port)) = target else {
-            return "unknown".into();
-        };
-        std::net::UdpSocket::bind(if host.contains(':') {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
-        })
-        .and_then(|s| {
-            s.connect((host.as_str(), port))?;
-            s.local_addr()
-        })
-        .map_or_else(|e| format!("unknown ({e})"), |a| a.ip().to_string())
     }
 
     /// Whether the content server answers this box (`GET /v1/guide/now` over its mutual
@@ -249,22 +229,38 @@ impl Session {
         Ok((r.json().await?, Duration::from_secs(max_age)))
     }
 
-    /// Stores the subscriber's favourite channels on the content server (they follow the
-    /// subscriber to any box; the box keeps nothing).
-    pub async fn save_favourites(&self, channels: &[u16]) -> anyhow::Result<Vec<u16>> {
+    /// Numbers the next list of favourites to store: the newest one is what the server
+    /// keeps.
+    pub fn next_favourites_version(&self) -> u64 {
+        self.favourites_version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    /// Stores the subscriber's favourite channels (list `version` of
+    /// [`Session::next_favourites_version`]) on the content server: they follow the
+    /// subscriber to any box; the box keeps nothing. One request at a time, and a list that
+    /// a newer one replaced is not sent: quick presses cannot leave an older list stored.
+    pub async fn save_favourites(&self, version: u64, channels: &[u16]) -> anyhow::Result<()> {
+        let _one_at_a_time = self.favourites_saving.lock().await;
+        if version
+            != self
+                .favourites_version
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
         let body = stb_protocol::content_api::Favourites {
             channels: channels.to_vec(),
         };
-        let saved: stb_protocol::content_api::Favourites = self
-            .http
+        self.http
             .put(format!("{}/v1/favourites", self.content_url()))
+            .timeout(Duration::from_secs(10))
             .json(&body)
             .send()
             .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(saved.channels)
+            .error_for_status()?;
+        Ok(())
     }
 
     /// The programmes of `channels` over `[from_ms, to_ms)`, for the guide grid.
@@ -326,4 +322,27 @@ impl Session {
     pub fn logout(self) {
         drop(self);
     }
+}
+
+/// The box's own address towards `url`'s host (a UDP socket aimed at it: no packet leaves;
+/// a host name is resolved, so call it off the async threads), or why it is unknown.
+pub fn local_address(url: &str) -> String {
+    let target = reqwest::Url::parse(url).ok().and_then(|u| {
+        let host = u.host_str()?.trim_matches(['[', ']']).to_owned();
+        Some((host, u.port_or_known_default()?))
+    });
+    let Some((host, port)) = target else {
+        return "unknown".into();
+    };
+    let any = if host.contains(':') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| {
+            s.connect((host.as_str(), port))?;
+            s.local_addr()
+        })
+        .map_or_else(|e| format!("unknown ({e})"), |a| a.ip().to_string())
 }

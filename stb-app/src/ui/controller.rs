@@ -139,6 +139,9 @@ pub struct Controller {
     guide: Option<tokio::task::JoinHandle<()>>,
     /// Guide grid requests in flight (they hold the session too; a logout aborts them).
     guide_fetches: Vec<tokio::task::AbortHandle>,
+    /// Favourites being stored and "About this box" checks: they hold the session, so a
+    /// logout aborts them and waits for their end before the session's keys are wiped.
+    side_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Standby's stop and flush: the next play waits for it, so a quick POWER POWER cannot
     /// flush the pipeline under the resumed channel.
     stopping: Option<tokio::task::JoinHandle<()>>,
@@ -179,6 +182,7 @@ impl Controller {
                 feeder: None,
                 guide: None,
                 guide_fetches: Vec::new(),
+                side_tasks: Vec::new(),
                 stopping: None,
                 zaps: 0,
                 work: None,
@@ -287,33 +291,40 @@ impl Controller {
                 self.works += 1;
             }
             Effect::Play(number) => self.play(number),
-            Effect::About => {
+            Effect::About(id) => {
                 let Some(session) = self.session.clone() else {
                     return;
                 };
                 let keyserver = self.keyserver.clone();
-                let task = self.rt.spawn(async move {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.side_task(async move {
                     let keyserver = async {
                         match keyserver {
                             Some(k) => k.health().await,
                             None => Err("not asked yet".into()),
                         }
                     };
-                    let (keyserver, content) = tokio::join!(keyserver, session.content_health());
-                    crate::ui::model::About {
+                    // The address needs the host resolved: off the async threads, and
+                    // without the session.
+                    let url = session.content_url().to_owned();
+                    let address =
+                        tokio::task::spawn_blocking(move || crate::session::local_address(&url));
+                    let (keyserver, content, address) =
+                        tokio::join!(keyserver, session.content_health(), address);
+                    let _ = tx.send(crate::ui::model::About {
                         version: env!("CARGO_PKG_VERSION").into(),
                         serial: session.certificate_serial(),
-                        address: session.local_address(),
+                        address: address.unwrap_or_else(|_| "unknown".into()),
                         keyserver,
                         content,
-                    }
+                    });
                 });
                 let me = self.me.clone();
                 self.spawn_local(async move {
-                    if let Ok(about) = task.await
+                    if let Ok(about) = rx.await
                         && let Some(this) = me.upgrade()
                     {
-                        dispatch(&this, |m| m.about_done(about));
+                        dispatch(&this, |m| m.about_done(id, about));
                     }
                 });
             }
@@ -322,9 +333,10 @@ impl Controller {
                     return;
                 };
                 // The list on screen is already changed; a failure leaves it so for this
-                // session and the next change stores the whole list again.
-                self.rt.spawn(async move {
-                    if let Err(e) = session.save_favourites(&channels).await {
+                // session, and the next change stores the whole list again.
+                let version = session.next_favourites_version();
+                self.side_task(async move {
+                    if let Err(e) = session.save_favourites(version, &channels).await {
                         tracing::warn!(error = format!("{e:#}"), "favourites not stored");
                     }
                 });
@@ -358,10 +370,18 @@ impl Controller {
                 for fetch in self.guide_fetches.drain(..) {
                     fetch.abort();
                 }
+                let side_tasks: Vec<_> = self.side_tasks.drain(..).collect();
+                for task in &side_tasks {
+                    task.abort();
+                }
                 let session = self.session.take();
                 self.rt.spawn(async move {
                     stopped.await;
                     stop(guide).await;
+                    // Aborted and awaited: their hold on the session is gone once they end.
+                    for task in side_tasks {
+                        let _ = task.await;
+                    }
                     // The feeder held the only other reference: D, KS, KR and the channel
                     // keys are wiped as this one drops.
                     if let Some(session) = session.and_then(|s| Arc::try_unwrap(s).ok()) {
@@ -422,6 +442,12 @@ impl Controller {
             }
             done(&this, result);
         });
+    }
+
+    /// Runs session work on the runtime, remembered for the logout.
+    fn side_task(&mut self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.side_tasks.retain(|t| !t.is_finished());
+        self.side_tasks.push(self.rt.spawn(fut));
     }
 
     fn spawn_local(&self, fut: impl std::future::Future<Output = ()> + 'static) {

@@ -571,13 +571,17 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             "about",
             then(quiet(), &|m| {
                 press(m, &[Menu, Down, Down, Action::Ok]);
-                m.about_done(About {
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    serial: "5c1e0f3a9b27d4e8a1f06c3b7d9e2a41".into(),
-                    address: "192.168.1.42".into(),
-                    keyserver: Ok(9),
-                    content: Ok(6),
-                });
+                // The answer to this model's first request.
+                m.about_done(
+                    1,
+                    About {
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        serial: "5c1e0f3a9b27d4e8a1f06c3b7d9e2a41".into(),
+                        address: "192.168.1.42".into(),
+                        keyserver: Ok(9),
+                        content: Ok(6),
+                    },
+                );
             }),
             true,
         ),

@@ -86,6 +86,28 @@ fn list<T: Clone + 'static>(items: Vec<T>) -> ModelRc<T> {
     ModelRc::new(VecModel::from(items))
 }
 
+/// Puts `items` into the window's `current` list in place, row by row, so the rows stay
+/// the same elements (their highlight animates as it moves); a new list only when the
+/// window had none.
+fn update<T: Clone + PartialEq + 'static>(
+    current: ModelRc<T>,
+    items: Vec<T>,
+    set: impl FnOnce(ModelRc<T>),
+) {
+    use slint::Model as _;
+    let Some(rows) = current.as_any().downcast_ref::<VecModel<T>>() else {
+        return set(list(items));
+    };
+    if rows.row_count() != items.len() {
+        return rows.set_vec(items);
+    }
+    for (i, item) in items.into_iter().enumerate() {
+        if rows.row_data(i).as_ref() != Some(&item) {
+            rows.set_row_data(i, item);
+        }
+    }
+}
+
 fn hh_mm(ms: i64) -> String {
     Local
         .timestamp_millis_opt(ms)
@@ -162,7 +184,8 @@ pub fn render(model: &Model, ui: &AppWindow) {
         ui.set_strength(form.strength.map_or(-1, i32::from));
         ui.set_form_message(form.message.into());
         ui.set_hint(form.hint.into());
-        ui.set_caps(list(
+        update(
+            ui.get_caps(),
             model
                 .keyboard()
                 .caps(&form.done_label)
@@ -175,7 +198,8 @@ pub fn render(model: &Model, ui: &AppWindow) {
                     selected: c.selected,
                 })
                 .collect(),
-        ));
+            |l| ui.set_caps(l),
+        );
     } else {
         ui.set_fields(ModelRc::default());
     }
@@ -184,7 +208,8 @@ pub fn render(model: &Model, ui: &AppWindow) {
     let favourites = model.favourites();
     let rows = list_window(model.selected(), channels.len());
     let now_ms = chrono::Utc::now().timestamp_millis();
-    ui.set_channels(list(
+    update(
+        ui.get_channels(),
         channels[rows.clone()]
             .iter()
             .zip(rows.clone())
@@ -199,7 +224,8 @@ pub fn render(model: &Model, ui: &AppWindow) {
                 progress: progress(c.now.as_ref(), now_ms),
             })
             .collect(),
-    ));
+        |l| ui.set_channels(l),
+    );
     ui.set_more_above(rows.start > 0);
     ui.set_more_below(rows.end < channels.len());
     ui.set_favourites_only(model.favourites_only());
@@ -235,7 +261,11 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_muted(muted);
     ui.set_volume_visible(bar);
     ui.set_status(model.status().unwrap_or_default().into());
-    ui.set_menu_items(list(MENU.iter().map(|&m| SharedString::from(m)).collect()));
+    update(
+        ui.get_menu_items(),
+        MENU.iter().map(|&m| SharedString::from(m)).collect(),
+        |l| ui.set_menu_items(l),
+    );
     ui.set_menu_index(model.menu().map_or(-1, |i| i as i32));
     let alert = model.alert();
     ui.set_alert_title(alert.map(|a| a.title.clone()).unwrap_or_default().into());
@@ -246,7 +276,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_busy(model.busy().unwrap_or_default().into());
     ui.set_standby(model.standby());
     ui.set_no_signal(model.no_signal());
-    ui.set_tuned(model.current().is_some() && !model.standby());
+    ui.set_tuned(model.tuning());
 }
 
 /// The guide's properties: cells placed as shares of the two hours shown.

@@ -8,11 +8,12 @@ use stb_protocol::content_api::OnAir;
 use std::time::Duration;
 
 /// Timers that run only while a session is on screen.
-const SESSION_TIMERS: [Timer; 4] = [
+const SESSION_TIMERS: [Timer; 5] = [
     Timer::Inactivity,
     Timer::Banner,
     Timer::NumberEntry,
     Timer::VolumeBar,
+    Timer::NoSignal,
 ];
 
 impl Model {
@@ -72,7 +73,8 @@ impl Model {
             fx.push(Effect::Arm(Timer::Standby, limit));
         }
         (self.menu, self.alert, self.status) = (None, None, None);
-        (self.banner, self.volume_bar) = (false, false);
+        (self.banner, self.volume_bar, self.no_signal) = (false, false, false);
+        self.tuning = false;
         self.entry.clear();
     }
 
@@ -94,6 +96,7 @@ impl Model {
         }
         if let Some(number) = self.current {
             fx.push(Effect::Play(number));
+            self.tuning = true;
             if self.screen == Screen::Player {
                 self.banner = true;
                 fx.push(Effect::Arm(Timer::Banner, BANNER));
@@ -109,8 +112,14 @@ impl Model {
             return fx;
         }
         match result {
-            Ok(account) => {
+            Ok(mut account) => {
                 self.clear_form();
+                // Favourites of channels the operator no longer has are dropped (a list
+                // naming them would be refused when stored).
+                let channels = &account.channels;
+                account
+                    .favourites
+                    .retain(|&n| channels.iter().any(|c| c.number == n));
                 self.account = Some(account);
                 if let Some(after) = self.rules.inactivity {
                     fx.push(Effect::Arm(Timer::Inactivity, after));

@@ -124,13 +124,15 @@ impl Model {
             self.entry.clear();
             fx.push(Effect::Cancel(Timer::NumberEntry));
         }
-        let row = match self.screen {
-            Screen::Channels => self.selected,
-            _ => self
-                .current
-                .and_then(|n| self.channels().iter().position(|c| c.number == n))
-                .unwrap_or(0),
+        // The guide has every channel: its row is found by number (the list may show the
+        // favourites only).
+        let on = match self.screen {
+            Screen::Channels => self.listed().get(self.selected).map(|c| c.number),
+            _ => self.current,
         };
+        let row = on
+            .and_then(|n| self.channels().iter().position(|c| c.number == n))
+            .unwrap_or(0);
         self.guide_return = self.screen;
         self.screen = Screen::Guide;
         self.banner = false;
@@ -213,11 +215,10 @@ impl Model {
 
     /// Digits typed on the guide moved the highlight to that channel (as on the list).
     pub(super) fn guide_jump_to_entry(&mut self) {
-        let selected = self.selected;
-        self.selected = self.guide.row;
-        self.jump_to_entry();
-        self.guide.row = self.selected;
-        self.selected = selected;
+        let entry = std::mem::take(&mut self.entry);
+        if let Some(row) = entry.parse().ok().and_then(|n| self.row_of_number(n)) {
+            self.guide.row = row;
+        }
     }
 
     /// Asks for the blocks the rows on screen lack over the time shown.

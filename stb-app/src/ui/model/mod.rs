@@ -106,8 +106,8 @@ pub enum Effect {
     Play(u16),
     /// Store the subscriber's favourites (all of them, in order) on the content server.
     SaveFavourites(Vec<u16>),
-    /// Find what "About this box" shows; answer with [`Model::about_done`].
-    About,
+    /// Find what "About this box" shows; answer with [`Model::about_done`] and this number.
+    About(u64),
     /// Fetch these channels' programmes over `[from_ms, to_ms)`; answer with
     /// [`Model::guide_done`].
     FetchGuide {
@@ -189,6 +189,10 @@ pub struct Model {
     no_signal: bool,
     /// The channel list and CH+/CH- show only the favourites.
     favourites_only: bool,
+    /// A channel was tuned and its first picture has not come.
+    tuning: bool,
+    /// Counts "About this box" requests: an answer to an earlier one is not shown.
+    about_id: u64,
     menu: Option<usize>,
     standby: bool,
     rules: SessionRules,
@@ -223,6 +227,8 @@ impl Model {
             status: None,
             no_signal: false,
             favourites_only: false,
+            tuning: false,
+            about_id: 0,
             menu: None,
             standby: false,
             rules,
@@ -266,6 +272,12 @@ impl Model {
     /// The subscriber's favourite channels, in their order.
     pub fn favourites(&self) -> &[u16] {
         self.account.as_ref().map_or(&[], |a| &a.favourites)
+    }
+
+    /// Whether a channel is tuning on the picture screen (black until its first picture: a
+    /// spinner).
+    pub fn tuning(&self) -> bool {
+        self.tuning && self.screen == Screen::Player && !self.standby && !self.no_signal
     }
 
     /// Whether the list shows only the favourites.

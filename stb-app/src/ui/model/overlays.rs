@@ -121,11 +121,15 @@ impl Model {
             Action::Ok => {
                 self.menu = None;
                 match i {
-                    0 => self.screen = Screen::Channels,
+                    0 => {
+                        self.screen = Screen::Channels;
+                        self.select_current();
+                    }
                     1 => self.ask_logout(),
                     2 => {
                         self.alert = Some(Alert::new(ABOUT, "Checking the servers\u{2026}"));
-                        fx.push(Effect::About);
+                        self.about_id += 1;
+                        fx.push(Effect::About(self.about_id));
                     }
                     _ => {}
                 }
@@ -134,8 +138,11 @@ impl Model {
         }
     }
 
-    /// What "About this box" found; shown if its panel is still open.
-    pub fn about_done(&mut self, about: About) -> Vec<Effect> {
+    /// What "About this box" request `id` found; shown if its panel is still the one open.
+    pub fn about_done(&mut self, id: u64, about: About) -> Vec<Effect> {
+        if id != self.about_id {
+            return vec![];
+        }
         if let Some(alert) = self.alert.as_mut().filter(|a| a.title == ABOUT) {
             alert.detail = about.describe();
         }
@@ -150,7 +157,9 @@ impl Model {
         }
         match feed {
             FeedState::Starting => {}
-            FeedState::Playing => (self.status, self.no_signal) = (None, false),
+            FeedState::Playing => {
+                (self.status, self.no_signal, self.tuning) = (None, false, false);
+            }
             FeedState::Reconnecting => {
                 let away_since_now = self.status.is_none();
                 self.status = Some("Connection lost \u{2014} reconnecting\u{2026}".into());
@@ -159,7 +168,7 @@ impl Model {
                 }
             }
             FeedState::Refused(reason) => {
-                (self.status, self.no_signal) = (None, false);
+                (self.status, self.no_signal, self.tuning) = (None, false, false);
                 if self.alert.is_none() {
                     self.alert = Some(Alert::new("Channel not available", capitalise(&reason)));
                 }
@@ -243,29 +252,44 @@ mod tests {
         m.action(Action::Down);
         m.action(Action::Down);
         let fx = m.action(Action::Ok);
-        assert!(fx.iter().any(|e| matches!(e, Effect::About)));
+        let Some(id) = fx.iter().find_map(|e| match e {
+            Effect::About(id) => Some(*id),
+            _ => None,
+        }) else {
+            panic!("no About effect: {fx:?}")
+        };
         assert_eq!(m.alert().map(|a| a.title.as_str()), Some("About this box"));
-        m.about_done(About {
+        let sample = |serial: &str| About {
             version: "0.1.0".into(),
-            serial: "3f9a".into(),
+            serial: serial.into(),
             address: "192.0.2.2".into(),
             keyserver: Ok(12),
             content: Err("connection refused".into()),
-        });
+        };
+        m.about_done(
+            id,
+            About {
+                version: "0.1.0".into(),
+                serial: "3f9a".into(),
+                address: "192.0.2.2".into(),
+                keyserver: Ok(12),
+                content: Err("connection refused".into()),
+            },
+        );
         let detail = &m.alert().expect("panel").detail;
         assert!(
             detail.contains("Certificate 3f9a") && detail.contains("Key server answers (12 ms)")
         );
         assert!(detail.contains("Content server does not answer: connection refused"));
-        // Closed before the checks end: nothing comes back.
+        // Closed and opened again: the first request's late answer is not shown in the second.
         m.action(Action::Ok);
-        m.about_done(About {
-            version: String::new(),
-            serial: String::new(),
-            address: String::new(),
-            keyserver: Ok(1),
-            content: Ok(1),
-        });
-        assert!(m.alert().is_none());
+        m.action(Action::Menu);
+        m.action(Action::Down);
+        m.action(Action::Down);
+        m.action(Action::Ok);
+        m.about_done(id, sample("old"));
+        assert!(!m.alert().expect("panel").detail.contains("old"));
+        m.about_done(id + 1, sample("new"));
+        assert!(m.alert().expect("panel").detail.contains("Certificate new"));
     }
 }

@@ -106,7 +106,7 @@ impl Model {
     }
 
     /// The highlight on the channel playing, if the list shows it; else on the first row.
-    fn select_current(&mut self) {
+    pub(super) fn select_current(&mut self) {
         let listed = self.listed();
         self.selected = self
             .current
@@ -182,14 +182,18 @@ impl Model {
                 None => self.favourites_only = false,
             }
         }
+        if let Some(i) = self.row_of_number(n) {
+            self.selected = i;
+        }
+    }
+
+    /// The row of channel `n` among all channels, or of the first one above it, or the last.
+    pub(super) fn row_of_number(&self, n: u16) -> Option<usize> {
         let channels = self.channels();
-        if let Some(i) = channels
+        channels
             .iter()
             .position(|c| c.number >= n)
             .or(channels.len().checked_sub(1))
-        {
-            self.selected = i;
-        }
     }
 
     pub(super) fn tune_entry(&mut self, fx: &mut Vec<Effect>) {
@@ -223,11 +227,13 @@ impl Model {
         self.screen = Screen::Player;
         self.banner = true;
         (self.status, self.no_signal) = (None, false);
+        fx.push(Effect::Cancel(Timer::NoSignal));
         fx.push(Effect::Arm(Timer::Banner, BANNER));
         if self.current != Some(number) {
             self.last = self.current;
             self.current = Some(number);
             fx.push(Effect::Play(number));
+            self.tuning = true;
         }
     }
 }
@@ -366,5 +372,65 @@ mod tests {
         assert!(m.favourites_only() && m.listed().is_empty());
         assert!(plays(&m.action(Action::Ok)).is_empty());
         assert!(saved(&m.action(Action::Favourite)).is_none());
+    }
+
+    /// The highlighted row of the guide, by channel number.
+    fn guide_on(m: &Model) -> Option<u16> {
+        let view = m.guide_view()?;
+        view.rows.iter().find(|r| r.highlighted).map(|r| r.number)
+    }
+
+    #[test]
+    fn favourites_list_with_the_guide_the_menu_and_removed_channels() {
+        let mut m = Model::new(rules(false));
+        submit(&mut m, "alice", "Secret#1");
+        // 99 left the catalogue since it was stored: dropped at login.
+        m.login_done(Ok(LoggedIn {
+            favourites: vec![4, 99, 1],
+            account: "Alice".into(),
+            package: "basic".into(),
+            channels: channels(),
+        }));
+        assert_eq!(m.favourites(), [4, 1]);
+        // The guide from the favourites list opens on the highlighted channel.
+        m.action(Action::Back);
+        m.action(Action::Right);
+        assert_eq!(m.listed()[m.selected()].number, 1);
+        m.action(Action::Up);
+        assert_eq!(m.listed()[m.selected()].number, 4);
+        m.action(Action::Guide);
+        assert_eq!(guide_on(&m), Some(4));
+        // Digits in the guide go to that channel among all, the list's mode untouched.
+        m.action(Action::Digit(2));
+        m.timer(Timer::NumberEntry);
+        assert_eq!(guide_on(&m), Some(2));
+        assert!(m.favourites_only());
+        m.action(Action::Back);
+        // FAV on the picture takes the channel playing (1) out; MENU > Channel list keeps
+        // the highlight inside the shorter list.
+        m.action(Action::Back);
+        assert_eq!(m.current().map(|c| c.number), Some(1));
+        m.action(Action::Favourite);
+        assert_eq!(m.favourites(), [4]);
+        m.action(Action::Menu);
+        m.action(Action::Ok);
+        assert!(m.selected() < m.listed().len());
+    }
+
+    #[test]
+    fn no_signal_and_the_spinner_end_with_standby_and_a_zap() {
+        let (mut m, _) = logged_in();
+        assert!(m.tuning(), "a spinner until the first picture");
+        m.feed(crate::feed::FeedState::Playing);
+        assert!(!m.tuning());
+        m.feed(crate::feed::FeedState::Reconnecting);
+        m.timer(Timer::NoSignal);
+        assert!(m.no_signal());
+        m.action(Action::Power);
+        m.action(Action::Power);
+        assert!(!m.no_signal(), "standby and back: no stale screen");
+        assert!(m.tuning());
+        m.feed(crate::feed::FeedState::Refused("not entitled".into()));
+        assert!(!m.tuning(), "no spinner behind a refusal");
     }
 }
