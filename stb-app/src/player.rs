@@ -97,8 +97,8 @@ fn make(factory: &str) -> Result<gst::Element> {
     })
 }
 
-/// tsdemux's added latency, ms.
-const DEMUX_LATENCY_MS: i32 = 100;
+/// tsdemux's added latency, ms: none (segments arrive whole, a second ahead of their time).
+const DEMUX_LATENCY_MS: i32 = 0;
 
 /// A hardware H.264 decoder when the platform has one, else libav's.
 fn video_decoder() -> Result<gst::Element> {
@@ -146,7 +146,8 @@ fn create_pipeline(
     let demux = make("tsdemux")?;
     // tsdemux holds live data back 700 ms by default to smooth packet-by-packet arrival.
     // Segments reach the box whole, so that only delayed every zap's first picture on a
-    // synchronised sink (the UI: 762 ms -> 162 ms, still 25 pictures/s; BENCHMARKS.md).
+    // synchronised sink (the UI: 762 ms at 700, 162 ms at 100, 62 ms at 0, still 25
+    // pictures/s; BENCHMARKS.md).
     demux.set_property("latency", DEMUX_LATENCY_MS);
     let vparse = make("h264parse")?;
     let vdec = video_decoder()?;
