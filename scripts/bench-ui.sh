@@ -27,6 +27,9 @@ box_died() {
   exit 1
 }
 
+for tool in Xvfb xdotool; do
+  command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install xvfb xdotool)"
+done
 stack_up "$dir" release >&2
 # Xvfb picks a free display and writes its number once it accepts connections: the box must
 # not start before (it exits with "Failed to open connection to X server" under load).
