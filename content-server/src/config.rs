@@ -30,7 +30,7 @@ pub struct Config {
     pub public_url: String,
     /// Key server URL handed to boxes at enrollment.
     pub keyserver_url: String,
-    /// The HTTP cache boxes fetch segments from (`https://edge.example.net:8446`); empty:
+    /// The HTTP cache boxes fetch segments from (its `https://` URL and port); empty:
     /// boxes stream from this server.
     pub edge_url: String,
     /// How long a box's segment token for the edge is valid, seconds: a revocation reaches

@@ -291,7 +291,7 @@ pub async fn start(state: &Arc<AppState>) -> Result<Vec<std::thread::JoinHandle<
         .catalogue
         .channels
         .values()
-        .filter(|c| matches!(c.source, crate::catalogue::Source::Live(_)))
+        .filter(|c| c.looped().is_none())
         .map(|c| c.number)
         .collect();
     if live.is_empty() {
@@ -308,7 +308,10 @@ pub async fn start(state: &Arc<AppState>) -> Result<Vec<std::thread::JoinHandle<
             .reserve_live_sequences(number, SEQUENCE_BLOCK, FIRST_SEQUENCE)
             .await
             .with_context(|| format!("sequence numbers for live channel {number}"))?;
-        let mut ingest = Ingest::new(state.clone(), number, first);
+        let crate::catalogue::Source::Live(feed) = &state.catalogue.channels[&number].source else {
+            continue;
+        };
+        let mut ingest = Ingest::new(state.clone(), number, feed.clone(), first);
         // Boxes tuning in before the input's first GOP (or while it never comes) see it.
         ingest.watch_signal();
         threads.push(
@@ -325,6 +328,7 @@ pub async fn start(state: &Arc<AppState>) -> Result<Vec<std::thread::JoinHandle<
 struct Ingest {
     state: Arc<AppState>,
     number: u16,
+    feed: Arc<LiveFeed>,
     /// The database's handle for the next block of sequence numbers.
     runtime: tokio::runtime::Handle,
     /// Sequence numbers of the block in hand: `next..end`.
@@ -346,11 +350,12 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn new(state: Arc<AppState>, number: u16, first: u64) -> Self {
+    fn new(state: Arc<AppState>, number: u16, feed: Arc<LiveFeed>, first: u64) -> Self {
         let now = Instant::now();
         Self {
             state,
             number,
+            feed,
             runtime: tokio::runtime::Handle::current(),
             next: first,
             end: first + SEQUENCE_BLOCK,
@@ -366,15 +371,8 @@ impl Ingest {
         }
     }
 
-    fn feed(&self) -> &LiveFeed {
-        match &self.state.catalogue.channels[&self.number].source {
-            crate::catalogue::Source::Live(feed) => feed,
-            crate::catalogue::Source::Looped(_) => unreachable!("started for live channels"),
-        }
-    }
-
     fn run(mut self) {
-        let input = self.feed().input.uri().to_owned();
+        let input = self.feed.input.uri().to_owned();
         tracing::info!(channel = self.number, input = %input, "reading live input");
         let stopping = self.state.stopping();
         // Stops when told, or when the server that started it is gone.
@@ -389,7 +387,7 @@ impl Ingest {
     fn step(&mut self, input: &str) {
         let now = Instant::now();
         if self.open.is_none() && now >= self.retry_at {
-            match self.feed().input.pipeline() {
+            match self.feed.input.pipeline() {
                 Ok((pipeline, sink)) => match pipeline.set_state(gst::State::Playing) {
                     Ok(_) => self.open = Some((pipeline, sink)),
                     Err(e) => {
@@ -483,7 +481,7 @@ impl Ingest {
         if let Some((due, index)) = self.slate_due
             && now >= due
         {
-            let slate = self.feed().slate.clone();
+            let slate = self.feed.slate.clone();
             let segment = &slate[index % slate.len()];
             self.air(segment);
             // On time, or from now if this thread was held up (never a burst to catch up).
@@ -514,7 +512,7 @@ impl Ingest {
         let sequence = self.next;
         self.next += 1;
         if let Err(e) = self
-            .feed()
+            .feed
             .publish(&self.state, self.number, sequence, segment)
         {
             tracing::error!(channel = self.number, error = %e, "could not encrypt a live segment");
@@ -544,7 +542,7 @@ impl Ingest {
             );
         }
         self.reported = Some(status);
-        *self.feed().status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        *self.feed.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
     fn retry_later(&mut self) {

@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::{Box_, Operator, gst_decodes, operator, operator_with};
+use common::{Box_, Operator, gst_decodes, operator, operator_with, segment_key, stream_headers};
 
 use base64::Engine;
 use content_server::config::Config;
 use content_server::keys::OperatorKeys;
 use content_server::routes::{ChannelList, Guide, LiveEdge, OnAir};
 use content_server::store::Status;
-use stb_protocol::{License, LicenseKey, SecretArray, SegmentCipher, SegmentHeader};
+use stb_protocol::{License, SegmentCipher, SegmentHeader};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -497,19 +497,7 @@ async fn license_key_decrypts_a_segment_that_gstreamer_decodes() {
         404
     );
 
-    let ks: [u8; 32] = base64::engine::general_purpose::STANDARD
-        .decode(&alice.enrolled.ks_base64)
-        .expect("b64")
-        .try_into()
-        .expect("32 bytes");
-    let entry = license
-        .entries
-        .iter()
-        .find(|e| e.channel == 1 && e.key_id == header.key_id)
-        .expect("the license has the segment's key");
-    let key = LicenseKey::from_ks(&SecretArray::new(ks))
-        .unwrap(entry)
-        .expect("unwrap");
+    let key = segment_key(&alice, &license, &header);
     let payload = &segment[stb_protocol::segment::HEADER_LEN..];
     assert!(
         !gst_decodes(payload),
@@ -525,28 +513,12 @@ async fn license_key_decrypts_a_segment_that_gstreamer_decodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_starts_with_the_live_segment_then_follows_in_order() {
-    use futures_util::StreamExt;
     let op = operator(None).await;
     let alice = op
         .enroll(&op.add("alice", "basic").await)
         .await
         .expect("enroll");
-    let r = op
-        .client(Some(&alice.identity_pem))
-        .get(op.url("/v1/channels/2/stream"))
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(r.status(), 200);
-    let mut body = r.bytes_stream();
-    let mut split = stb_protocol::SegmentSplitter::default();
-    let mut headers = Vec::new();
-    while headers.len() < 2 {
-        split.push(&body.next().await.expect("more").expect("chunk"));
-        while let Some((h, _)) = split.next_segment().expect("valid segment") {
-            headers.push(h);
-        }
-    }
+    let headers = stream_headers(&op, &alice, 2, 2).await;
     assert_eq!(headers[0].channel, 2);
     assert_eq!(headers[1].sequence, headers[0].sequence + 1);
 }

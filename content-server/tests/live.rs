@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::{Box_, Operator, gst_decodes, operator_with};
+use common::{Box_, Operator, gst_decodes, operator_with, segment_key, stream_headers};
 use content_server::catalogue::Source;
 use content_server::routes::LiveEdge;
 use content_server::ts::{InputStatus, Segment};
-use stb_protocol::{License, LicenseKey, SecretArray, SegmentCipher, SegmentHeader};
+use stb_protocol::{License, SegmentCipher, SegmentHeader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -148,22 +148,7 @@ impl<'a> Viewer<'a> {
         assert_eq!(status, 200);
         let header = SegmentHeader::decode(&segment).expect("header");
         assert_eq!((header.channel, header.sequence), (channel, sequence));
-        let ks: [u8; 32] = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            &self.b.enrolled.ks_base64,
-        )
-        .expect("b64")
-        .try_into()
-        .expect("32 bytes");
-        let entry = self
-            .license
-            .entries
-            .iter()
-            .find(|e| e.channel == channel && e.key_id == header.key_id)
-            .expect("the license has the segment's key");
-        let key = LicenseKey::from_ks(&SecretArray::new(ks))
-            .unwrap(entry)
-            .expect("unwrap");
+        let key = segment_key(&self.b, &self.license, &header);
         let mut plain = segment[stb_protocol::segment::HEADER_LEN..].to_vec();
         SegmentCipher::new(&key)
             .expect("cipher")
@@ -179,29 +164,8 @@ impl<'a> Viewer<'a> {
 
     /// The first `count` sequence numbers `/stream` sends, within 10 s.
     async fn stream(&self, channel: u16, count: usize) -> Vec<u64> {
-        use futures_util::StreamExt;
-        let r = self
-            .op
-            .client(Some(&self.b.identity_pem))
-            .get(self.op.url(&format!("/v1/channels/{channel}/stream")))
-            .send()
-            .await
-            .expect("stream");
-        assert_eq!(r.status(), 200);
-        let mut body = r.bytes_stream();
-        let mut split = stb_protocol::SegmentSplitter::default();
-        let mut sequences = Vec::new();
-        let until = tokio::time::Instant::now() + Duration::from_secs(10);
-        while sequences.len() < count {
-            let chunk = tokio::time::timeout_at(until, body.next())
-                .await
-                .unwrap_or_else(|_| panic!("channel {channel}: only {sequences:?} streamed"));
-            split.push(&chunk.expect("more").expect("chunk"));
-            while let Some((h, _)) = split.next_segment().expect("valid segment") {
-                sequences.push(h.sequence);
-            }
-        }
-        sequences
+        let headers = stream_headers(self.op, &self.b, channel, count).await;
+        headers.iter().map(|h| h.sequence).collect()
     }
 
     async fn latest(&self, channel: u16) -> Got {
@@ -370,6 +334,17 @@ async fn rtp_srt_and_http_inputs_are_split_and_decode() {
     }
 }
 
+/// `ts` with the random-access flag of every packet cleared: no keyframe to start on.
+fn without_keyframes(ts: &[u8]) -> Vec<u8> {
+    let mut out = ts.to_vec();
+    for p in out.chunks_exact_mut(188) {
+        if p[3] & 0x20 != 0 && p[4] > 0 {
+            p[5] &= !0x40;
+        }
+    }
+    out
+}
+
 /// Sends `ts` to `port` in datagrams of 7 packets at about 2 MB/s, for `seconds`.
 async fn send_udp(ts: Vec<u8>, port: u16, seconds: u64) {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
@@ -396,12 +371,7 @@ async fn broken_inputs_are_reported_and_the_slate_stays_on() {
         .map(|i| (i * 31 % 251) as u8 | 1)
         .collect();
     // The fixture with every random access point unflagged: H.264 but no keyframe to start on.
-    let mut no_keyframe = fixture.clone();
-    for p in no_keyframe.chunks_exact_mut(188) {
-        if p[3] & 0x20 != 0 && p[4] > 0 {
-            p[5] &= !0x40;
-        }
-    }
+    let no_keyframe = without_keyframes(&fixture);
     // The fixture with its PAT blanked into null packets: no program to find.
     let mut no_tables = fixture.clone();
     for p in no_tables.chunks_exact_mut(188) {
@@ -446,12 +416,7 @@ async fn an_input_that_keeps_sending_but_stops_giving_pictures_goes_to_the_slate
     let op = operator_with_inputs(&[format!("udp://127.0.0.1:{port}")]).await;
     let viewer = Viewer::new(&op).await;
     let fixture = std::fs::read(media("ch1.ts")).expect("fixture");
-    let mut no_keyframe = fixture.clone();
-    for p in no_keyframe.chunks_exact_mut(188) {
-        if p[3] & 0x20 != 0 && p[4] > 0 {
-            p[5] &= !0x40;
-        }
-    }
+    let no_keyframe = without_keyframes(&fixture);
     let sender = tokio::spawn(async move {
         send_udp(fixture, port, 3).await;
         send_udp(no_keyframe, port, 20).await;

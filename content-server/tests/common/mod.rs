@@ -186,3 +186,57 @@ pub(crate) fn gst_decodes(ts: &[u8]) -> bool {
         .expect("gst-launch-1.0 runs (apt-get install gstreamer1.0-tools)");
     status.success()
 }
+
+/// The key of a segment with `header`, unwrapped from `license` with the box's KS, as a box
+/// does.
+pub(crate) fn segment_key(
+    b: &Box_,
+    license: &stb_protocol::License,
+    header: &stb_protocol::SegmentHeader,
+) -> stb_protocol::ChannelKey {
+    use base64::Engine;
+    let ks: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(&b.enrolled.ks_base64)
+        .expect("b64")
+        .try_into()
+        .expect("32 bytes");
+    let entry = license
+        .entries
+        .iter()
+        .find(|e| e.channel == header.channel && e.key_id == header.key_id)
+        .expect("the license has the segment's key");
+    stb_protocol::LicenseKey::from_ks(&stb_protocol::SecretArray::new(ks))
+        .unwrap(entry)
+        .expect("unwrap")
+}
+
+/// The headers of the first `count` segments `/v1/channels/N/stream` sends, within 10 s.
+pub(crate) async fn stream_headers(
+    op: &Operator,
+    b: &Box_,
+    channel: u16,
+    count: usize,
+) -> Vec<stb_protocol::SegmentHeader> {
+    use futures_util::StreamExt;
+    let r = op
+        .client(Some(&b.identity_pem))
+        .get(op.url(&format!("/v1/channels/{channel}/stream")))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut split = stb_protocol::SegmentSplitter::default();
+    let mut headers = Vec::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while headers.len() < count {
+        let chunk = tokio::time::timeout_at(until, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("channel {channel}: only {} streamed", headers.len()));
+        split.push(&chunk.expect("more").expect("chunk"));
+        while let Some((h, _)) = split.next_segment().expect("valid segment") {
+            headers.push(h);
+        }
+    }
+    headers
+}
