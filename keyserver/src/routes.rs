@@ -130,6 +130,9 @@ pub enum AppError {
     /// Confirmation that does not match a pending exchange.
     #[error("confirmation refused")]
     BadConfirmation,
+    /// A conditional registration named a record that is no longer the stored one.
+    #[error("the record was replaced meanwhile")]
+    RecordChanged,
     /// Registration switched off.
     #[error("registration is not configured on this server")]
     RegistrationDisabled,
@@ -149,6 +152,7 @@ impl AppError {
             | AppError::Suspended
             | AppError::NotAvailable
             | AppError::TooManyIdentifiers(_) => StatusCode::FORBIDDEN,
+            AppError::RecordChanged => StatusCode::PRECONDITION_FAILED,
             AppError::ProbingLimited | AppError::RateLimited(_) | AppError::TooSoon(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -176,6 +180,7 @@ impl AppError {
             AppError::TooSoon(_) => "too_soon",
             AppError::Locked => "locked",
             AppError::BadConfirmation => "rejected",
+            AppError::RecordChanged => "record_changed",
             AppError::RegistrationDisabled => "disabled",
             AppError::Internal(_) => "internal_error",
         }
@@ -323,6 +328,7 @@ async fn register(
         }
         let cert = peer_cert.as_ref().ok_or(AppError::NoCertificate)?;
         let request = request?;
+        let replaces = if_match(&headers)?;
         let now = now_ms();
         if let Some(revocation) = &state.revocation {
             match revocation.standing(&cert.serial_hex, now) {
@@ -351,17 +357,33 @@ async fn register(
         {
             return Err(AppError::ProbingLimited);
         }
-        let outcome = state
-            .store
-            .upsert_account(
-                &request.identifier,
-                &request.record,
-                &cert.subject_der,
-                &cert.subject,
-                now,
-                limits.max_identifiers_per_subscriber,
-            )
-            .await;
+        let outcome = match replaces {
+            Some(replaces) => {
+                state
+                    .store
+                    .replace_account(
+                        &request.identifier,
+                        &request.record,
+                        &cert.subject_der,
+                        now,
+                        &replaces,
+                    )
+                    .await
+            }
+            None => {
+                state
+                    .store
+                    .upsert_account(
+                        &request.identifier,
+                        &request.record,
+                        &cert.subject_der,
+                        &cert.subject,
+                        now,
+                        limits.max_identifiers_per_subscriber,
+                    )
+                    .await
+            }
+        };
         if !matches!(outcome, Ok(Upsert::OtherSubject))
             && let Err(e) = state
                 .store
@@ -380,9 +402,26 @@ async fn register(
             Upsert::TooMany => Err(AppError::TooManyIdentifiers(
                 limits.max_identifiers_per_subscriber,
             )),
+            Upsert::Changed => Err(AppError::RecordChanged),
         }
     };
     observed(&state, "register", who, conn.peer, work).await
+}
+
+/// `If-Match: "<hex SHA-256 of SEALED>"` on a registration: replace only that record.
+fn if_match(headers: &HeaderMap) -> Result<Option<[u8; 32]>, AppError> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let malformed = || AppError::BadRequest("If-Match must be a quoted SHA-256 in hex".into());
+    let text = value.to_str().map_err(|_| malformed())?;
+    let hex_digest = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .ok_or_else(malformed)?;
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut digest).map_err(|_| malformed())?;
+    Ok(Some(digest))
 }
 
 /// Refuses an attempt inside the spacing window or on a locked identifier.

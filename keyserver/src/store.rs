@@ -77,6 +77,9 @@ pub enum Upsert {
     OtherSubject,
     /// A new identifier, but the subject holds as many as it may: nothing written.
     TooMany,
+    /// A conditional replacement found another record than the one it names (or none of
+    /// this subject's): nothing written.
+    Changed,
 }
 
 /// The guess limits `record_attempt` enforces, in milliseconds and counts.
@@ -468,6 +471,53 @@ impl Store {
                 Upsert::TooMany
             }
             None => Upsert::OtherSubject,
+        })
+    }
+
+    /// Replaces the subject's record of `id` only if it is still the one whose sealed data
+    /// has SHA-256 `replaces` (a box adding KL to the record it recovered, while another box
+    /// may do the same: the second must not replace the first's KL). Compare-and-swap on
+    /// the stored (wrapped) bytes, so a change between the read and the write is seen too.
+    pub async fn replace_account(
+        &self,
+        id: &Identifier,
+        record: &StoredRecord,
+        subject_der: &[u8],
+        now_ms: i64,
+        replaces: &[u8; 32],
+    ) -> Result<Upsert> {
+        let key = self.row_key(id);
+        let ring = &self.keys.ring;
+        let row =
+            sqlx::query("SELECT sealed FROM accounts WHERE identifier = $1 AND subject_der = $2")
+                .bind(&key)
+                .bind(subject_der.to_vec())
+                .fetch_optional(&self.db.pool)
+                .await?;
+        let Some(row) = row else {
+            return Ok(Upsert::Changed);
+        };
+        let stored: Vec<u8> = row.try_get(0)?;
+        let current = ring.unwrap(Field::Sealed, key.as_bytes(), &stored)?;
+        if Sha256::digest(current.expose()).as_slice() != replaces {
+            return Ok(Upsert::Changed);
+        }
+        let done = sqlx::query(
+            "UPDATE accounts SET suite = $1, verifier = $2, sealed = $3, updated_ms = $4 \
+             WHERE identifier = $5 AND subject_der = $6 AND sealed = $7",
+        )
+        .bind(i64::from(record.suite.id()))
+        .bind(ring.wrap(Field::Verifier, key.as_bytes(), record.verifier.expose()))
+        .bind(ring.wrap(Field::Sealed, key.as_bytes(), record.sealed.as_bytes()))
+        .bind(now_ms)
+        .bind(&key)
+        .bind(subject_der.to_vec())
+        .bind(stored)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(match done.rows_affected() {
+            1 => Upsert::Replaced,
+            _ => Upsert::Changed,
         })
     }
 

@@ -14,6 +14,7 @@ both_backends!(
     spacing_and_lock_then_unlock,
     unknown_identifier_is_indistinguishable,
     other_subject_cannot_overwrite,
+    a_conditional_replacement_replaces_only_the_record_it_names,
     registration_needs_an_operator_certificate,
     bad_input_is_refused_and_stores_nothing,
 );
@@ -494,4 +495,80 @@ async fn two_instances_on_one_postgres_share_counters() {
             .failures,
         1
     );
+}
+
+/// Two boxes add a locker key to the same old record at once: the second, naming the record
+/// both recovered, gets 412 and changes nothing; so does anyone naming another subject's.
+async fn a_conditional_replacement_replaces_only_the_record_it_names(db: Db) {
+    let (_dir, pki, server) = setup(db, |c| c.limits.min_spacing_secs = 0).await;
+    let url = server.url("/v1/register");
+    let gina = pki.client("gina");
+    let keys = keys("gina", 3);
+    let original = RegisterRequest::new(&keys, &personal_data(&gina), random_array()).expect("r");
+    let named = format!("\"{}\"", hex::encode(original.record.sealed.digest()));
+    let owner = server.client(Some(&gina));
+    let conditional = |data: &PersonalData, if_match: &str| {
+        let body = RegisterRequest::new(&keys, data, random_array())
+            .expect("register")
+            .encode();
+        owner
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, keyserver::routes::MEDIA_TYPE)
+            .header(reqwest::header::IF_MATCH, if_match.to_owned())
+            .body(body)
+            .send()
+    };
+    // No record yet: nothing to replace.
+    let first = PersonalData {
+        locker_key: Some(SecretArray::new([0x41; 32])),
+        ..personal_data(&gina)
+    };
+    assert_eq!(
+        conditional(&first, &named).await.expect("send").status(),
+        412
+    );
+    let reply = post(&owner, &url, original.encode())
+        .await
+        .expect("register");
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        conditional(&first, &named).await.expect("send").status(),
+        200
+    );
+    let second = PersonalData {
+        locker_key: Some(SecretArray::new([0x42; 32])),
+        ..personal_data(&gina)
+    };
+    let refused = conditional(&second, &named).await.expect("send");
+    assert_eq!(refused.status(), 412);
+    assert_eq!(
+        refused.text().await.expect("text"),
+        "the record was replaced meanwhile\n"
+    );
+    assert_eq!(
+        conditional(&second, "\"zz\"").await.expect("send").status(),
+        400
+    );
+    let Recovery::Recovered { data, .. } =
+        recover(&server.client(None), &server.url(""), keys.clone()).await
+    else {
+        panic!("recovery failed");
+    };
+    assert_eq!(*data, first, "the first replacement stands");
+    // Another subject replaces nothing, whatever record it names.
+    let mallory = pki.client("mallory");
+    let stranger = server
+        .client(Some(&mallory))
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, keyserver::routes::MEDIA_TYPE)
+        .header(reqwest::header::IF_MATCH, named.clone())
+        .body(
+            RegisterRequest::new(&keys, &second, random_array())
+                .expect("r")
+                .encode(),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(stranger.status(), 412);
 }

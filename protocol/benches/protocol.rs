@@ -16,6 +16,7 @@ fn data() -> PersonalData {
         content_server_url: "https://content.example:8443".into(),
         operator_ca_der: vec![0x31; 420],
         keyserver_url: "https://keys.example:8444".into(),
+        locker_key: None,
     }
 }
 

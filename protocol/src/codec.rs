@@ -17,16 +17,22 @@ impl<'a> Reader<'a> {
 
     /// Checks the version byte and the message type byte.
     pub(crate) fn header(buf: &'a [u8], msg_type: u8) -> Result<Self, DecodeError> {
+        Ok(Self::header_of(buf, &[msg_type])?.0)
+    }
+
+    /// [`Reader::header`] for a message that may have one of several types: returns the one
+    /// it has.
+    pub(crate) fn header_of(buf: &'a [u8], msg_types: &[u8]) -> Result<(Self, u8), DecodeError> {
         let mut r = Self::new(buf);
         let version = r.u8()?;
         if version != WIRE_VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let t = r.u8()?;
-        if t != msg_type {
+        if !msg_types.contains(&t) {
             return Err(DecodeError::UnexpectedType(t));
         }
-        Ok(r)
+        Ok((r, t))
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
@@ -141,6 +147,7 @@ pub(crate) mod msg {
     pub(crate) const RECOVER_RESPONSE: u8 = 0x03;
     pub(crate) const CONFIRM: u8 = 0x04;
     pub(crate) const PERSONAL_DATA: u8 = 0x10;
+    pub(crate) const PERSONAL_DATA_WITH_LOCKER: u8 = 0x11;
     pub(crate) const LICENSE: u8 = 0x20;
     pub(crate) const SEGMENT: u8 = 0x21;
 }

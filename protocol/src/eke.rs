@@ -335,6 +335,13 @@ impl ClientRecovery {
     /// A wrong identifier or password, a fake record, or any tampering all give
     /// [`Error::AuthenticationFailed`].
     pub fn finish(self, response: &RecoverResponse) -> Result<(PersonalData, Confirm)> {
+        self.finish_recovery(response).map(|r| (r.data, r.confirm))
+    }
+
+    /// [`ClientRecovery::finish`], also giving back the record as stored and the password's
+    /// keys: what a box needs to replace the record (to add KL, section 6) without deriving
+    /// KP again.
+    pub fn finish_recovery(self, response: &RecoverResponse) -> Result<Recovered> {
         if response.suite != self.keys.suite() {
             return Err(DecodeError::UnsupportedSuite(response.suite.id()).into());
         }
@@ -361,8 +368,27 @@ impl ClientRecovery {
             session_id: th,
             tag: confirm_tag(&session.confirm, &th),
         };
-        Ok((data, confirm))
+        Ok(Recovered {
+            data,
+            confirm,
+            sealed,
+            keys: self.keys,
+        })
     }
+}
+
+/// What a successful recovery gives the box.
+#[derive(Debug)]
+pub struct Recovered {
+    /// D, opened.
+    pub data: PersonalData,
+    /// The key confirmation to send.
+    pub confirm: Confirm,
+    /// The record as the key server holds it: a replacement names it so that it replaces
+    /// only this one.
+    pub sealed: SealedData,
+    /// KP's derived keys (VP and the sealing key).
+    pub keys: PasswordKeys,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 //! - [`eke`]: the one-round-trip recovery: [`ClientRecovery`] on the box, [`eke::answer`] on
 //!   the key server, with fake records for unknown identifiers and key confirmation.
 //! - [`segment`] and [`license`]: channel content encryption (AES-128-CTR) and licenses.
+//! - [`locker`]: the subscriber's own objects and their index, sealed under KL.
 //!
 //! ```
 //! use stb_protocol::*;
@@ -36,6 +37,7 @@ pub mod enrollment_code;
 pub mod error;
 pub mod identifier;
 pub mod license;
+pub mod locker;
 pub mod password;
 pub mod personal;
 pub mod register;
@@ -49,7 +51,8 @@ mod vectors;
 
 pub use codec::WIRE_VERSION;
 pub use eke::{
-    ClientRecovery, Confirm, PendingConfirmation, RecoverRequest, RecoverResponse, ServerSecret,
+    ClientRecovery, Confirm, PendingConfirmation, RecoverRequest, RecoverResponse, Recovered,
+    ServerSecret,
 };
 pub use error::{DecodeError, Error, Result};
 pub use identifier::Identifier;

@@ -33,12 +33,20 @@ pub struct PersonalData {
     pub operator_ca_der: Vec<u8>,
     /// Base URL of the key server.
     pub keyserver_url: String,
+    /// KL, the locker key: made by the box, known to nobody else (not the operator, who knows
+    /// KS). `None` in a record made before the locker existed; such a record is given one at
+    /// the next login (`docs/protocol.md`, section 6).
+    pub locker_key: Option<SecretArray<32>>,
 }
 
 impl PersonalData {
     /// Encodes D, padded with zeros to [`PADDED_LEN`].
     pub fn encode(&self) -> Result<SecretVec> {
-        let mut w = Writer::header(msg::PERSONAL_DATA);
+        let kind = match self.locker_key {
+            Some(_) => msg::PERSONAL_DATA_WITH_LOCKER,
+            None => msg::PERSONAL_DATA,
+        };
+        let mut w = Writer::header(kind);
         w.vec8(self.account.as_bytes())?;
         w.vec16("certificate", &self.certificate_der)?;
         w.vec16("private key", self.private_key_pkcs8.expose())?;
@@ -46,6 +54,9 @@ impl PersonalData {
         w.vec16("content server URL", self.content_server_url.as_bytes())?;
         w.vec16("operator CA", &self.operator_ca_der)?;
         w.vec16("key server URL", self.keyserver_url.as_bytes())?;
+        if let Some(kl) = &self.locker_key {
+            w.bytes(kl.expose());
+        }
         if w.buf.len() > PADDED_LEN {
             let mut buf = SecretVec::new(w.buf);
             zeroize::Zeroize::zeroize(&mut buf);
@@ -60,7 +71,8 @@ impl PersonalData {
         if bytes.len() != PADDED_LEN {
             return Err(DecodeError::InvalidLength("personal data"));
         }
-        let mut r = Reader::header(bytes, msg::PERSONAL_DATA)?;
+        let (mut r, kind) =
+            Reader::header_of(bytes, &[msg::PERSONAL_DATA, msg::PERSONAL_DATA_WITH_LOCKER])?;
         let text = |b: &[u8], what| {
             String::from_utf8(b.to_vec()).map_err(|_| DecodeError::InvalidField(what))
         };
@@ -72,6 +84,10 @@ impl PersonalData {
             content_server_url: text(r.vec16()?, "content server URL")?,
             operator_ca_der: r.vec16()?.to_vec(),
             keyserver_url: text(r.vec16()?, "key server URL")?,
+            locker_key: match kind {
+                msg::PERSONAL_DATA_WITH_LOCKER => Some(SecretArray::new(r.array()?)),
+                _ => None,
+            },
         };
         if r.rest().iter().any(|&b| b != 0) {
             return Err(DecodeError::InvalidField("padding"));
@@ -120,10 +136,58 @@ impl SealedData {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// SHA-256 of the bytes: how a replacement names the record it replaces (section 10.1).
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.0).into()
+    }
 }
 
 impl core::fmt::Debug for SealedData {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "SealedData({} bytes)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(locker_key: Option<SecretArray<32>>) -> PersonalData {
+        PersonalData {
+            account: "alice".into(),
+            certificate_der: vec![1; 300],
+            private_key_pkcs8: SecretVec::new(vec![2; 138]),
+            ks: SecretArray::new([3; 32]),
+            content_server_url: "https://content".into(),
+            operator_ca_der: vec![4; 200],
+            keyserver_url: "https://keys".into(),
+            locker_key,
+        }
+    }
+
+    #[test]
+    fn records_with_and_without_a_locker_key_decode() {
+        for d in [data(None), data(Some(SecretArray::new([5; 32])))] {
+            let encoded = d.encode().expect("encode");
+            assert_eq!(encoded.len(), PADDED_LEN);
+            assert_eq!(PersonalData::decode(encoded.expose()), Ok(d));
+        }
+    }
+
+    #[test]
+    fn the_type_byte_says_whether_kl_follows() {
+        let with = data(Some(SecretArray::new([5; 32])))
+            .encode()
+            .expect("encode");
+        assert_eq!(with.expose()[1], msg::PERSONAL_DATA_WITH_LOCKER);
+        // The same bytes claiming no KL leave KL where the padding must be zero.
+        let mut relabelled = with.expose().to_vec();
+        relabelled[1] = msg::PERSONAL_DATA;
+        assert_eq!(
+            PersonalData::decode(&relabelled),
+            Err(DecodeError::InvalidField("padding"))
+        );
     }
 }

@@ -116,6 +116,8 @@ pub async fn enroll(config: &BoxConfig, code: &str) -> Result<PersonalData, Regi
         content_server_url: enrolled.content_server_url,
         operator_ca_der,
         keyserver_url: enrolled.keyserver_url,
+        // KL is made here, on the box: nobody else ever has it.
+        locker_key: Some(SecretArray::new(stb_protocol::random_array())),
     })
 }
 

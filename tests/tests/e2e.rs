@@ -228,6 +228,7 @@ fn register_by_hand(stack: &Stack, id: &HandEnrolled, identifier: &str) -> (u16,
         content_server_url: "https://127.0.0.1:1".into(),
         operator_ca_der: vec![4; 300],
         keyserver_url: "https://127.0.0.1:2".into(),
+        locker_key: None,
     };
     let request = RegisterRequest::new(&keys, &data, random_array()).expect("request");
     let body = stack.dir.path().join("register.bin");

@@ -186,6 +186,7 @@ async fn run(args: Args) -> Result<()> {
         content_server_url: "https://127.0.0.1:8443".into(),
         operator_ca_der: pki.ca.der().to_vec(),
         keyserver_url: base.clone(),
+        locker_key: None,
     };
     for i in 0..args.accounts {
         let id = Identifier::parse(&format!("load{i}"))?;

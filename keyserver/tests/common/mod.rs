@@ -264,6 +264,7 @@ pub fn personal_data(client: &ClientId) -> PersonalData {
         content_server_url: "https://127.0.0.1:8443".into(),
         operator_ca_der: vec![3; 300],
         keyserver_url: "https://127.0.0.1:8444".into(),
+        locker_key: None,
     }
 }
 
