@@ -1,4 +1,4 @@
-//! The subscriber's locker (`docs/protocol.md`, section 15): objects and their index,
+//! The subscriber's locker (`docs/protocol.md`, section 12b): objects and their index,
 //! encrypted on the box under keys derived from KL, which only the subscriber has. The
 //! content server stores opaque bytes: object ids, sizes and times are all it sees.
 //!

@@ -3,8 +3,12 @@
 
 use crate::config::{BoxConfig, client_trusting};
 use crate::register::RegisterError;
+use crate::session::identity;
 use stb_protocol::eke::RecoverResponse;
-use stb_protocol::{ClientRecovery, Confirm, PasswordKeys, PersonalData, RegisterRequest};
+use stb_protocol::{
+    ClientRecovery, Confirm, PasswordKeys, PersonalData, Recovered, RegisterRequest, SealedData,
+    SecretArray,
+};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -51,6 +55,7 @@ pub enum LoginError {
 pub struct KeyServer {
     http: reqwest::Client,
     base: String,
+    ca: Option<std::path::PathBuf>,
 }
 
 impl KeyServer {
@@ -72,6 +77,7 @@ impl KeyServer {
         Ok(Self {
             http: client_trusting(config.keyserver_ca.as_deref(), None)?,
             base: config.keyserver_url.trim_end_matches('/').to_owned(),
+            ca: config.keyserver_ca.clone(),
         })
     }
 
@@ -80,20 +86,30 @@ impl KeyServer {
         Self::new(config).map_err(|e| LoginError::Configuration(format!("{e:#}")))
     }
 
-    /// POSTs `body`, retrying connection failures with backoff (0.25, 0.5, 1, 2 s).
+    /// POSTs `body` (naming the record it replaces, if any), retrying connection failures
+    /// with backoff (0.25, 0.5, 1, 2 s).
     async fn post(
         &self,
         http: &reqwest::Client,
         path: &str,
         body: Vec<u8>,
+        replaces: Option<&SealedData>,
     ) -> Result<reqwest::Response, LoginError> {
         let url = format!("{}{path}", self.base);
         let mut delay = Duration::from_millis(250);
         for attempt in 0..5 {
-            let request = http
+            let mut request = http
                 .post(&url)
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(body.clone());
+            if let Some(sealed) = replaces {
+                let digest = sealed
+                    .digest()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>();
+                request = request.header(reqwest::header::IF_MATCH, format!("\"{digest}\""));
+            }
             match request.send().await {
                 Ok(r) => return Ok(r),
                 Err(e) if attempt < 4 && (e.is_connect() || e.is_timeout()) => {
@@ -112,7 +128,7 @@ impl KeyServer {
         let (state, request) = ClientRecovery::start(keys, &mut stb_protocol::os_rng())
             .map_err(|_| LoginError::Protocol("the key server".into()))?;
         let reply = self
-            .post(&self.http, "/v1/recover", request.encode())
+            .post(&self.http, "/v1/recover", request.encode(), None)
             .await?;
         match reply.status().as_u16() {
             200 => {}
@@ -134,17 +150,62 @@ impl KeyServer {
             .map_err(|_| LoginError::Unreachable("the key server".into()))?;
         let response = RecoverResponse::decode(&bytes)
             .map_err(|_| LoginError::Protocol("the key server".into()))?;
-        let (data, confirm) = state.finish(&response).map_err(|e| match e {
+        let mut recovered = state.finish_recovery(&response).map_err(|e| match e {
             stb_protocol::Error::AuthenticationFailed => LoginError::WrongCredentials,
             _ => LoginError::Protocol("the key server".into()),
         })?;
-        self.confirm(&confirm).await?;
-        Ok(data)
+        self.confirm(&recovered.confirm).await?;
+        if recovered.data.locker_key.is_none() {
+            self.add_locker_key(&mut recovered).await;
+        }
+        Ok(recovered.data)
+    }
+
+    /// A record made before the locker existed gets its KL now (docs/protocol.md, section
+    /// 6): made here, sealed with the rest of D under the same KP, and stored in place of
+    /// the record just recovered, only if that is still the stored one. If another box did
+    /// the same meanwhile, its KL stands and this session goes without a locker (the next
+    /// login brings that KL); TV works either way.
+    async fn add_locker_key(&self, recovered: &mut Recovered) {
+        let mut data = recovered.data.clone();
+        data.locker_key = Some(SecretArray::new(stb_protocol::random_array()));
+        let upload = async {
+            let request =
+                RegisterRequest::new(&recovered.keys, &data, stb_protocol::random_array())
+                    .map_err(|e| e.to_string())?;
+            let identity = identity(&data.certificate_der, data.private_key_pkcs8.expose())
+                .map_err(|e| e.to_string())?;
+            let http = client_trusting(self.ca.as_deref(), Some(identity))
+                .map_err(|e| format!("{e:#}"))?;
+            let reply = self
+                .post(
+                    &http,
+                    "/v1/register",
+                    request.encode(),
+                    Some(&recovered.sealed),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            match reply.status().as_u16() {
+                200 => Ok(()),
+                status => Err(format!(
+                    "{status} {}",
+                    reply.text().await.unwrap_or_default().trim()
+                )),
+            }
+        };
+        match upload.await {
+            Ok(()) => {
+                tracing::info!("this account's record now carries its locker key");
+                recovered.data = data;
+            }
+            Err(why) => tracing::warn!(%why, "could not add a locker key; no locker this session"),
+        }
     }
 
     async fn confirm(&self, confirm: &Confirm) -> Result<(), LoginError> {
         let reply = self
-            .post(&self.http, "/v1/confirm", confirm.encode())
+            .post(&self.http, "/v1/confirm", confirm.encode(), None)
             .await?;
         if reply.status().as_u16() != 204 {
             // The data is ours anyway; the counter just stays up until the next login.
@@ -157,13 +218,12 @@ impl KeyServer {
     pub async fn register(
         &self,
         identity: reqwest::Identity,
-        ca: Option<&std::path::Path>,
         request: &RegisterRequest,
     ) -> Result<(), RegisterError> {
-        let http = client_trusting(ca, Some(identity))
+        let http = client_trusting(self.ca.as_deref(), Some(identity))
             .map_err(|e| RegisterError::Configuration(format!("{e:#}")))?;
         let reply = self
-            .post(&http, "/v1/register", request.encode())
+            .post(&http, "/v1/register", request.encode(), None)
             .await
             .map_err(|_| RegisterError::KeyServerUnreachable)?;
         let status = reply.status();

@@ -98,6 +98,15 @@ enum Command {
         #[arg(long)]
         snapshot: Option<PathBuf>,
     },
+    /// The subscriber's locker from a desktop: log in (password on stdin), then list, put,
+    /// get, move or remove files. Everything is sealed here; the server sees no name.
+    Locker {
+        /// Subscriber identifier.
+        #[arg(long)]
+        identifier: String,
+        #[command(subcommand)]
+        op: LockerOp,
+    },
     /// Registration: enrollment code, then identifier and password (twice, on stdin).
     Register {
         /// Code from the registration desk.
@@ -112,6 +121,42 @@ enum Command {
         /// Operator CA PEM for enrollment (overrides the configuration).
         #[arg(long)]
         enroll_ca: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LockerOp {
+    /// Lists the files, and the quota.
+    Ls,
+    /// Stores a file (pictures, by their extension, open full screen on the TV).
+    Put {
+        /// The file to store.
+        file: PathBuf,
+        /// Its name in the locker (default: the file's name); `/` separates folders.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace a file of the same name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Writes a file out (`-` for stdout).
+    Get {
+        /// Its name in the locker.
+        name: String,
+        /// Where to write it (default: its name's last part, in the current directory).
+        out: Option<PathBuf>,
+    },
+    /// Renames a file.
+    Mv {
+        /// Its name now.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+    /// Removes a file.
+    Rm {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -240,6 +285,10 @@ fn main() -> Result<()> {
                 std::process::exit(2);
             }
         }
+        Command::Locker { identifier, op } => {
+            let password = read_secret_line(&mut lines, "the password")?;
+            rt.block_on(locker(&config, &identifier, password, op))?;
+        }
         Command::Register {
             code,
             identifier,
@@ -264,5 +313,108 @@ fn main() -> Result<()> {
             println!("registered {identifier} for {account}");
         }
     }
+    Ok(())
+}
+
+/// `stb-app locker`: one login, one operation.
+async fn locker(
+    config: &BoxConfig,
+    identifier: &str,
+    password: Password,
+    op: LockerOp,
+) -> Result<()> {
+    use stb_protocol::locker::Kind;
+    let keyserver = stb_app::keyserver_client::KeyServer::new(config)?;
+    let session = stb_app::session::login(&keyserver, identifier, password).await?;
+    let locker = session.locker()?;
+    match op {
+        LockerOp::Ls => {
+            let (_, index) = locker.index().await?;
+            let usage = locker.usage().await?;
+            let mut entries = index.entries;
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            for e in &entries {
+                let when = chrono::DateTime::from_timestamp_millis(e.modified_ms)
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default();
+                let kind = format!("{:?}", e.kind).to_lowercase();
+                println!("{:>12}  {when}  {kind:<9}  {}", e.size, e.name);
+            }
+            println!(
+                "{} files; {} of {} MiB used",
+                entries.len(),
+                usage.used_bytes.div_ceil(1 << 20),
+                usage.quota_bytes >> 20
+            );
+        }
+        LockerOp::Put {
+            file,
+            name,
+            replace,
+        } => {
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("give the file a name with --name")?
+                    .to_owned(),
+            };
+            let extension = file
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            let kind = match extension.as_deref() {
+                Some("jpg" | "jpeg" | "png") => Kind::Picture,
+                _ => Kind::File,
+            };
+            let mut source = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            let started = std::time::Instant::now();
+            let entry = locker
+                .put(
+                    stb_app::locker::NewFile {
+                        name,
+                        kind,
+                        recording: None,
+                        replace,
+                    },
+                    &mut source,
+                )
+                .await?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "stored {} ({} bytes, {:.1} MB/s)",
+                entry.name,
+                entry.size,
+                entry.size as f64 / 1e6 / secs.max(1e-6)
+            );
+        }
+        LockerOp::Get { name, out } => {
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(name.rsplit('/').next().unwrap_or(&name)));
+            if out.as_os_str() == "-" {
+                locker.get(&name, &mut tokio::io::stdout()).await?;
+            } else {
+                // Written beside the target and renamed: a refused file leaves nothing.
+                let part = out.with_extension("part");
+                let mut sink = tokio::fs::File::create(&part)
+                    .await
+                    .with_context(|| format!("creating {}", part.display()))?;
+                if let Err(e) = locker.get(&name, &mut sink).await {
+                    drop(sink);
+                    let _ = std::fs::remove_file(&part);
+                    return Err(e.into());
+                }
+                sink.sync_all().await?;
+                std::fs::rename(&part, &out)?;
+                eprintln!("wrote {}", out.display());
+            }
+        }
+        LockerOp::Mv { from, to } => locker.rename(&from, &to).await?,
+        LockerOp::Rm { name } => locker.remove(&name).await?,
+    }
+    session.logout();
     Ok(())
 }

@@ -153,7 +153,7 @@ pub async fn register(
         identity(&data.certificate_der, data.private_key_pkcs8.expose()).map_err(keys_failed)?;
     KeyServer::new(config)
         .map_err(|e| RegisterError::Configuration(format!("{e:#}")))?
-        .register(tls_identity, config.keyserver_ca.as_deref(), &request)
+        .register(tls_identity, &request)
         .await?;
     // D, KP and VP are dropped (and wiped) here.
     Ok(())

@@ -4,8 +4,10 @@
 
 use crate::channel_keys::{ChannelKeys, KeyUnusable, unix_now};
 use crate::keyserver_client::{KeyServer, LoginError};
+use crate::locker::{Locker, LockerError};
 use base64::Engine;
 use stb_protocol::content_api::{ChannelList, Guide, OnAir};
+use stb_protocol::locker::LockerKey;
 use stb_protocol::{
     ChannelKey, Identifier, KeyId, License, LicenseKey, Password, PasswordKeys, PersonalData, Suite,
 };
@@ -52,6 +54,7 @@ pub struct Session {
     pub timings: LoginTimings,
     favourites_version: std::sync::atomic::AtomicU64,
     favourites_saving: tokio::sync::Mutex<()>,
+    locker: Option<Locker>,
 }
 
 impl std::fmt::Debug for Session {
@@ -132,6 +135,10 @@ impl Session {
             .build()
             .map_err(unusable)?;
         let mut session = Self {
+            locker: data
+                .locker_key
+                .as_ref()
+                .map(|kl| Locker::new(http.clone(), &data.content_server_url, LockerKey::new(kl))),
             data,
             http,
             keys: std::sync::RwLock::default(),
@@ -169,6 +176,12 @@ impl Session {
             }
         })?;
         Ok(session)
+    }
+
+    /// The subscriber's locker, sealed under KL (an account whose record could not be given
+    /// a KL yet has none this session).
+    pub fn locker(&self) -> Result<&Locker, LockerError> {
+        self.locker.as_ref().ok_or(LockerError::NoKey)
     }
 
     /// The subscriber's display name.

@@ -1,0 +1,228 @@
+//! The subscriber's locker end to end: `stb-app locker` from a desktop against the real key
+//! server and content server, and what the operator's side holds afterwards.
+#![allow(missing_docs)]
+
+use stb_e2e::{PASSWORD, Stack};
+use std::path::Path;
+use std::process::Output;
+
+fn locker(stack: &Stack, args: &[&str]) -> Output {
+    let mut all = vec!["locker", "--identifier", "lena"];
+    all.extend_from_slice(args);
+    stack
+        .stb_app(&all, &format!("{PASSWORD}\n"))
+        .expect("stb-app")
+        .wait_with_output()
+        .expect("stb-app output")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Pseudo-random bytes (a fixed xorshift): plaintext that cannot appear by chance.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+#[test]
+fn files_put_from_a_desktop_come_back_on_another_login_and_the_server_sees_no_name() {
+    let (stack, code) =
+        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
+    assert!(
+        stack
+            .register(&code, "lena")
+            .expect("register")
+            .status
+            .success()
+    );
+    let work = tempfile::tempdir().expect("tmp");
+    let holiday = noise(300_000, 7);
+    let source = work.path().join("Holiday-in-Lisbon.jpg");
+    std::fs::write(&source, &holiday).expect("write");
+    let notes = work.path().join("notes.txt");
+    std::fs::write(&notes, b"Secret plans for the sofa\n").expect("write");
+
+    let stored = ok(&locker(
+        &stack,
+        &[
+            "put",
+            source.to_str().expect("path"),
+            "--name",
+            "Pictures/Holiday-in-Lisbon.jpg",
+        ],
+    ));
+    assert!(
+        stored.contains("stored Pictures/Holiday-in-Lisbon.jpg (300000 bytes"),
+        "{stored}"
+    );
+    ok(&locker(&stack, &["put", notes.to_str().expect("path")]));
+    // The same name again is refused unless replaced.
+    let again = locker(&stack, &["put", notes.to_str().expect("path")]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("in the locker already"));
+
+    let listing = ok(&locker(&stack, &["ls"]));
+    assert!(
+        listing.contains("picture    Pictures/Holiday-in-Lisbon.jpg"),
+        "{listing}"
+    );
+    assert!(listing.contains("notes.txt"), "{listing}");
+    assert!(listing.contains("2 files"), "{listing}");
+
+    // Another login (a new process: nothing kept) reads it back whole.
+    let back = work.path().join("back.jpg");
+    ok(&locker(
+        &stack,
+        &[
+            "get",
+            "Pictures/Holiday-in-Lisbon.jpg",
+            back.to_str().expect("path"),
+        ],
+    ));
+    assert_eq!(std::fs::read(&back).expect("read"), holiday);
+
+    ok(&locker(&stack, &["mv", "notes.txt", "Documents/plans.txt"]));
+    let out = locker(&stack, &["get", "Documents/plans.txt", "-"]);
+    assert_eq!(ok(&out), "Secret plans for the sofa\n");
+    let missing = locker(&stack, &["get", "notes.txt", "-"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such file in the locker"));
+
+    // The operator's side: database and object files hold no name and no plaintext.
+    let content = stack.dir.path().join("content");
+    let all = files(&content);
+    assert!(
+        all.iter().any(|p| p.to_string_lossy().contains("locker")),
+        "{all:?}"
+    );
+    for path in &all {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        for needle in [
+            &b"Holiday-in-Lisbon"[..],
+            b"plans.txt",
+            b"Documents",
+            b"Secret plans",
+            &holiday[1000..1032],
+        ] {
+            assert!(
+                !contains(&bytes, needle),
+                "{} holds {:?}",
+                path.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+
+    ok(&locker(&stack, &["rm", "Pictures/Holiday-in-Lisbon.jpg"]));
+    let listing = ok(&locker(&stack, &["ls"]));
+    assert!(listing.contains("1 files"), "{listing}");
+    assert!(!listing.contains("Holiday"), "{listing}");
+}
+
+/// A record made before the locker (D without KL) gains KL at its next login, once: two
+/// boxes logging in at the same moment end up with the same locker.
+#[test]
+fn an_old_record_gains_one_locker_key_even_with_two_boxes_at_once() {
+    let (stack, code) =
+        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
+    let config =
+        stb_app::config::BoxConfig::load(&stack.dir.path().join("box.toml")).expect("box config");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // What a box made before the locker registered: D of type 0x10.
+        let mut data = stb_app::register::enroll(&config, &code)
+            .await
+            .expect("enroll");
+        data.locker_key = None;
+        stb_app::register::register(
+            &config,
+            data,
+            "lena",
+            stb_protocol::Password::from(PASSWORD),
+            stb_protocol::Password::from(PASSWORD),
+        )
+        .await
+        .expect("register");
+    });
+    let work = tempfile::tempdir().expect("tmp");
+    let mut boxes = Vec::new();
+    for i in 0..2 {
+        let file = work.path().join(format!("from-box-{i}.txt"));
+        std::fs::write(&file, format!("written by box {i}\n")).expect("write");
+        boxes.push(
+            stack
+                .stb_app(
+                    &[
+                        "locker",
+                        "--identifier",
+                        "lena",
+                        "put",
+                        file.to_str().expect("path"),
+                    ],
+                    &format!("{PASSWORD}\n"),
+                )
+                .expect("stb-app"),
+        );
+    }
+    let outcomes: Vec<Output> = boxes
+        .into_iter()
+        .map(|b| b.wait_with_output().expect("output"))
+        .collect();
+    // At least one box got the locker; one that lost the race says so and stores nothing.
+    let stored: Vec<&Output> = outcomes.iter().filter(|o| o.status.success()).collect();
+    assert!(!stored.is_empty(), "{:?}", outcomes);
+    for o in outcomes.iter().filter(|o| !o.status.success()) {
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("no locker key yet"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // The next login has the KL that stood, and reads what was stored under it.
+    let listing = ok(&locker(&stack, &["ls"]));
+    assert!(
+        listing.contains(&format!("{} files", stored.len())),
+        "{listing}"
+    );
+    let name = if listing.contains("from-box-0.txt") {
+        "from-box-0.txt"
+    } else {
+        "from-box-1.txt"
+    };
+    let text = ok(&locker(&stack, &["get", name, "-"]));
+    assert!(text.starts_with("written by box"), "{text}");
+}
