@@ -4,7 +4,7 @@
 //! (not entitled, revoked) is reported and ends the feed.
 
 use crate::channel_keys::KeyUnusable;
-use crate::player::{Player, Stats};
+use crate::player::Player;
 use crate::session::{LicenseError, Session};
 use futures_util::StreamExt;
 use gstreamer as gst;
@@ -94,6 +94,24 @@ pub enum FeedError {
     Pipeline(gst::FlowError),
 }
 
+/// Where decrypted segments go: the player, or a recording.
+pub trait Sink: Send + Sync + 'static {
+    /// Takes one decrypted segment (MPEG-TS from a GOP boundary).
+    fn push(&self, ts: Vec<u8>) -> Result<(), FeedError>;
+    /// Notes a problem (the player's report; a recording's log).
+    fn error(&self, what: String);
+}
+
+impl Sink for Player {
+    fn push(&self, ts: Vec<u8>) -> Result<(), FeedError> {
+        Player::push(self, ts).map_err(FeedError::Pipeline)
+    }
+
+    fn error(&self, what: String) {
+        self.stats().error(what);
+    }
+}
+
 /// How long before its token expires the box asks the origin for a new one.
 const TOKEN_RENEWAL_MS: i64 = 10_000;
 /// After the edge failed, how long the box streams from the origin before trying it again.
@@ -108,23 +126,23 @@ const EDGE_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The origin says where the segments come from: its edge (an HTTP cache, with a token for
 /// this channel and this box) or its own stream. When the edge fails the box streams from
 /// the origin for a while, then tries the edge again.
-pub async fn feed(
+pub async fn feed<S: Sink>(
     session: Arc<Session>,
-    player: Arc<Player>,
+    player: Arc<S>,
     channel: u16,
     state: watch::Sender<FeedState>,
 ) {
-    let stats: Arc<Stats> = player.stats().clone();
+    let player = &*player;
     let mut backoff = FIRST_BACKOFF;
     let mut edge_failed: Option<tokio::time::Instant> = None;
     loop {
         let edge_paused = edge_failed.is_some_and(|at| at.elapsed() < EDGE_PAUSE);
         let result = match origin_live(&session, channel).await {
             Ok(live) if live.edge.is_some() && !edge_paused => {
-                let r = from_edge(&session, &player, channel, live, &state, &mut backoff).await;
+                let r = from_edge(&session, player, channel, live, &state, &mut backoff).await;
                 if let Err(e @ FeedError::Edge(_)) = &r {
                     // Not the origin's fault: stream from it at once.
-                    stats.error(e.to_string());
+                    player.error(e.to_string());
                     edge_failed = Some(tokio::time::Instant::now());
                     continue;
                 }
@@ -133,7 +151,7 @@ pub async fn feed(
             Ok(live) => {
                 // While the edge is paused, the stream runs until the pause ends.
                 let until = live.edge.and(edge_failed).map(|at| at + EDGE_PAUSE);
-                from_stream(&session, &player, channel, &state, &mut backoff, until).await
+                from_stream(&session, player, channel, &state, &mut backoff, until).await
             }
             Err(e) => Err(e),
         };
@@ -141,11 +159,11 @@ pub async fn feed(
             // Back to the origin's word at once: the edge again, or a resync.
             Ok(()) => continue,
             Err(FeedError::Refused(reason)) => {
-                stats.error(FeedError::Refused(reason.clone()).to_string());
+                player.error(FeedError::Refused(reason.clone()).to_string());
                 publish(&state, FeedState::Refused(reason));
                 return;
             }
-            Err(e) => stats.error(e.to_string()),
+            Err(e) => player.error(e.to_string()),
         }
         publish(&state, FeedState::Reconnecting);
         tokio::time::sleep(backoff).await;
@@ -187,7 +205,7 @@ async fn origin_live(session: &Session, channel: u16) -> Result<LiveEdge, FeedEr
 /// pause of the edge: then it returns `Ok`).
 async fn from_stream(
     session: &Session,
-    player: &Player,
+    player: &impl Sink,
     channel: u16,
     state: &watch::Sender<FeedState>,
     backoff: &mut Duration,
@@ -219,7 +237,7 @@ async fn from_stream(
                 *backoff = FIRST_BACKOFF;
                 publish(state, FeedState::Playing);
             }
-            Err(e) => player.stats().error(e.to_string()),
+            Err(e) => player.error(e.to_string()),
         }
     }
 }
@@ -230,7 +248,7 @@ async fn from_stream(
 /// the origin stops naming an edge.
 async fn from_edge(
     session: &Session,
-    player: &Player,
+    player: &impl Sink,
     channel: u16,
     live: LiveEdge,
     state: &watch::Sender<FeedState>,
@@ -274,7 +292,7 @@ async fn from_edge(
                         *backoff = FIRST_BACKOFF;
                         publish(state, FeedState::Playing);
                     }
-                    Err(e) => player.stats().error(e.to_string()),
+                    Err(e) => player.error(e.to_string()),
                 }
                 (next, due_ms, early) = (next + 1, due_ms + step_ms, 0);
             }
@@ -302,7 +320,7 @@ fn now_ms() -> i64 {
 /// one under a key outside its validity is dropped.
 async fn play_segments(
     session: &Session,
-    player: &Player,
+    player: &impl Sink,
     split: &mut SegmentSplitter,
 ) -> Result<usize, FeedError> {
     let mut pushed = 0;
@@ -329,7 +347,7 @@ async fn play_segments(
                     why,
                 };
                 tracing::warn!(error = %e, "segment refused");
-                player.stats().error(e.to_string());
+                player.error(e.to_string());
                 continue;
             }
         };
@@ -339,7 +357,7 @@ async fn play_segments(
             tracing::warn!(channel, sequence, error = %e, "segment refused");
             continue;
         }
-        player.push(payload).map_err(FeedError::Pipeline)?;
+        player.push(payload)?;
         pushed += 1;
     }
     Ok(pushed)

@@ -229,6 +229,16 @@ impl Locker {
         if !file.replace && self.index().await?.1.find(&file.name).is_some() {
             return Err(LockerError::Exists(file.name));
         }
+        let (object, size) = self.upload(source).await?;
+        self.enter(file, object, size).await
+    }
+
+    /// Seals what `source` gives, until it ends, under a new object and uploads it: the
+    /// object id and the plaintext size. Nothing partial stays on the server if it fails.
+    pub async fn upload(
+        &self,
+        source: &mut (impl AsyncRead + Unpin),
+    ) -> Result<(ObjectId, u64), LockerError> {
         let mut upload = Upload::start(self).await?;
         let upload_url = upload.url(self);
         let object = upload.object;
@@ -256,10 +266,21 @@ impl Locker {
             let _ = self.http.delete(upload_url).send().await;
             return Err(e);
         }
+        Ok((object, plain_len))
+    }
+
+    /// Enters an uploaded object in the index under `file`'s name (replacing a file of that
+    /// name if `file.replace`); if that fails the object is deleted again.
+    pub async fn enter(
+        &self,
+        file: NewFile,
+        object: ObjectId,
+        size: u64,
+    ) -> Result<Entry, LockerError> {
         let entry = Entry {
             object,
             name: file.name.clone(),
-            size: plain_len,
+            size,
             modified_ms: now_ms(),
             kind: file.kind,
             recording: file.recording.clone(),

@@ -97,6 +97,11 @@ fn make(factory: &str) -> Result<gst::Element> {
     })
 }
 
+/// The time-shift buffer: while live TV is paused its data waits in the source's queue, in
+/// memory, up to this much (several minutes at a few Mbit/s); beyond it the oldest is
+/// dropped. A flush (zap, logout) empties it.
+pub const TIMESHIFT_BYTES: u64 = 96 << 20;
+
 /// tsdemux's added latency, ms: none (segments arrive whole, a second ahead of their time).
 const DEMUX_LATENCY_MS: i32 = 0;
 
@@ -141,7 +146,8 @@ fn create_pipeline(
         .caps(&caps)
         .is_live(true)
         .format(gst::Format::Bytes)
-        .max_bytes(8 << 20)
+        .max_bytes(TIMESHIFT_BYTES)
+        .leaky_type(gst_app::AppLeakyType::Downstream)
         .build();
     let demux = make("tsdemux")?;
     // tsdemux holds live data back 700 ms by default to smooth packet-by-packet arrival.
@@ -356,6 +362,26 @@ impl Player {
     pub fn set_volume(&self, level: f64, muted: bool) {
         self.volume.set_property("volume", level.clamp(0.0, 1.0));
         self.volume.set_property("mute", muted);
+    }
+
+    /// Pauses (picture held, sound off) or plays on. Paused on a live channel, its data
+    /// keeps coming into the source's queue, up to [`TIMESHIFT_BYTES`]: playing on resumes
+    /// where it paused, behind live (a zap comes back to live).
+    pub fn pause(&self, paused: bool) -> Result<()> {
+        let state = if paused {
+            gst::State::Paused
+        } else {
+            gst::State::Playing
+        };
+        self.pipeline
+            .set_state(state)
+            .with_context(|| format!("setting the pipeline to {state:?}"))?;
+        Ok(())
+    }
+
+    /// Bytes waiting in the source's queue (pushed, not yet taken by the demuxer).
+    pub fn queued_bytes(&self) -> u64 {
+        self.appsrc.current_level_bytes()
     }
 
     /// Pushes decrypted MPEG-TS bytes.

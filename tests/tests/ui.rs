@@ -7,8 +7,8 @@
 #![allow(missing_docs)]
 
 use i_slint_backend_testing::{ElementHandle, ElementQuery, mock_elapsed_time};
-use slint::ComponentHandle;
 use slint::platform::{Key, WindowEvent};
+use slint::{ComponentHandle, Model as _};
 use stb_app::config::BoxConfig;
 use stb_app::player::Player;
 use stb_app::ui::controller::{Controller, FrameSlot, Shared};
@@ -273,8 +273,50 @@ fn register_login_watch_zap_logout_with_the_remote() {
     assert!(shows(&ui, "1 / 1") && shows(&ui, "Sport Live"));
     key(&ui, Key::LeftArrow);
     assert!(shows(&ui, "2 / 4"));
+    // RECORD ('r') on the channel playing: a second stream from the content server is
+    // sealed under the locker key and uploaded while the picture goes on; STOP ('s') saves
+    // it into the locker's index.
+    key(&ui, Key::Escape);
+    assert_eq!(screen(&c), Screen::Player);
+    send(&ui, "r");
+    pump_until(&ui, "the recording running", |ui| {
+        ui.get_recording().starts_with("REC")
+    });
+    let frames_before = c.borrow().player_stats().video_frames;
+    std::thread::sleep(Duration::from_secs(4));
+    pump_until(&ui, "pictures while recording", |_| {
+        c.borrow().player_stats().video_frames > frames_before + 50
+    });
+    send(&ui, "s");
+    pump_until(&ui, "the recording saved", |ui| {
+        ui.get_notice().starts_with("Recorded")
+    });
+    assert_eq!(ui.get_recording(), "");
+    // MENU > Recordings lists it; OK plays it in place of the channel, with its bar.
+    key(&ui, Key::F2);
+    key(&ui, Key::DownArrow);
+    key(&ui, Key::Return);
+    pump_until(&ui, "the recordings listed", |ui| {
+        ui.get_recordings_note() == "" && ui.get_recording_rows().row_count() == 1
+    });
+    assert!(shows(&ui, "Recordings") && shows(&ui, "1 / 1"));
+    key(&ui, Key::Return);
+    assert_eq!(screen(&c), Screen::Playback);
+    pump_until(&ui, "pictures of the recording", |ui| video_width(ui) > 0);
+    pump_until(&ui, "the recording's position moving", |ui| {
+        ui.get_playback().position != "0:00"
+    });
+    // BACK: the list, BACK again: the channel, live.
+    key(&ui, Key::Escape);
+    assert_eq!(screen(&c), Screen::Recordings);
+    key(&ui, Key::Escape);
+    assert_eq!(screen(&c), Screen::Player);
+    pump_until(&ui, "the channel again", |ui| video_width(ui) > 0);
+    key(&ui, Key::Escape);
+
     // MENU > About this box: the certificate, and both servers checked for real.
     key(&ui, Key::F2);
+    key(&ui, Key::DownArrow);
     key(&ui, Key::DownArrow);
     key(&ui, Key::DownArrow);
     key(&ui, Key::Return);
@@ -285,6 +327,7 @@ fn register_login_watch_zap_logout_with_the_remote() {
     assert!(ui.get_alert_detail().contains("Certificate "));
     key(&ui, Key::Return);
     key(&ui, Key::F2);
+    key(&ui, Key::DownArrow);
     key(&ui, Key::DownArrow);
     key(&ui, Key::Return);
     assert!(shows(&ui, "Log out?") && c.borrow().model().account().is_some());

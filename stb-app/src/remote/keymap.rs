@@ -48,6 +48,16 @@ pub enum Action {
     Power,
     /// Adds the channel to the favourites, or takes it out.
     Favourite,
+    /// Records the programme playing, or stops recording it.
+    Record,
+    /// Pauses live TV (time shift) or a recording, or plays on.
+    PlayPause,
+    /// Stops the recording under way, or the recording playing.
+    Stop,
+    /// Forward 30 s in a recording (or in paused live TV, towards live).
+    FastForward,
+    /// Back 30 s in a recording.
+    Rewind,
 }
 
 impl Action {
@@ -64,6 +74,8 @@ impl Action {
                 | Self::ChannelDown
                 | Self::VolumeUp
                 | Self::VolumeDown
+                | Self::FastForward
+                | Self::Rewind
         )
     }
 }
@@ -91,6 +103,11 @@ impl FromStr for Action {
             "guide" => Self::Guide,
             "power" => Self::Power,
             "favourite" => Self::Favourite,
+            "record" => Self::Record,
+            "play-pause" => Self::PlayPause,
+            "stop" => Self::Stop,
+            "fast-forward" => Self::FastForward,
+            "rewind" => Self::Rewind,
             other => match other.strip_prefix("digit-").map(str::parse::<u8>) {
                 Some(Ok(d)) if d <= 9 => Self::Digit(d),
                 _ => bail!("unknown action {other:?}"),

@@ -29,6 +29,10 @@ const GUIDE_POLL_MAX: Duration = Duration::from_secs(300);
 /// Wait after a failed poll.
 const GUIDE_RETRY: Duration = Duration::from_secs(30);
 
+/// How long a logout waits for the recording under way to be saved before it wipes the
+/// session's keys anyway.
+const RECORDING_SAVE: Duration = Duration::from_secs(15);
+
 /// How often the clock on screen is refreshed.
 const CLOCK: Duration = Duration::from_millis(500);
 
@@ -147,6 +151,14 @@ pub struct Controller {
     stopping: Option<tokio::task::JoinHandle<()>>,
     /// Counts zaps: a state change of an earlier channel's feeder is not shown.
     zaps: u64,
+    /// The recording under way: what stops it, and its task (it holds the session: a logout
+    /// stops it and waits, a while, for it to be saved before the keys are wiped).
+    recording: Option<(
+        Option<tokio::sync::oneshot::Sender<()>>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    /// The recording playing: its controls (the feeder slot holds its task).
+    playback: Option<tokio::sync::mpsc::UnboundedSender<crate::playback::Control>>,
     /// The login or registration running, and its number: a result of earlier (cancelled)
     /// work is dropped unseen.
     work: Option<tokio::task::AbortHandle>,
@@ -185,6 +197,8 @@ impl Controller {
                 side_tasks: Vec::new(),
                 stopping: None,
                 zaps: 0,
+                recording: None,
+                playback: None,
                 work: None,
                 works: 0,
                 timers: HashMap::new(),
@@ -227,6 +241,11 @@ impl Controller {
     /// The model, for tests and screenshots.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// What the player decoded since the last zap (tests).
+    pub fn player_stats(&self) -> crate::player::StatsSnapshot {
+        self.player.stats().snapshot()
     }
 
     fn execute(&mut self, effect: Effect) {
@@ -364,7 +383,66 @@ impl Controller {
                     }
                 });
             }
+            Effect::Record(order) => self.record(order),
+            Effect::StopRecording => {
+                if let Some(stop) = self.recording.as_mut().and_then(|(stop, _)| stop.take()) {
+                    let _ = stop.send(());
+                }
+            }
+            Effect::PauseLive(paused) | Effect::PausePlayback(paused) => {
+                if let Some(controls) = &self.playback {
+                    let _ = controls.send(crate::playback::Control::Pause(paused));
+                } else {
+                    let player = self.player.clone();
+                    self.rt.spawn_blocking(move || {
+                        if let Err(e) = player.pause(paused) {
+                            tracing::warn!(error = format!("{e:#}"), "pause");
+                        }
+                    });
+                }
+            }
+            Effect::Seek(ms) => {
+                if let Some(controls) = &self.playback {
+                    let _ = controls.send(crate::playback::Control::Seek(ms));
+                }
+            }
+            Effect::ListRecordings => self.list_recordings(),
+            Effect::PlayRecording(entry) => self.play_recording(entry),
+            Effect::StopPlayback => {
+                self.playback = None;
+                let stopped = self.stop_playing();
+                self.stopping = Some(self.rt.spawn(stopped));
+            }
+            Effect::DeleteRecording(name) => {
+                let Some(session) = self.session.clone() else {
+                    return;
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.side_task(async move {
+                    let result = match session.locker() {
+                        Ok(locker) => locker.remove(&name).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = tx.send(result.map_err(|e| e.to_string()));
+                });
+                let me = self.me.clone();
+                self.spawn_local(async move {
+                    if let Ok(Err(why)) = rx.await
+                        && let Some(this) = me.upgrade()
+                    {
+                        dispatch(&this, |m| m.delete_failed(why));
+                    }
+                });
+            }
             Effect::Logout => {
+                self.playback = None;
+                // A recording is stopped and saved first (it holds the session).
+                let recording = self.recording.take().map(|(stop, task)| {
+                    if let Some(stop) = stop {
+                        let _ = stop.send(());
+                    }
+                    task
+                });
                 let stopped = self.stop_playing();
                 let guide = self.guide.take();
                 for fetch in self.guide_fetches.drain(..) {
@@ -376,6 +454,13 @@ impl Controller {
                 }
                 let session = self.session.take();
                 self.rt.spawn(async move {
+                    if let Some(task) = recording {
+                        let abort = task.abort_handle();
+                        if tokio::time::timeout(RECORDING_SAVE, task).await.is_err() {
+                            tracing::warn!("the recording was not saved in time: abandoned");
+                            abort.abort();
+                        }
+                    }
                     stopped.await;
                     stop(guide).await;
                     // Aborted and awaited: their hold on the session is gone once they end.
@@ -523,6 +608,7 @@ impl Controller {
     /// happen.
     fn play(&mut self, number: u16) {
         let started = std::time::Instant::now();
+        self.playback = None;
         self.follow_guide();
         self.zaps += 1;
         let zap = self.zaps;
@@ -560,6 +646,132 @@ impl Controller {
                 if state != FeedState::Starting {
                     dispatch(&this, |m| m.feed(state));
                 }
+            }
+        });
+    }
+}
+
+impl Controller {
+    /// Starts recording; the model hears when it started and when it was saved.
+    fn record(&mut self, order: crate::recorder::Order) {
+        let me = self.me.clone();
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let started = {
+            let _runtime = self.rt.enter();
+            crate::recorder::Recorder::start(session, order)
+        };
+        let recorder = match started {
+            Ok(recorder) => recorder,
+            Err(e) => {
+                let why = e.to_string();
+                self.spawn_local(async move {
+                    if let Some(this) = me.upgrade() {
+                        dispatch(&this, |m| m.recording_started(Err(why)));
+                    }
+                });
+                return;
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (done, saved) = tokio::sync::oneshot::channel();
+        let task = self.rt.spawn(async move {
+            let result = recorder.until_stopped(stopped).await;
+            let _ = done.send(result.map_err(|e| e.to_string()));
+        });
+        self.recording = Some((Some(stop), task));
+        self.spawn_local(async move {
+            if let Some(this) = me.upgrade() {
+                dispatch(&this, |m| m.recording_started(Ok(())));
+            }
+            let result = saved
+                .await
+                .unwrap_or_else(|_| Err("the recording was interrupted".into()));
+            if let Some(this) = me.upgrade() {
+                this.borrow_mut().recording = None;
+                dispatch(&this, |m| m.recording_done(result));
+            }
+        });
+    }
+
+    /// Reads the locker's index for the Recordings screen.
+    fn list_recordings(&mut self) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.side_task(async move {
+            let result = match session.locker() {
+                Ok(locker) => locker.index().await.map(|(_, index)| {
+                    index
+                        .entries
+                        .into_iter()
+                        .filter(|e| e.kind == stb_protocol::locker::Kind::Recording)
+                        .collect()
+                }),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(result.map_err(|e| e.to_string()));
+        });
+        let me = self.me.clone();
+        self.spawn_local(async move {
+            if let Ok(result) = rx.await
+                && let Some(this) = me.upgrade()
+            {
+                dispatch(&this, |m| m.recordings_done(result));
+            }
+        });
+    }
+
+    /// Plays a recording in place of the channel: the feeder's slot runs the playback, so a
+    /// zap or a logout stops it as it stops a channel.
+    fn play_recording(&mut self, entry: stb_protocol::locker::Entry) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        self.zaps += 1;
+        self.clear_picture();
+        let (controls, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        self.playback = Some(controls);
+        let (position, mut positions) =
+            tokio::sync::watch::channel(crate::playback::Position::default());
+        let (failed, failure) = tokio::sync::oneshot::channel();
+        let old = self.feeder.take();
+        let stopping = self.stopping.take();
+        let (player, frames, ui) = (self.player.clone(), self.frames.clone(), self.ui.clone());
+        self.feeder = Some(self.rt.spawn(async move {
+            if let Some(stopping) = stopping {
+                let _ = stopping.await;
+            }
+            stop(old).await;
+            if let Err(e) = flush(player.clone()).await {
+                tracing::warn!(error = %e, "flushing for a recording");
+            }
+            frames.flushed(Some(started));
+            let _ = ui.upgrade_in_event_loop(|ui| ui.set_video(Image::default()));
+            if let Err(e) =
+                crate::playback::play(session, player, entry, control_rx, position).await
+            {
+                let _ = failed.send(e.to_string());
+            }
+        }));
+        let (me, zap) = (self.me.clone(), self.zaps);
+        self.spawn_local(async move {
+            while positions.changed().await.is_ok() {
+                let at = *positions.borrow_and_update();
+                let Some(this) = me.upgrade() else { return };
+                if this.borrow().zaps != zap {
+                    return;
+                }
+                dispatch(&this, |m| m.playback_position(at));
+            }
+            if let Ok(why) = failure.await
+                && let Some(this) = me.upgrade()
+                && this.borrow().zaps == zap
+            {
+                dispatch(&this, |m| m.playback_failed(why));
             }
         });
     }

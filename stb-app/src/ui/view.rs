@@ -2,9 +2,10 @@
 //! screen as dots, unless the viewer asked to see them (INFO); the fields are emptied when
 //! no form is on screen, so a shown password does not stay in the window's properties.
 
-use super::model::{Alert, GUIDE_SPAN_MS, GuideView, MENU, Model, Screen};
+use super::model::{Alert, GUIDE_SPAN_MS, GuideView, MENU, Model, RecordingItem, Screen};
 use super::{
     AppWindow, BannerInfo, ChannelRow, DrawnScreen, FieldItem, GuideCell, GuideRow, KeyCap,
+    PlaybackInfo, RecordingRow,
 };
 use crate::remote::Action;
 use chrono::{Local, TimeZone};
@@ -76,6 +77,11 @@ pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
             'i' => Action::Info,
             'g' => Action::Guide,
             'f' => Action::Favourite,
+            'r' => Action::Record,
+            'p' | ' ' => Action::PlayPause,
+            's' => Action::Stop,
+            '.' | '>' => Action::FastForward,
+            ',' | '<' => Action::Rewind,
             _ => return None,
         }
     };
@@ -170,7 +176,10 @@ pub fn render(model: &Model, ui: &AppWindow) {
         Screen::Channels => DrawnScreen::Channels,
         Screen::Player => DrawnScreen::Player,
         Screen::Guide => DrawnScreen::Guide,
+        Screen::Recordings => DrawnScreen::Recordings,
+        Screen::Playback => DrawnScreen::Playback,
     });
+    render_recordings(model, ui);
     if let Some(guide) = model.guide_view() {
         render_guide(&guide, ui);
     } else {
@@ -277,6 +286,89 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_standby(model.standby());
     ui.set_no_signal(model.no_signal());
     ui.set_tuned(model.tuning());
+}
+
+/// "1:02:03" or "2:03".
+fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
+    }
+}
+
+/// "Channel 1  ·  Sat 28 Nov 20:15".
+fn recording_about(item: &RecordingItem) -> String {
+    let when = Local
+        .timestamp_millis_opt(item.start_ms())
+        .single()
+        .map(|t| t.format("%a %-d %b %H:%M").to_string())
+        .unwrap_or_default();
+    format!("{}  \u{00b7}  {when}", item.channel())
+}
+
+/// The recordings list, the playback bar, and what the box does with time (recording, live
+/// TV paused).
+fn render_recordings(model: &Model, ui: &AppWindow) {
+    let list = model.recordings();
+    let rows = list_window(list.selected, list.items.len());
+    update(
+        ui.get_recording_rows(),
+        list.items[rows.clone()]
+            .iter()
+            .zip(rows.clone())
+            .map(|(item, i)| RecordingRow {
+                title: item.title().into(),
+                about: recording_about(item).into(),
+                length: format!("{} min", item.duration_ms().div_ceil(60_000)).into(),
+                selected: i == list.selected,
+            })
+            .collect(),
+        |l| ui.set_recording_rows(l),
+    );
+    ui.set_recordings_position(if list.items.is_empty() {
+        SharedString::new()
+    } else {
+        format!("{} / {}", list.selected + 1, list.items.len()).into()
+    });
+    ui.set_recordings_note(list.loading.clone().unwrap_or_default().into());
+    if let Some(p) = model.playback() {
+        let at = &p.position;
+        ui.set_playback(PlaybackInfo {
+            title: p.item.title().into(),
+            about: recording_about(&p.item).into(),
+            position: duration(at.ms).into(),
+            total: duration(at.total_ms).into(),
+            progress: if at.total_ms == 0 {
+                0.0
+            } else {
+                (at.ms as f32 / at.total_ms as f32).clamp(0.0, 1.0)
+            },
+            paused: at.paused,
+        });
+        ui.set_playback_bar(model.banner() || at.paused);
+    } else {
+        ui.set_playback_bar(false);
+    }
+    ui.set_recording(
+        model
+            .recording()
+            .map(|r| format!("REC  {}", r.title))
+            .unwrap_or_default()
+            .into(),
+    );
+    let behind = model.behind_live_ms();
+    ui.set_time_shift(
+        if model.live_pause().since_ms.is_some() {
+            format!("PAUSED  -{}", duration(behind as u64))
+        } else if behind > 0 {
+            format!("-{}  (FF: live)", duration(behind as u64))
+        } else {
+            String::new()
+        }
+        .into(),
+    );
+    ui.set_notice(model.notice().unwrap_or_default().into());
 }
 
 /// The guide's properties: cells placed as shares of the two hours shown.

@@ -274,6 +274,7 @@ mod tests {
                 0 => {
                     m.action(Action::Menu);
                     m.action(Action::Down);
+                    m.action(Action::Down);
                     m.action(Action::Ok);
                     assert!(m.confirming_logout() && m.account().is_some());
                     m.action(Action::Ok)

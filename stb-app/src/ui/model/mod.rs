@@ -11,11 +11,13 @@ mod account;
 mod form;
 mod guide;
 mod overlays;
+mod recordings;
 mod zap;
 
 pub use form::{FieldView, FormView};
 pub use guide::{GUIDE_ROWS, GUIDE_SPAN_MS, GuideRowView, GuideView};
 pub use overlays::{About, Alert, AlertAction, MENU};
+pub use recordings::{LivePause, Playback, RecordingItem, RecordingOn, RecordingsList, SEEK_MS};
 pub use zap::{BANNER, NUMBER_ENTRY};
 
 use super::keyboard::Keyboard;
@@ -47,6 +49,10 @@ pub enum Screen {
     Player,
     /// The programme guide over the picture.
     Guide,
+    /// The recordings in the subscriber's locker.
+    Recordings,
+    /// A recording playing, full screen.
+    Playback,
 }
 
 /// Registration wizard steps.
@@ -79,6 +85,8 @@ pub enum Timer {
     Standby,
     /// The stream has been away for [`NO_SIGNAL`].
     NoSignal,
+    /// A notice (recording saved) goes away.
+    Notice,
 }
 
 /// Work for the adapter.
@@ -132,6 +140,26 @@ pub enum Effect {
         /// Muted.
         muted: bool,
     },
+    /// Record this programme into the locker; answer with [`Model::recording_started`], then
+    /// [`Model::recording_done`] when it ends.
+    Record(crate::recorder::Order),
+    /// End the recording under way (it is saved; [`Model::recording_done`] follows).
+    StopRecording,
+    /// Pause live TV (its data waits in memory) or play on.
+    PauseLive(bool),
+    /// Read the locker's recordings; answer with [`Model::recordings_done`].
+    ListRecordings,
+    /// Play this recording in place of the channel; positions come to
+    /// [`Model::playback_position`].
+    PlayRecording(stb_protocol::locker::Entry),
+    /// Pause the recording playing, or play on.
+    PausePlayback(bool),
+    /// Jump in the recording playing by this many ms.
+    Seek(i64),
+    /// Stop the recording playing.
+    StopPlayback,
+    /// Delete this recording (by its name in the locker).
+    DeleteRecording(String),
     /// Arm (or re-arm) a timer.
     Arm(Timer, Duration),
     /// Cancel a timer.
@@ -199,6 +227,22 @@ pub struct Model {
     guide: GuideGrid,
     /// Where BACK from the guide goes.
     guide_return: Screen,
+    /// The recording under way.
+    recording: Option<RecordingOn>,
+    /// Live TV paused (time shift).
+    live_pause: LivePause,
+    /// The Recordings screen.
+    recordings: RecordingsList,
+    /// Where BACK from the Recordings screen goes.
+    recordings_return: Screen,
+    /// The recording playing.
+    playback: Option<Playback>,
+    /// A recording replaced the channel in the player (BACK tunes the channel again).
+    played_recording: bool,
+    /// The recording a "Delete?" alert is about.
+    deleting: Option<String>,
+    /// A passing notice (recording saved).
+    notice: Option<String>,
     /// The wall clock, Unix ms (the adapter sets it before each event).
     now_ms: i64,
 }
@@ -234,6 +278,14 @@ impl Model {
             rules,
             guide: GuideGrid::default(),
             guide_return: Screen::Player,
+            recording: None,
+            live_pause: LivePause::default(),
+            recordings: RecordingsList::default(),
+            recordings_return: Screen::Player,
+            playback: None,
+            played_recording: false,
+            deleting: None,
+            notice: None,
             now_ms: 0,
         }
     }
@@ -388,10 +440,14 @@ impl Model {
                         Some(AlertAction::LogOut) => self.log_out_at_once(&mut fx),
                         Some(AlertAction::RetryLogin) => self.submit_login(&mut fx),
                         Some(AlertAction::RetryRegistration) => self.submit_registration(&mut fx),
+                        Some(AlertAction::DeleteRecording) => self.delete_confirmed(&mut fx),
                         None => {}
                     }
                 }
-                (Action::Back, _) => self.alert = None,
+                (Action::Back, _) => {
+                    self.alert = None;
+                    self.deleting = None;
+                }
                 _ => {}
             }
             return fx;
@@ -405,6 +461,8 @@ impl Model {
             Screen::Channels => self.list_action(action, &mut fx),
             Screen::Player => self.player_action(action, &mut fx),
             Screen::Guide => self.guide_action(action, &mut fx),
+            Screen::Recordings => self.recordings_action(action, &mut fx),
+            Screen::Playback => self.playback_action(action, &mut fx),
         }
         fx
     }
@@ -452,6 +510,7 @@ impl Model {
             // Still away (a key or a good segment since would have cleared the status).
             Timer::NoSignal => self.no_signal = self.status.is_some() && !self.standby,
             Timer::VolumeBar => self.volume_bar = false,
+            Timer::Notice => self.notice_timer(),
             Timer::Countdown => {
                 self.retry_until_countdown = self.retry_until_countdown.saturating_sub(1);
                 if let Some(alert) = self.alert.as_mut().filter(|a| a.countdown.is_some()) {

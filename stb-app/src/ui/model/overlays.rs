@@ -28,6 +28,8 @@ pub enum AlertAction {
     RetryLogin,
     /// The registration again with what was typed.
     RetryRegistration,
+    /// Delete the recording the alert names.
+    DeleteRecording,
 }
 
 impl Alert {
@@ -53,12 +55,19 @@ impl Alert {
             Some(AlertAction::RetryLogin | AlertAction::RetryRegistration) => {
                 ("OK  Try again", "Change")
             }
+            Some(AlertAction::DeleteRecording) => ("OK  Delete", "Keep it"),
         }
     }
 }
 
 /// Entries of the small menu.
-pub const MENU: [&str; 4] = ["Channel list", "Log out", "About this box", "Close"];
+pub const MENU: [&str; 5] = [
+    "Channel list",
+    "Recordings",
+    "Log out",
+    "About this box",
+    "Close",
+];
 
 /// The title of the "About this box" panel (an alert whose text the checks fill in).
 const ABOUT: &str = "About this box";
@@ -125,8 +134,9 @@ impl Model {
                         self.screen = Screen::Channels;
                         self.select_current();
                     }
-                    1 => self.ask_logout(),
-                    2 => {
+                    1 => self.open_recordings(fx),
+                    2 => self.ask_logout(),
+                    3 => {
                         self.alert = Some(Alert::new(ABOUT, "Checking the servers\u{2026}"));
                         self.about_id += 1;
                         fx.push(Effect::About(self.about_id));
@@ -251,6 +261,7 @@ mod tests {
         m.action(Action::Menu);
         m.action(Action::Down);
         m.action(Action::Down);
+        m.action(Action::Down);
         let fx = m.action(Action::Ok);
         let Some(id) = fx.iter().find_map(|e| match e {
             Effect::About(id) => Some(*id),
@@ -284,8 +295,8 @@ mod tests {
         // Closed and opened again: the first request's late answer is not shown in the second.
         m.action(Action::Ok);
         m.action(Action::Menu);
-        m.action(Action::Down);
-        m.action(Action::Down);
+        m.action(Action::Up);
+        m.action(Action::Up);
         m.action(Action::Ok);
         m.about_done(id, sample("old"));
         assert!(!m.alert().expect("panel").detail.contains("old"));

@@ -101,6 +101,11 @@ impl Model {
             Action::Menu => self.open_menu(fx),
             Action::Guide => self.open_guide(fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
+            Action::Record
+            | Action::PlayPause
+            | Action::Stop
+            | Action::FastForward
+            | Action::Rewind => self.live_media_action(action, fx),
             _ => {}
         }
     }
@@ -229,12 +234,18 @@ impl Model {
         (self.status, self.no_signal) = (None, false);
         fx.push(Effect::Cancel(Timer::NoSignal));
         fx.push(Effect::Arm(Timer::Banner, BANNER));
-        if self.current != Some(number) {
-            self.last = self.current;
-            self.current = Some(number);
+        // The same channel is tuned again to come back to live, or after a recording
+        // played in its place.
+        let again = self.behind_live_ms() > 0 || std::mem::take(&mut self.played_recording);
+        if self.current != Some(number) || again {
+            if self.current != Some(number) {
+                self.last = self.current;
+                self.current = Some(number);
+            }
             fx.push(Effect::Play(number));
             self.tuning = true;
         }
+        self.back_to_live();
     }
 }
 

@@ -1,0 +1,229 @@
+//! Recording a channel into the subscriber's locker while the viewer goes on watching.
+//!
+//! A recording reads the channel with a feeder of its own (a second stream from the content
+//! server, or the edge), so zapping away does not end it and the picture on screen never
+//! waits for it: the player's path is untouched. Each decrypted segment is sealed under KL
+//! and uploaded as it comes; the recording ends when its programme ends in the guide, when
+//! the viewer stops it, or at logout, and is then entered in the locker's index.
+
+use crate::feed::{FeedError, FeedState, Sink};
+use crate::locker::{LockerError, NewFile};
+use crate::session::Session;
+use stb_protocol::locker::{Entry, Kind, Recording as RecordingInfo};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Segments (about a second each) that may wait for the upload; beyond that, segments are
+/// dropped from the recording (the upload is too slow) rather than held in memory.
+const QUEUE: usize = 120;
+
+/// What to record.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// Channel number.
+    pub channel: u16,
+    /// Channel name.
+    pub channel_name: String,
+    /// The programme's title (the guide's, or the channel's name without one).
+    pub title: String,
+    /// When to stop by itself (the programme's end, Unix ms), if known.
+    pub until_ms: Option<i64>,
+}
+
+/// How a recording went.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Plaintext bytes recorded.
+    pub bytes: u64,
+    /// Segments left out because the upload fell behind.
+    pub dropped: u64,
+}
+
+/// A recording under way.
+#[derive(Debug)]
+pub struct Recorder {
+    /// What it records.
+    pub order: Order,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<Entry, LockerError>>,
+    progress: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    bytes: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The feeder's end: segments go to the upload through a bounded queue, never waiting.
+struct Tap {
+    tx: mpsc::Sender<Vec<u8>>,
+    counters: Arc<Counters>,
+}
+
+impl Sink for Tap {
+    fn push(&self, ts: Vec<u8>) -> Result<(), FeedError> {
+        let len = ts.len() as u64;
+        match self.tx.try_send(ts) {
+            Ok(()) => {
+                self.counters.bytes.fetch_add(len, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.counters.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!("recording: the upload is behind, segments are left out");
+                }
+            }
+            // The recording is ending: the feeder is stopped right after.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+        Ok(())
+    }
+
+    fn error(&self, what: String) {
+        tracing::warn!(%what, "recording");
+    }
+}
+
+impl Recorder {
+    /// Starts recording (the session must have a locker).
+    pub fn start(session: Arc<Session>, order: Order) -> Result<Self, LockerError> {
+        session.locker()?;
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let counters = Arc::new(Counters::default());
+        let tap = Arc::new(Tap {
+            tx,
+            counters: counters.clone(),
+        });
+        let (stop, stopped) = oneshot::channel();
+        let (state, _) = watch::channel(FeedState::Starting);
+        let feeder = tokio::spawn(crate::feed::feed(
+            session.clone(),
+            tap,
+            order.channel,
+            state,
+        ));
+        let started_ms = now_ms();
+        let until = order.until_ms;
+        let job = order.clone();
+        let task = tokio::spawn(async move {
+            let locker = session.locker()?;
+            let (mut writer, mut reader) = tokio::io::duplex(1 << 20);
+            let pump = async move {
+                let deadline = async {
+                    match until {
+                        Some(ms) => tokio::time::sleep(ms_from_now(ms)).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::pin!(deadline, stopped);
+                loop {
+                    let segment = tokio::select! {
+                        s = rx.recv() => s,
+                        _ = &mut stopped => None,
+                        () = &mut deadline => None,
+                    };
+                    let Some(segment) = segment else { break };
+                    if writer.write_all(&segment).await.is_err() {
+                        break;
+                    }
+                }
+                feeder.abort();
+                let _ = feeder.await;
+                // What was queued when it stopped still goes in.
+                rx.close();
+                while let Some(segment) = rx.recv().await {
+                    if writer.write_all(&segment).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = writer.shutdown().await;
+            };
+            let (_, uploaded) = tokio::join!(pump, locker.upload(&mut reader));
+            let (object, size) = uploaded?;
+            let ended_ms = now_ms();
+            let file = NewFile {
+                name: recording_name(&job, started_ms),
+                kind: Kind::Recording,
+                recording: Some(RecordingInfo {
+                    channel: job.channel,
+                    channel_name: job.channel_name.clone(),
+                    title: job.title.clone(),
+                    start_ms: started_ms,
+                    duration_ms: (ended_ms - started_ms).max(0) as u64,
+                }),
+                replace: false,
+            };
+            locker.enter(file, object, size).await
+        });
+        Ok(Self {
+            order,
+            stop: Some(stop),
+            task,
+            progress: counters,
+        })
+    }
+
+    /// Bytes recorded and segments left out so far.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            bytes: self.progress.bytes.load(Ordering::Relaxed),
+            dropped: self.progress.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records until `stop` fires (or its sender drops) or the programme ends, then saves.
+    pub async fn until_stopped(
+        mut self,
+        stop: oneshot::Receiver<()>,
+    ) -> Result<Entry, LockerError> {
+        tokio::select! {
+            ended = &mut self.task => {
+                return ended.unwrap_or_else(|e| {
+                    Err(LockerError::Unreachable(format!("the recording stopped: {e}")))
+                });
+            }
+            _ = stop => {}
+        }
+        self.finish().await
+    }
+
+    /// Ends the recording: what was recorded is uploaded and entered in the index.
+    pub async fn finish(mut self) -> Result<Entry, LockerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(LockerError::Unreachable(format!(
+                "the recording stopped: {e}"
+            ))),
+        }
+    }
+}
+
+/// `Recordings/<title> - <channel> <date time>.ts` (local time, to the minute).
+fn recording_name(order: &Order, started_ms: i64) -> String {
+    use chrono::TimeZone;
+    let when = chrono::Local
+        .timestamp_millis_opt(started_ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H.%M.%S").to_string())
+        .unwrap_or_default();
+    let clean = |s: &str| s.replace('/', "-");
+    format!(
+        "Recordings/{} - {} {when}.ts",
+        clean(&order.title),
+        clean(&order.channel_name)
+    )
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn ms_from_now(at_ms: i64) -> Duration {
+    Duration::from_millis((at_ms - now_ms()).max(0) as u64)
+}
