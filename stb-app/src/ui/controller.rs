@@ -159,6 +159,8 @@ pub struct Controller {
     )>,
     /// The recording playing: its controls (the feeder slot holds its task).
     playback: Option<tokio::sync::mpsc::UnboundedSender<crate::playback::Control>>,
+    /// Counts pictures asked for: one that arrives after the next was asked is not shown.
+    pictures: u64,
     /// The login or registration running, and its number: a result of earlier (cancelled)
     /// work is dropped unseen.
     work: Option<tokio::task::AbortHandle>,
@@ -199,6 +201,7 @@ impl Controller {
                 zaps: 0,
                 recording: None,
                 playback: None,
+                pictures: 0,
                 work: None,
                 works: 0,
                 timers: HashMap::new(),
@@ -407,6 +410,13 @@ impl Controller {
                 }
             }
             Effect::ListRecordings => self.list_recordings(),
+            Effect::ShowPicture(entry) => self.show_picture(entry),
+            Effect::HidePicture => {
+                self.pictures += 1;
+                if let Some(ui) = self.ui.upgrade() {
+                    ui.set_picture(Image::default());
+                }
+            }
             Effect::PlayRecording(entry) => self.play_recording(entry),
             Effect::StopPlayback => {
                 self.playback = None;
@@ -707,7 +717,10 @@ impl Controller {
                     index
                         .entries
                         .into_iter()
-                        .filter(|e| e.kind == stb_protocol::locker::Kind::Recording)
+                        .filter(|e| {
+                            use stb_protocol::locker::Kind;
+                            matches!(e.kind, Kind::Recording | Kind::Picture)
+                        })
                         .collect()
                 }),
                 Err(e) => Err(e),
@@ -720,6 +733,42 @@ impl Controller {
                 && let Some(this) = me.upgrade()
             {
                 dispatch(&this, |m| m.recordings_done(result));
+            }
+        });
+    }
+
+    /// Fetches a picture from the locker (every chunk checked), decodes it in memory and
+    /// shows it; nothing of it is written anywhere, and its bytes are wiped once drawn.
+    fn show_picture(&mut self, entry: stb_protocol::locker::Entry) {
+        self.pictures += 1;
+        let asked = self.pictures;
+        if let Some(ui) = self.ui.upgrade() {
+            ui.set_picture(Image::default());
+        }
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.side_task(async move {
+            let _ = tx.send(fetch_picture(&session, &entry).await);
+        });
+        let me = self.me.clone();
+        self.spawn_local(async move {
+            let Ok(result) = rx.await else { return };
+            let Some(this) = me.upgrade() else { return };
+            if this.borrow().pictures != asked {
+                return;
+            }
+            match result {
+                Ok(picture) => {
+                    let mut buffer =
+                        SharedPixelBuffer::<Rgba8Pixel>::new(picture.width, picture.height);
+                    buffer.make_mut_bytes().copy_from_slice(&picture.rgba);
+                    if let Some(ui) = this.borrow().ui.upgrade() {
+                        ui.set_picture(Image::from_rgba8(buffer));
+                    }
+                }
+                Err(why) => dispatch(&this, |m| m.picture_failed(why)),
             }
         });
     }
@@ -775,6 +824,57 @@ impl Controller {
             }
         });
     }
+}
+
+/// The largest picture shown (stored bytes) and its largest side.
+const PICTURE_MAX_BYTES: u64 = 64 << 20;
+const PICTURE_MAX_SIDE: u32 = 8192;
+
+/// A decoded picture, wiped when dropped.
+struct Picture {
+    width: u32,
+    height: u32,
+    rgba: zeroize::Zeroizing<Vec<u8>>,
+}
+
+async fn fetch_picture(
+    session: &Session,
+    entry: &stb_protocol::locker::Entry,
+) -> Result<Picture, String> {
+    if entry.size > PICTURE_MAX_BYTES {
+        return Err(format!(
+            "it is {} MB; the box shows pictures up to {} MB",
+            entry.size.div_ceil(1 << 20),
+            PICTURE_MAX_BYTES >> 20
+        ));
+    }
+    let locker = session.locker().map_err(|e| e.to_string())?;
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(entry.size as usize));
+    locker
+        .get(&entry.name, &mut *bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(PICTURE_MAX_SIDE);
+        limits.max_image_height = Some(PICTURE_MAX_SIDE);
+        reader.limits(limits);
+        let decoded = reader
+            .decode()
+            .map_err(|e| format!("it is not a picture the box can read ({e})"))?
+            .into_rgba8();
+        let (width, height) = decoded.dimensions();
+        Ok(Picture {
+            width,
+            height,
+            rgba: zeroize::Zeroizing::new(decoded.into_raw()),
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Aborts a feeder (or a zap in flight) and waits until it has stopped.

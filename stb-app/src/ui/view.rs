@@ -178,6 +178,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
         Screen::Guide => DrawnScreen::Guide,
         Screen::Recordings => DrawnScreen::Recordings,
         Screen::Playback => DrawnScreen::Playback,
+        Screen::Picture => DrawnScreen::Picture,
     });
     render_recordings(model, ui);
     if let Some(guide) = model.guide_view() {
@@ -297,14 +298,22 @@ fn duration(ms: u64) -> String {
     }
 }
 
-/// "Channel 1  ·  Sat 28 Nov 20:15".
+/// "Channel 1  ·  Sat 28 Nov 20:15" (a picture: its folder and date).
 fn recording_about(item: &RecordingItem) -> String {
     let when = Local
         .timestamp_millis_opt(item.start_ms())
         .single()
         .map(|t| t.format("%a %-d %b %H:%M").to_string())
         .unwrap_or_default();
-    format!("{}  \u{00b7}  {when}", item.channel())
+    let place = if item.is_picture() {
+        item.entry
+            .name
+            .rsplit_once('/')
+            .map_or("", |(folder, _)| folder)
+    } else {
+        item.channel()
+    };
+    format!("{place}  \u{00b7}  {when}")
 }
 
 /// The recordings list, the playback bar, and what the box does with time (recording, live
@@ -320,7 +329,12 @@ fn render_recordings(model: &Model, ui: &AppWindow) {
             .map(|(item, i)| RecordingRow {
                 title: item.title().into(),
                 about: recording_about(item).into(),
-                length: format!("{} min", item.duration_ms().div_ceil(60_000)).into(),
+                length: if item.is_picture() {
+                    format!("{} KB", item.entry.size.div_ceil(1000))
+                } else {
+                    format!("{} min", item.duration_ms().div_ceil(60_000))
+                }
+                .into(),
                 selected: i == list.selected,
             })
             .collect(),
@@ -332,6 +346,14 @@ fn render_recordings(model: &Model, ui: &AppWindow) {
         format!("{} / {}", list.selected + 1, list.items.len()).into()
     });
     ui.set_recordings_note(list.loading.clone().unwrap_or_default().into());
+    ui.set_locker_pictures(list.pictures);
+    ui.set_picture_title(
+        model
+            .picture()
+            .map(|p| p.title().to_owned())
+            .unwrap_or_default()
+            .into(),
+    );
     if let Some(p) = model.playback() {
         let at = &p.position;
         ui.set_playback(PlaybackInfo {

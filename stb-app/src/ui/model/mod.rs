@@ -53,6 +53,8 @@ pub enum Screen {
     Recordings,
     /// A recording playing, full screen.
     Playback,
+    /// A picture from the locker, full screen.
+    Picture,
 }
 
 /// Registration wizard steps.
@@ -158,8 +160,13 @@ pub enum Effect {
     Seek(i64),
     /// Stop the recording playing.
     StopPlayback,
-    /// Delete this recording (by its name in the locker).
+    /// Delete this recording or picture (by its name in the locker).
     DeleteRecording(String),
+    /// Fetch, check and decode this picture and show it full screen; a failure goes to
+    /// [`Model::picture_failed`].
+    ShowPicture(stb_protocol::locker::Entry),
+    /// Take the picture off the screen (nothing of it stays in the window).
+    HidePicture,
     /// Arm (or re-arm) a timer.
     Arm(Timer, Duration),
     /// Cancel a timer.
@@ -237,6 +244,8 @@ pub struct Model {
     recordings_return: Screen,
     /// The recording playing.
     playback: Option<Playback>,
+    /// The picture shown.
+    picture: Option<RecordingItem>,
     /// A recording replaced the channel in the player (BACK tunes the channel again).
     played_recording: bool,
     /// The recording a "Delete?" alert is about.
@@ -283,6 +292,7 @@ impl Model {
             recordings: RecordingsList::default(),
             recordings_return: Screen::Player,
             playback: None,
+            picture: None,
             played_recording: false,
             deleting: None,
             notice: None,
@@ -463,6 +473,7 @@ impl Model {
             Screen::Guide => self.guide_action(action, &mut fx),
             Screen::Recordings => self.recordings_action(action, &mut fx),
             Screen::Playback => self.playback_action(action, &mut fx),
+            Screen::Picture => self.picture_action(action, &mut fx),
         }
         fx
     }

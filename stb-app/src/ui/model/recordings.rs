@@ -1,13 +1,14 @@
-//! Recording, pausing live TV, and the Recordings screen: RECORD records the programme
-//! playing into the subscriber's locker while the viewer keeps watching; PLAY/PAUSE holds
-//! live TV (the time shift) and plays on behind live; the Recordings screen lists what the
-//! locker holds and plays it with pause, seek, fast-forward and rewind, or deletes it.
+//! Recording, pausing live TV, and the locker's screen: RECORD records the programme playing
+//! into the subscriber's locker while the viewer keeps watching; PLAY/PAUSE holds live TV
+//! (the time shift) and plays on behind live; the locker's screen has two tabs, Recordings
+//! (played with pause, seek, fast-forward and rewind) and Pictures (shown full screen,
+//! LEFT/RIGHT for the one before or after), and deletes either.
 
 use super::overlays::{Alert, AlertAction};
 use super::{Effect, Model, Screen, Timer};
 use crate::playback::Position;
 use crate::remote::Action;
-use stb_protocol::locker::Entry;
+use stb_protocol::locker::{Entry, Kind};
 use std::time::Duration;
 
 /// How far FF/RW and LEFT/RIGHT jump in a recording.
@@ -34,12 +35,21 @@ pub struct RecordingItem {
 }
 
 impl RecordingItem {
-    /// Title.
+    /// Title (a picture's: its file name).
     pub fn title(&self) -> &str {
-        self.entry
-            .recording
-            .as_ref()
-            .map_or(&self.entry.name, |r| &r.title)
+        match &self.entry.recording {
+            Some(r) => &r.title,
+            None => self
+                .entry
+                .name
+                .rsplit('/')
+                .next()
+                .unwrap_or(&self.entry.name),
+        }
+    }
+    /// Whether it is a picture.
+    pub fn is_picture(&self) -> bool {
+        self.entry.kind == Kind::Picture
     }
     /// Channel name.
     pub fn channel(&self) -> &str {
@@ -61,15 +71,41 @@ impl RecordingItem {
     }
 }
 
-/// The Recordings screen's state.
+/// The locker screen's state.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingsList {
-    /// Newest first.
+    /// The tab shown: recordings (false) or pictures (true).
+    pub pictures: bool,
+    /// The rows of the tab shown, newest first.
     pub items: Vec<RecordingItem>,
     /// Highlighted row.
     pub selected: usize,
     /// Still loading (or the error that stopped it).
     pub loading: Option<String>,
+    /// Everything listed (both tabs).
+    all: Vec<Entry>,
+}
+
+impl RecordingsList {
+    /// Fills `items` with the tab's entries, newest first.
+    fn show_tab(&mut self) {
+        let kind = if self.pictures {
+            Kind::Picture
+        } else {
+            Kind::Recording
+        };
+        let mut items: Vec<RecordingItem> = self
+            .all
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|entry| RecordingItem {
+                entry: entry.clone(),
+            })
+            .collect();
+        items.sort_by_key(|i| std::cmp::Reverse(i.start_ms()));
+        self.selected = self.selected.min(items.len().saturating_sub(1));
+        self.items = items;
+    }
 }
 
 /// The recording playing.
@@ -116,6 +152,10 @@ impl Model {
     /// The recording playing, if any.
     pub fn playback(&self) -> Option<&Playback> {
         self.playback.as_ref()
+    }
+    /// The picture shown full screen (or loading), if any.
+    pub fn picture(&self) -> Option<&RecordingItem> {
+        self.picture.as_ref()
     }
     /// The passing notice, if any.
     pub fn notice(&self) -> Option<&str> {
@@ -278,18 +318,12 @@ impl Model {
         }
     }
 
-    /// What the locker holds (recordings, newest first), or why it could not be read.
+    /// What the locker holds (its recordings and pictures), or why it could not be read.
     pub fn recordings_done(&mut self, result: Result<Vec<Entry>, String>) -> Vec<Effect> {
         match result {
             Ok(entries) => {
-                let mut items: Vec<RecordingItem> = entries
-                    .into_iter()
-                    .map(|entry| RecordingItem { entry })
-                    .collect();
-                items.sort_by_key(|i| std::cmp::Reverse(i.start_ms()));
-                self.recordings.selected =
-                    self.recordings.selected.min(items.len().saturating_sub(1));
-                self.recordings.items = items;
+                self.recordings.all = entries;
+                self.recordings.show_tab();
                 self.recordings.loading = None;
             }
             Err(why) => self.recordings.loading = Some(why),
@@ -303,17 +337,32 @@ impl Model {
         match action {
             Action::Up if n > 0 => list.selected = (list.selected + n - 1) % n,
             Action::Down if n > 0 => list.selected = (list.selected + 1) % n,
+            // Left and right switch between the recordings and the pictures.
+            Action::Left | Action::Right => {
+                list.pictures = !list.pictures;
+                list.selected = 0;
+                list.show_tab();
+            }
             Action::Ok | Action::PlayPause => {
                 if let Some(item) = list.items.get(list.selected).cloned() {
-                    self.start_playback(item, fx);
+                    if item.is_picture() {
+                        self.show_picture(item, fx);
+                    } else {
+                        self.start_playback(item, fx);
+                    }
                 }
             }
             Action::Delete => {
                 if let Some(item) = list.items.get(list.selected) {
                     self.deleting = Some(item.entry.name.clone());
+                    let what = if item.is_picture() {
+                        "Delete this picture?"
+                    } else {
+                        "Delete this recording?"
+                    };
                     self.alert = Some(
                         Alert::new(
-                            "Delete this recording?",
+                            what,
                             format!(
                                 "\"{}\" will be deleted from your locker, on every box.",
                                 item.title()
@@ -333,10 +382,48 @@ impl Model {
     /// OK on "Delete this recording?".
     pub(super) fn delete_confirmed(&mut self, fx: &mut Vec<Effect>) {
         if let Some(name) = self.deleting.take() {
-            self.recordings.items.retain(|i| i.entry.name != name);
-            let n = self.recordings.items.len();
-            self.recordings.selected = self.recordings.selected.min(n.saturating_sub(1));
+            self.recordings.all.retain(|e| e.name != name);
+            self.recordings.show_tab();
             fx.push(Effect::DeleteRecording(name));
+        }
+    }
+
+    fn show_picture(&mut self, item: RecordingItem, fx: &mut Vec<Effect>) {
+        fx.push(Effect::ShowPicture(item.entry.clone()));
+        self.picture = Some(item);
+        self.screen = Screen::Picture;
+    }
+
+    /// The picture could not be shown (unreadable, changed on the server, too large).
+    pub fn picture_failed(&mut self, why: String) -> Vec<Effect> {
+        if self.picture.take().is_some() {
+            self.alert = Some(Alert::new("This picture cannot be shown", why));
+            self.screen = Screen::Recordings;
+        }
+        vec![]
+    }
+
+    pub(super) fn picture_action(&mut self, action: Action, fx: &mut Vec<Effect>) {
+        let list = &mut self.recordings;
+        match action {
+            Action::Left | Action::Right | Action::Up | Action::Down if !list.items.is_empty() => {
+                let n = list.items.len();
+                let step = matches!(action, Action::Right | Action::Down);
+                list.selected = if step {
+                    (list.selected + 1) % n
+                } else {
+                    (list.selected + n - 1) % n
+                };
+                let item = list.items[list.selected].clone();
+                self.show_picture(item, fx);
+            }
+            Action::Back | Action::Ok | Action::Stop => {
+                self.picture = None;
+                fx.push(Effect::HidePicture);
+                self.screen = Screen::Recordings;
+            }
+            Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
+            _ => {}
         }
     }
 
@@ -443,7 +530,7 @@ impl Model {
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use stb_protocol::locker::{Kind, ObjectId, Recording};
+    use stb_protocol::locker::{ObjectId, Recording};
 
     fn entry(title: &str, start_ms: i64) -> Entry {
         Entry {
@@ -553,6 +640,24 @@ mod tests {
         let fx = m.action(Action::Ok);
         assert!(fx.iter().any(|e| matches!(e, Effect::DeleteRecording(_))));
         assert_eq!(m.recordings().items.len(), 1);
+        // RIGHT: the pictures; OK shows one full screen, RIGHT the next, BACK the list.
+        let mut beach = entry("beach", 5);
+        (beach.kind, beach.recording) = (Kind::Picture, None);
+        beach.name = "Pictures/beach.jpg".into();
+        let mut hill = beach.clone();
+        hill.name = "Pictures/hill.png".into();
+        m.recordings_done(Ok(vec![entry("older", 1), beach, hill]));
+        m.action(Action::Right);
+        assert_eq!(m.recordings().items.len(), 2);
+        let fx = m.action(Action::Ok);
+        assert!(fx.iter().any(|e| matches!(e, Effect::ShowPicture(_))));
+        assert_eq!(m.screen(), Screen::Picture);
+        let shown = m.picture().map(|p| p.title().to_owned());
+        m.action(Action::Right);
+        assert_ne!(m.picture().map(|p| p.title().to_owned()), shown);
+        let fx = m.action(Action::Back);
+        assert!(fx.iter().any(|e| matches!(e, Effect::HidePicture)));
+        assert_eq!(m.screen(), Screen::Recordings);
         // BACK: the channel again (the recording had replaced it in the player).
         let fx = m.action(Action::Back);
         assert_eq!(plays(&fx), vec![1]);
