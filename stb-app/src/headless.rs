@@ -37,8 +37,30 @@ pub struct Report {
     pub login_to_first_frame_ms: Option<u64>,
     /// Per channel, in the order played.
     pub channels: Vec<ChannelReport>,
+    /// With `--record`: the first channel recorded into the locker while it played, then
+    /// played back.
+    pub recording: Option<RecordingReport>,
     /// Logged out and every secret dropped.
     pub logged_out: bool,
+}
+
+/// What recording the first channel and playing it back did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecordingReport {
+    /// Plaintext bytes recorded (sealed and uploaded as they came).
+    pub bytes: u64,
+    /// Segments left out because the upload fell behind.
+    pub dropped_segments: u64,
+    /// Its length, ms.
+    pub duration_ms: u64,
+    /// From STOP to the recording in the locker's index, ms.
+    pub save_ms: u64,
+    /// From "play" to the recording's first decoded frame, ms.
+    pub open_ms: Option<u64>,
+    /// From a 3 s seek forward to the first frame after it, ms.
+    pub seek_ms: Option<u64>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
 }
 
 /// Plays `channels` for `dwell` each. With `snapshot`, the picture on screen at the end of
@@ -50,6 +72,7 @@ pub async fn run(
     channels: &[u16],
     dwell: Duration,
     snapshot: Option<&std::path::Path>,
+    record: bool,
 ) -> anyhow::Result<Report> {
     let mut report = Report {
         account: None,
@@ -57,6 +80,7 @@ pub async fn run(
         login: None,
         login_to_first_frame_ms: None,
         channels: vec![],
+        recording: None,
         logged_out: false,
     };
     // The pipeline is built while Argon2id runs: GStreamer set-up is ~0.1 s of the login.
@@ -87,8 +111,20 @@ pub async fn run(
     report.login = Some(session.timings);
     let player = Arc::new(player.await??);
     let pipeline_ready_ms = logged_in.elapsed().as_millis() as u64;
+    let mut recorded = None;
     for &number in channels {
         player.zap()?;
+        let recorder = if record && report.channels.is_empty() {
+            let order = crate::recorder::Order {
+                channel: number,
+                channel_name: format!("Channel {number}"),
+                title: "Headless recording".into(),
+                until_ms: None,
+            };
+            Some(crate::recorder::Recorder::start(session.clone(), order))
+        } else {
+            None
+        };
         // The report reads the player's stats; nobody follows the state here.
         let (state, _) = tokio::sync::watch::channel(crate::feed::FeedState::Starting);
         let feeder = tokio::spawn(crate::feed::feed(
@@ -100,6 +136,9 @@ pub async fn run(
         tokio::time::sleep(dwell).await;
         feeder.abort();
         let _ = feeder.await;
+        if let Some(recorder) = recorder {
+            recorded = Some(finish_recording(recorder).await);
+        }
         let stats = player.stats().snapshot();
         let first_channel = report.channels.is_empty();
         let frame = latest.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -120,6 +159,14 @@ pub async fn run(
             stats,
         });
     }
+    if let Some((mut rec, entry)) = recorded {
+        if let Some(entry) = entry {
+            if let Err(e) = play_back(&session, &player, entry, &mut rec).await {
+                rec.error = Some(e.to_string());
+            }
+        }
+        report.recording = Some(rec);
+    }
     drop(player);
     match Arc::try_unwrap(session) {
         Ok(session) => {
@@ -129,4 +176,86 @@ pub async fn run(
         Err(_) => report.logged_out = false,
     }
     Ok(report)
+}
+
+/// Stops a recording and waits for it to be saved.
+async fn finish_recording(
+    recorder: Result<crate::recorder::Recorder, crate::locker::LockerError>,
+) -> (RecordingReport, Option<stb_protocol::locker::Entry>) {
+    let mut rec = RecordingReport::default();
+    let recorder = match recorder {
+        Ok(r) => r,
+        Err(e) => {
+            rec.error = Some(e.to_string());
+            return (rec, None);
+        }
+    };
+    let progress = recorder.progress();
+    let stopped = Instant::now();
+    let entry = recorder.finish().await;
+    rec.save_ms = stopped.elapsed().as_millis() as u64;
+    rec.dropped_segments = progress.dropped;
+    match entry {
+        Ok(entry) => {
+            rec.bytes = entry.size;
+            rec.duration_ms = entry.recording.as_ref().map_or(0, |r| r.duration_ms);
+            (rec, Some(entry))
+        }
+        Err(e) => {
+            rec.error = Some(e.to_string());
+            (rec, None)
+        }
+    }
+}
+
+/// Plays the recording back as the Recordings screen does: time to its first frame, then
+/// to the first frame after a seek; then deletes it (the locker is left as it was).
+async fn play_back(
+    session: &Arc<crate::session::Session>,
+    player: &Arc<Player>,
+    entry: stb_protocol::locker::Entry,
+    rec: &mut RecordingReport,
+) -> anyhow::Result<()> {
+    let name = entry.name.clone();
+    let first_frame = |player: &Arc<Player>| player.stats().snapshot().first_frame_ms;
+    let wait_frame = async |player: &Arc<Player>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while first_frame(player).is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        first_frame(player).is_some()
+    };
+    let opened = Instant::now();
+    {
+        let player = player.clone();
+        tokio::task::spawn_blocking(move || player.zap()).await??;
+    }
+    let (controls, control_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (position, _) = tokio::sync::watch::channel(crate::playback::Position::default());
+    let playing = tokio::spawn(crate::playback::play(
+        session.clone(),
+        player.clone(),
+        entry,
+        control_rx,
+        position,
+    ));
+    if wait_frame(player).await {
+        rec.open_ms = Some(opened.elapsed().as_millis() as u64);
+        // Let it play a moment, then jump 3 s ahead.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let sought = Instant::now();
+        let _ = controls.send(crate::playback::Control::Seek(3_000));
+        // The seek flushes (the stats reset), then the first frame after it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while first_frame(player).is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if wait_frame(player).await {
+            rec.seek_ms = Some(sought.elapsed().as_millis() as u64);
+        }
+    }
+    playing.abort();
+    let _ = playing.await;
+    session.locker()?.remove(&name).await?;
+    Ok(())
 }

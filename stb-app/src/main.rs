@@ -97,6 +97,10 @@ enum Command {
         /// Save the picture at the end of the first channel as PNG.
         #[arg(long)]
         snapshot: Option<PathBuf>,
+        /// Record the first channel into the locker while it plays, then play it back (and
+        /// delete it): upload, open and seek times in the report.
+        #[arg(long)]
+        record: bool,
     },
     /// The subscriber's locker from a desktop: log in (password on stdin), then list, put,
     /// get, move or remove files. Everything is sealed here; the server sees no name.
@@ -265,6 +269,7 @@ fn main() -> Result<()> {
             video_sink,
             audio_sink,
             snapshot,
+            record,
         } => {
             config.video_sink = video_sink;
             config.audio_sink = audio_sink;
@@ -277,6 +282,7 @@ fn main() -> Result<()> {
                 &channels,
                 dwell,
                 snapshot.as_deref(),
+                record,
             ))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.login_error.is_some() {
