@@ -160,10 +160,10 @@ pub async fn run(
         });
     }
     if let Some((mut rec, entry)) = recorded {
-        if let Some(entry) = entry {
-            if let Err(e) = play_back(&session, &player, entry, &mut rec).await {
-                rec.error = Some(e.to_string());
-            }
+        if let Some(entry) = entry
+            && let Err(e) = play_back(&session, &player, entry, &mut rec).await
+        {
+            rec.error = Some(e.to_string());
         }
         report.recording = Some(rec);
     }
