@@ -241,6 +241,12 @@ pub fn render_all(
             } else {
                 slint::Image::default()
             });
+            // The picture screen shows a locker picture: the sample frame stands in.
+            ui.set_picture(if name == "picture" {
+                picture.clone().unwrap_or_default()
+            } else {
+                slint::Image::default()
+            });
             let file = format!("{name}-{w}x{h}.png");
             save(&window, w, h, &out.join(&file))?;
             written.push(file);
@@ -570,7 +576,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "about",
             then(quiet(), &|m| {
-                press(m, &[Menu, Down, Down, Action::Ok]);
+                press(m, &[Menu, Down, Down, Down, Action::Ok]);
                 // The answer to this model's first request.
                 m.about_done(
                     1,
@@ -587,9 +593,86 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         ),
         (
             "logout-confirm",
-            then(quiet(), &|m| press(m, &[Menu, Down, Action::Ok])),
+            then(quiet(), &|m| press(m, &[Menu, Down, Down, Action::Ok])),
             true,
         ),
+        (
+            "player-recording",
+            then(quiet(), &|m| {
+                m.set_now(chrono::Utc::now().timestamp_millis());
+                press(m, &[Action::Record]);
+                m.recording_started(Ok(()));
+                m.timer(Timer::Banner);
+            }),
+            true,
+        ),
+        (
+            "player-paused",
+            then(quiet(), &|m| {
+                let now = chrono::Utc::now().timestamp_millis();
+                m.set_now(now - 150_000);
+                press(m, &[Action::PlayPause]);
+                m.set_now(now);
+                m.timer(Timer::Banner);
+            }),
+            true,
+        ),
+        ("recordings", in_locker(&[]), true),
+        ("recordings-pictures", in_locker(&[Right, Down]), true),
+        (
+            "recording-playback",
+            then(in_locker(&[Down, Action::Ok]), &|m| {
+                m.playback_position(crate::playback::Position {
+                    ms: 754_000,
+                    total_ms: 2_700_000,
+                    paused: true,
+                    ended: false,
+                });
+            }),
+            true,
+        ),
+        ("picture", in_locker(&[Right, Action::Ok]), false),
     ]);
     scenes
+}
+
+/// MENU > Recordings with a sample locker: three recordings and two pictures.
+fn in_locker(actions: &[Action]) -> Model {
+    use stb_protocol::locker::{Entry, Kind, ObjectId, Recording};
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    let recording = |title: &str, channel: &str, ago: i64, minutes: u64| Entry {
+        object: ObjectId::random(),
+        name: format!("Recordings/{title}.ts"),
+        size: minutes * 60 * 250_000,
+        modified_ms: now - ago,
+        kind: Kind::Recording,
+        recording: Some(Recording {
+            channel: 1,
+            channel_name: channel.into(),
+            title: title.into(),
+            start_ms: now - ago,
+            duration_ms: minutes * 60_000,
+        }),
+    };
+    let picture = |name: &str, ago: i64, size: u64| Entry {
+        object: ObjectId::random(),
+        name: format!("Pictures/{name}"),
+        size,
+        modified_ms: now - ago,
+        kind: Kind::Picture,
+        recording: None,
+    };
+    let mut m = watching();
+    m.timer(Timer::Banner);
+    press(&mut m, &[Action::Menu, Action::Down, Action::Ok]);
+    m.recordings_done(Ok(vec![
+        recording("World Headlines", "News 24", 2 * 3_600_000, 30),
+        recording("Match of the Day", "Sport Live", day, 90),
+        recording("Planet Oceans", "News 24", 3 * day, 60),
+        picture("Holiday in Lisbon.jpg", 5 * day, 2_400_000),
+        picture("Grandma's 90th.png", 9 * day, 5_100_000),
+    ]));
+    press(&mut m, actions);
+    m
 }
