@@ -64,6 +64,17 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Connection time limits and caps, per listener.
     pub connections: stb_server_common::gate::ConnectionLimits,
+    /// Where the subscribers' locker objects live on disk; empty for `DATA_DIR/locker`.
+    pub locker_dir: PathBuf,
+    /// Every subscriber's locker quota, MiB, unless the operator set another for them
+    /// (`subscriber quota`).
+    pub locker_quota_mb: u64,
+    /// An unfinished locker upload untouched this long, seconds, is deleted by the sweep.
+    pub locker_upload_idle_secs: u64,
+    /// Whole-request timeout of the locker's requests, seconds: an upload request carries up
+    /// to 16 MiB, which a box's uplink may take minutes to send (stalled connections are
+    /// still closed by `connections.idle_timeout_secs`).
+    pub locker_request_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -99,6 +110,10 @@ impl Default for Config {
                 max_connections_per_source: 1024,
                 ..stb_server_common::gate::ConnectionLimits::default()
             },
+            locker_dir: PathBuf::new(),
+            locker_quota_mb: 10_240,
+            locker_upload_idle_secs: 86_400,
+            locker_request_timeout_secs: 300,
         }
     }
 }
@@ -121,6 +136,20 @@ impl Config {
         } else {
             self.guide.clone()
         }
+    }
+
+    /// The locker's directory.
+    pub fn locker_dir(&self) -> PathBuf {
+        if self.locker_dir.as_os_str().is_empty() {
+            self.data_dir.join("locker")
+        } else {
+            self.locker_dir.clone()
+        }
+    }
+
+    /// The locker quota of a subscriber without one of their own, bytes.
+    pub fn locker_quota_bytes(&self) -> u64 {
+        self.locker_quota_mb.saturating_mul(1 << 20)
     }
 
     /// CA directory.

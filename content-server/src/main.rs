@@ -130,6 +130,13 @@ enum SubscriberAction {
     Resume { name: String },
     /// Refuse service for good and revoke every certificate.
     Revoke { name: String },
+    /// Set a subscriber's locker quota, MiB, or `default` for the configured `locker_quota_mb`
+    /// (a quota under what is stored refuses new writes; nothing is deleted).
+    Quota {
+        name: String,
+        /// MiB, or `default`.
+        size_mb: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -289,25 +296,79 @@ async fn subscriber(config: &Config, action: SubscriberAction) -> Result<()> {
             None => bail!("no subscriber {name}"),
         },
         SubscriberAction::List { json } => {
+            let lockers: std::collections::HashMap<_, _> = store
+                .locker_accounts(None)
+                .await?
+                .into_iter()
+                .map(|a| (a.subscriber.clone(), a))
+                .collect();
             for s in store.subscribers(None).await? {
+                let (used, quota) = lockers.get(&s.name).map_or((0, 0), |a| {
+                    (
+                        a.used_bytes,
+                        a.quota_bytes.unwrap_or_else(|| config.locker_quota_bytes()),
+                    )
+                });
                 if json {
-                    println!("{}", serde_json::to_string(&s)?);
+                    let mut line = serde_json::to_value(&s)?;
+                    line["locker_used_bytes"] = used.into();
+                    line["locker_quota_bytes"] = quota.into();
+                    println!("{line}");
                 } else {
                     println!(
-                        "{:<24} {:<10} {:<10} {} certificate(s)",
+                        "{:<24} {:<10} {:<10} {} certificate(s), locker {} of {}",
                         s.name,
                         s.package,
                         format!("{:?}", s.status),
-                        s.certificates
+                        s.certificates,
+                        mib(used),
+                        mib(quota),
                     );
                 }
             }
+            Ok(())
+        }
+        SubscriberAction::Quota { name, size_mb } => {
+            let quota = match size_mb.as_str() {
+                "default" => None,
+                mb => Some(
+                    mb.parse::<u64>()
+                        .ok()
+                        .and_then(|mb| mb.checked_mul(1 << 20))
+                        .filter(|&b| i64::try_from(b).is_ok())
+                        .ok_or_else(|| anyhow::anyhow!("SIZE_MB: a number of MiB, or `default`"))?,
+                ),
+            };
+            if !store.set_locker_quota(&name, quota).await? {
+                bail!("no subscriber {name}");
+            }
+            let account = store
+                .locker_accounts(Some(&name))
+                .await?
+                .pop()
+                .ok_or_else(|| anyhow::anyhow!("no subscriber {name}"))?;
+            let quota = quota.unwrap_or_else(|| config.locker_quota_bytes());
+            println!(
+                "{name}: locker quota {}{}, {} used",
+                mib(quota),
+                if account.quota_bytes.is_none() {
+                    " (default)"
+                } else {
+                    ""
+                },
+                mib(account.used_bytes)
+            );
             Ok(())
         }
         SubscriberAction::Suspend { name } => set(Status::Suspended)(name).await,
         SubscriberAction::Resume { name } => set(Status::Active)(name).await,
         SubscriberAction::Revoke { name } => set(Status::Revoked)(name).await,
     }
+}
+
+/// Bytes as MiB for people.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 fn channel_list(config: &Config) -> Result<()> {

@@ -45,6 +45,8 @@ pub struct AppState {
     pub packager: Packager,
     /// Keys shared with the edge.
     pub edge: crate::edge::EdgeKeys,
+    /// The subscribers' lockers on disk.
+    pub locker: crate::locker::Locker,
     crl: Mutex<Option<(i64, Bytes)>>,
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -63,6 +65,7 @@ impl AppState {
         Self {
             edge: keys.edge_keys(),
             guide,
+            locker: crate::locker::Locker::new(config.locker_dir()),
             config,
             store,
             keys,
@@ -142,7 +145,8 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Routes behind mutual TLS.
+/// Routes behind mutual TLS (and the locker's, `crate::locker::router`, which the server
+/// gives a longer request timeout).
 pub fn content_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/channels", get(channels))
@@ -179,7 +183,10 @@ async fn health(State(state): State<Arc<AppState>>) -> Result<&'static str, AppE
 }
 
 /// The subscriber behind the connection's certificate, if in good standing.
-async fn authenticate(state: &AppState, conn: &ConnInfo) -> Result<Subscriber, AppError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    conn: &ConnInfo,
+) -> Result<Subscriber, AppError> {
     // The TLS layer requires a certificate chaining to the CA; this adds revocation/status.
     let peer = conn.client.as_ref().ok_or(AppError::UnknownCertificate)?;
     let owner = state

@@ -69,6 +69,10 @@ pub async fn start(config: &Config) -> Result<Running> {
         guide,
         stop_rx.clone(),
     ));
+    state
+        .locker
+        .prepare()
+        .with_context(|| format!("creating the locker in {}", config.locker_dir().display()))?;
     // The guide is in force before the first box asks; a bad file only means an empty guide.
     refresh_guide(&state, true).await;
 
@@ -85,25 +89,37 @@ pub async fn start(config: &Config) -> Result<Running> {
     let limits = config.connections;
     // Both listeners, enrollment and licenses included, answer 408 past the timeout.
     let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
+    let layers = stb_server_common::listener::request_layers;
     let service = |config: rustls::ServerConfig, app: axum::Router| TlsService {
         acceptor: TlsAcceptor::from(Arc::new(config)),
-        app: stb_server_common::listener::request_layers(app, request_timeout),
+        app,
         limits,
         gate: Gate::within_open_files(&limits, 2),
         observer: Arc::new(()),
     };
     listeners.spawn(stb_server_common::listener::accept_tls(
         content,
-        service(mtls, content_router(state.clone())),
+        // The locker's uploads carry up to 16 MiB each: their own, longer, timeout.
+        service(
+            mtls,
+            layers(content_router(state.clone()), request_timeout).merge(layers(
+                crate::locker::router(state.clone()),
+                Duration::from_secs(config.locker_request_timeout_secs.max(1)),
+            )),
+        ),
         stop_rx.clone(),
     ));
     listeners.spawn(stb_server_common::listener::accept_tls(
         enroll,
-        service(server_only, enroll_router(state.clone())),
+        service(
+            server_only,
+            layers(enroll_router(state.clone()), request_timeout),
+        ),
         stop_rx.clone(),
     ));
     listeners.spawn(follow_guide(state.clone(), stop_rx.clone()));
-    listeners.spawn(prune_attempt_windows(state.clone(), stop_rx));
+    listeners.spawn(prune_attempt_windows(state.clone(), stop_rx.clone()));
+    listeners.spawn(sweep_locker(state.clone(), stop_rx));
     tracing::info!(%addr, %enroll_addr, channels = state.catalogue.channels.len(), "content server listening");
     Ok(Running {
         addr,
@@ -126,6 +142,22 @@ async fn prune_attempt_windows(state: Arc<AppState>, mut stop: tokio::sync::watc
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Sweeps the locker at start and every hour: uploads idle for `locker_upload_idle_secs`, and
+/// files without rows (left by a crash or a kill between a file and its row).
+async fn sweep_locker(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match crate::locker::sweep(&state, stb_server_common::now_ms()).await {
+            Ok(swept) if swept == crate::locker::Swept::default() => {}
+            Ok(swept) => tracing::info!(?swept, "locker swept"),
+            Err(e) => tracing::warn!(error = %e, "sweeping the locker failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

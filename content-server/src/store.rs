@@ -1,11 +1,15 @@
-//! Subscribers, enrollment codes, issued certificates and enrollment attempt counters, over
-//! SQLite or PostgreSQL (stb-server-common's `sqlx::Any` pool, one set of migrations per backend).
+//! Subscribers, enrollment codes, issued certificates, enrollment attempt counters and the
+//! locker's rows (`locker`), over SQLite or PostgreSQL (stb-server-common's `sqlx::Any` pool,
+//! one set of migrations per backend).
 
 use anyhow::Result;
 use serde::Serialize;
 use sqlx::Row;
 pub use stb_server_common::db::Backend;
 use stb_server_common::db::Database;
+
+mod locker;
+pub use locker::{Commit, IndexWrite, LockerAccount, LockerObject, LockerUpload};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

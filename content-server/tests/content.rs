@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{Box_, Operator, gst_decodes, operator, operator_with, segment_key, stream_headers};
+use common::{
+    Box_, Operator, fresh_postgres, gst_decodes, operator, operator_with, segment_key,
+    stream_headers,
+};
 
 use base64::Engine;
 use content_server::config::Config;
@@ -521,31 +524,6 @@ async fn stream_starts_with_the_live_segment_then_follows_in_order() {
     let headers = stream_headers(&op, &alice, 2, 2).await;
     assert_eq!(headers[0].channel, 2);
     assert_eq!(headers[1].sequence, headers[0].sequence + 1);
-}
-
-/// A new, empty database on the test PostgreSQL cluster.
-async fn fresh_postgres() -> String {
-    let url = std::env::var("STB_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-cluster.sh");
-        let out = std::process::Command::new("bash")
-            .arg(script)
-            .arg("start")
-            .output()
-            .expect("pg cluster");
-        String::from_utf8(out.stdout)
-            .expect("utf8")
-            .trim()
-            .to_owned()
-    });
-    sqlx::any::install_default_drivers();
-    let name = format!("cs_{}", hex::encode(stb_protocol::random_array::<6>()));
-    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .expect("create db");
-    let (prefix, _) = url.rsplit_once('/').expect("url");
-    format!("{prefix}/{name}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,15 @@ impl Operator {
         b.build().expect("client")
     }
 
+    /// Starts a new instance on the same data directory and database (new ports), then stops
+    /// the old one: a restart, finding what the old one left on disk and in the database.
+    pub(crate) async fn restart(&mut self) {
+        let fresh = content_server::server::start(&self.config)
+            .await
+            .expect("restart");
+        std::mem::replace(&mut self.running, fresh).shutdown().await;
+    }
+
     pub(crate) fn enroll_url(&self) -> String {
         format!(
             "https://127.0.0.1:{}/v1/enroll",
@@ -239,4 +248,29 @@ pub(crate) async fn stream_headers(
         }
     }
     headers
+}
+
+/// A new, empty database on the test PostgreSQL cluster.
+pub(crate) async fn fresh_postgres() -> String {
+    let url = std::env::var("STB_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-cluster.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .output()
+            .expect("pg cluster");
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
+    });
+    sqlx::any::install_default_drivers();
+    let name = format!("cs_{}", hex::encode(stb_protocol::random_array::<6>()));
+    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create db");
+    let (prefix, _) = url.rsplit_once('/').expect("url");
+    format!("{prefix}/{name}")
 }
