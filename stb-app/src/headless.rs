@@ -57,7 +57,7 @@ pub struct RecordingReport {
     pub save_ms: u64,
     /// From "play" to the recording's first decoded frame, ms.
     pub open_ms: Option<u64>,
-    /// From a 3 s seek forward to the first frame after it, ms.
+    /// From a 3 s seek back to the first frame after it, ms.
     pub seek_ms: Option<u64>,
     /// What went wrong, if anything.
     pub error: Option<String>,
@@ -241,10 +241,11 @@ async fn play_back(
     ));
     if wait_frame(player).await {
         rec.open_ms = Some(opened.elapsed().as_millis() as u64);
-        // Let it play a moment, then jump 3 s ahead.
+        // Let it play a moment, then jump 3 s back (headless decodes as fast as it can: the
+        // recording may be over by then).
         tokio::time::sleep(Duration::from_millis(500)).await;
         let sought = Instant::now();
-        let _ = controls.send(crate::playback::Control::Seek(3_000));
+        let _ = controls.send(crate::playback::Control::Seek(-3_000));
         // The seek flushes (the stats reset), then the first frame after it.
         let deadline = Instant::now() + Duration::from_secs(5);
         while first_frame(player).is_some() && Instant::now() < deadline {

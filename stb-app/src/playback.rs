@@ -17,6 +17,8 @@ const READ: u64 = 1 << 20;
 const LEAD: u64 = 4 << 20;
 /// TS packets are 188 bytes: a seek lands on a packet boundary.
 const PACKET: u64 = 188;
+/// No new picture for this long after the last byte: the recording has ended.
+const END_QUIET: Duration = Duration::from_secs(1);
 
 /// What the viewer does to the playback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +63,17 @@ pub async fn play(
     };
     let mut offset = 0u64;
     let mut paused = false;
+    // The end: every byte given to the player, and no new picture for a while (the data
+    // waits in the decoders and the sink long after the source's queue is empty).
+    let mut frames = (0u64, std::time::Instant::now());
     loop {
         let queued = player.queued_bytes();
         let at = to_ms(offset.saturating_sub(queued));
-        let ended = offset >= size && queued == 0;
+        let decoded = player.stats().snapshot().video_frames;
+        if decoded != frames.0 || paused || offset < size {
+            frames = (decoded, std::time::Instant::now());
+        }
+        let ended = offset >= size && queued == 0 && frames.1.elapsed() > END_QUIET;
         position.send_replace(Position {
             ms: if ended { total_ms } else { at },
             total_ms,
@@ -91,6 +100,7 @@ pub async fn play(
                 let target = at.saturating_add_signed(delta).min(total_ms);
                 offset = to_bytes(target).min(size - size % PACKET);
                 pipeline(&player, |player| player.zap()).await;
+                frames = (0, std::time::Instant::now());
                 if paused {
                     pipeline(&player, |player| player.pause(true)).await;
                 }

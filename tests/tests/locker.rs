@@ -226,3 +226,54 @@ fn an_old_record_gains_one_locker_key_even_with_two_boxes_at_once() {
     let text = ok(&locker(&stack, &["get", name, "-"]));
     assert!(text.starts_with("written by box"), "{text}");
 }
+
+/// A recording made on one box while it plays, played back (open and seek timed) on another
+/// login: the headless box's `--record`.
+#[test]
+fn a_recording_made_while_watching_plays_back_on_another_login() {
+    let (stack, code) =
+        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
+    assert!(
+        stack
+            .register(&code, "lena")
+            .expect("register")
+            .status
+            .success()
+    );
+    let out = stack
+        .stb_app(
+            &[
+                "headless",
+                "--identifier",
+                "lena",
+                "--channels",
+                "1",
+                "--dwell-secs",
+                "6",
+                "--record",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .expect("stb-app")
+        .wait_with_output()
+        .expect("output");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let rec = &report["recording"];
+    assert!(rec["error"].is_null(), "{report}");
+    assert!(rec["bytes"].as_u64().unwrap_or(0) > 100_000, "{report}");
+    assert_eq!(rec["dropped_segments"], 0, "{report}");
+    assert!(
+        rec["open_ms"].is_u64() && rec["seek_ms"].is_u64(),
+        "{report}"
+    );
+    assert!(
+        report["channels"][0]["video_frames"].as_u64().unwrap_or(0) >= 100,
+        "{report}"
+    );
+}
