@@ -15,7 +15,7 @@ PACKAGES=(
   # Slint (software renderer, linuxkms, winit under Xvfb)
   libfontconfig-dev libxkbcommon-dev libinput-dev libudev-dev fonts-dejavu-core xvfb
   # servers and tools the tests drive
-  postgresql openssl curl
+  postgresql openssl curl sqlite3
   # the HTTP cache in front of the content server (edge tests and content-load)
   nginx libnginx-mod-http-js
   # packaging

@@ -277,3 +277,71 @@ fn a_recording_made_while_watching_plays_back_on_another_login() {
         "{report}"
     );
 }
+
+/// A byte changed in an object file or in the stored index (by the operator, a broken disk, or
+/// anyone with the server's files) is refused by the box with a clear message, and nothing
+/// of the changed object is written out.
+#[test]
+fn a_flipped_byte_in_an_object_or_the_index_is_refused() {
+    let (stack, code) =
+        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
+    assert!(
+        stack
+            .register(&code, "lena")
+            .expect("register")
+            .status
+            .success()
+    );
+    let work = tempfile::tempdir().expect("tmp");
+    let source = work.path().join("letter.txt");
+    std::fs::write(&source, noise(200_000, 3)).expect("write");
+    ok(&locker(&stack, &["put", source.to_str().expect("path")]));
+    let content = stack.dir.path().join("content");
+    let objects: Vec<_> = files(&content.join("locker"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("objects"))
+        .collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let mut bytes = std::fs::read(&objects[0]).expect("object");
+    bytes[100_000] ^= 0x01;
+    std::fs::write(&objects[0], &bytes).expect("flip");
+    let out_file = work.path().join("back.txt");
+    let refused = locker(
+        &stack,
+        &["get", "letter.txt", out_file.to_str().expect("path")],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("does not check out"), "{stderr}");
+    assert!(!out_file.exists() && !work.path().join("back.part").exists());
+    bytes[100_000] ^= 0x01;
+    std::fs::write(&objects[0], &bytes).expect("unflip");
+    ok(&locker(
+        &stack,
+        &["get", "letter.txt", out_file.to_str().expect("path")],
+    ));
+
+    // The index, changed in the database: listing refuses it.
+    let db = content.join("content.db");
+    let sqlite = |sql: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .expect("sqlite3 (Debian package sqlite3)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let mut index = sqlite("SELECT hex(body) FROM locker_index").into_bytes();
+    index[80] = if index[80] == b'0' { b'1' } else { b'0' };
+    let index = String::from_utf8(index).expect("hex");
+    sqlite(&format!("UPDATE locker_index SET body = X'{index}'"));
+    let refused = locker(&stack, &["ls"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("index does not check out"), "{stderr}");
+}
