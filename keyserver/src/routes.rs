@@ -365,6 +365,7 @@ async fn register(
                         &request.identifier,
                         &request.record,
                         &cert.subject_der,
+                        &cert.subject,
                         now,
                         &replaces,
                     )

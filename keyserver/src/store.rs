@@ -483,6 +483,7 @@ impl Store {
         id: &Identifier,
         record: &StoredRecord,
         subject_der: &[u8],
+        subject_name: &str,
         now_ms: i64,
         replaces: &[u8; 32],
     ) -> Result<Upsert> {
@@ -503,7 +504,8 @@ impl Store {
             return Ok(Upsert::Changed);
         }
         let done = sqlx::query(
-            "UPDATE accounts SET suite = $1, verifier = $2, sealed = $3, updated_ms = $4 \
+            "UPDATE accounts SET suite = $1, verifier = $2, sealed = $3, updated_ms = $4, \
+               subject_name = $8 \
              WHERE identifier = $5 AND subject_der = $6 AND sealed = $7",
         )
         .bind(i64::from(record.suite.id()))
@@ -513,6 +515,7 @@ impl Store {
         .bind(&key)
         .bind(subject_der.to_vec())
         .bind(stored)
+        .bind(subject_name)
         .execute(&self.db.pool)
         .await?;
         Ok(match done.rows_affected() {

@@ -19,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 const BATCH: usize = 4 << 20;
 /// Index updates tried before giving up on a busy index.
 const INDEX_TRIES: usize = 8;
+/// Failed upload requests in a row before an upload gives up (about a minute with backoff).
+const UPLOAD_RETRIES: u32 = 10;
 
 /// Why a locker operation did not work, in words for the person using it.
 #[derive(Debug, Error)]
@@ -148,6 +150,9 @@ impl Locker {
 
     /// The index and its version (0 and empty before the first file).
     pub async fn index(&self) -> Result<(u64, Index), LockerError> {
+        // The floor is what was seen before asking: a write of this session that lands
+        // while the answer is on its way is not a rollback.
+        let floor = self.seen.load(Ordering::SeqCst);
         let reply = self
             .http
             .get(format!("{}/index", self.base))
@@ -177,9 +182,10 @@ impl Locker {
             _ => return Err(refused(reply).await),
         };
         // A version the server showed this session cannot come back older.
-        if self.seen.fetch_max(version, Ordering::SeqCst) > version {
+        if version < floor {
             return Err(LockerError::Tampered("index (an older version came back)"));
         }
+        self.seen.fetch_max(version, Ordering::SeqCst);
         Ok((version, index))
     }
 
@@ -303,9 +309,18 @@ impl Locker {
                 Ok(())
             })
             .await;
-        if let Err(e) = indexed {
-            let _ = self.delete_object(object).await;
-            return Err(e);
+        match indexed {
+            Ok(_) => {}
+            // The answer was lost: the index may hold the entry all the same.
+            Err(LockerError::Unreachable(why)) => match self.index().await {
+                Ok((_, index)) if index.entries.iter().any(|e| e.object == object) => {}
+                // Not known: the object stays (a later tidy-up removes it if unnamed).
+                _ => return Err(LockerError::Unreachable(why)),
+            },
+            Err(e) => {
+                let _ = self.delete_object(object).await;
+                return Err(e);
+            }
         }
         for old in replaced {
             let _ = self.delete_object(old).await;
@@ -320,7 +335,17 @@ impl Locker {
         sink: &mut (impl AsyncWrite + Unpin),
     ) -> Result<Entry, LockerError> {
         let entry = self.entry(name).await?;
-        let mut reply = self.fetch(entry.object, None).await?;
+        self.get_entry(&entry, sink).await?;
+        Ok(entry)
+    }
+
+    /// Writes the whole of `entry` (as listed) to `sink`, every chunk checked first.
+    pub async fn get_entry(
+        &self,
+        entry: &Entry,
+        sink: &mut (impl AsyncWrite + Unpin),
+    ) -> Result<(), LockerError> {
+        let mut reply = self.fetch(entry, None).await?;
         let layout = sealed_layout(&reply)?;
         if layout.plain_len != entry.size {
             return Err(LockerError::Tampered("file (its size changed)"));
@@ -338,7 +363,7 @@ impl Locker {
             .finish(true)
             .map_err(|_| LockerError::Tampered("file (cut off)"))?;
         sink.flush().await?;
-        Ok(entry)
+        Ok(())
     }
 
     /// The plaintext bytes `range` of `entry` (clamped to its size): one HTTP range request
@@ -350,13 +375,14 @@ impl Locker {
     ) -> Result<Vec<u8>, LockerError> {
         let layout = Layout::of_plain(entry.size);
         let (sealed, first, skip) = layout.sealed_range(range.clone());
-        let reply = self.fetch(entry.object, Some(sealed.clone())).await?;
+        let reply = self.fetch(entry, Some(sealed.clone())).await?;
         let bytes = reply.bytes().await.map_err(unreachable)?;
         if bytes.len() as u64 != sealed.end - sealed.start {
             return Err(LockerError::Tampered("file (cut off)"));
         }
         let mut opener = ObjectOpener::new(self.key.object_key(entry.object), layout, first);
-        let mut out = Vec::with_capacity((range.end.saturating_sub(range.start)) as usize);
+        let len = range.end.min(entry.size).saturating_sub(range.start) as usize;
+        let mut out = Vec::with_capacity(len + skip);
         for plain in opener
             .push(&bytes)
             .map_err(|_| LockerError::Tampered("file"))?
@@ -366,8 +392,9 @@ impl Locker {
         opener
             .finish(false)
             .map_err(|_| LockerError::Tampered("file (cut off)"))?;
-        let len = range.end.min(entry.size).saturating_sub(range.start) as usize;
-        Ok(out.into_iter().skip(skip).take(len).collect())
+        out.drain(..skip.min(out.len()));
+        out.truncate(len);
+        Ok(out)
     }
 
     /// Renames `from` to `to` (the index alone changes: the server sees a new index).
@@ -419,27 +446,57 @@ impl Locker {
 
     async fn fetch(
         &self,
-        object: ObjectId,
+        entry: &Entry,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<reqwest::Response, LockerError> {
-        let mut request = self.http.get(format!("{}/objects/{object}", self.base));
+        let mut request = self
+            .http
+            .get(format!("{}/objects/{}", self.base, entry.object));
         if let Some(r) = &range {
-            request = request.header(
-                reqwest::header::RANGE,
-                format!("bytes={}-{}", r.start, r.end - 1),
-            );
+            request = request
+                .header(
+                    reqwest::header::RANGE,
+                    format!("bytes={}-{}", r.start, r.end - 1),
+                )
+                .timeout(Duration::from_secs(60));
         }
-        let reply = request
-            // A recording is long: only the wait for its start is bounded.
-            .timeout(Duration::from_secs(3600))
-            .send()
-            .await
-            .map_err(unreachable)?;
+        // A whole recording may take long to read: no overall limit (connect and idle
+        // limits still apply).
+        let reply = request.send().await.map_err(unreachable)?;
         match (reply.status().as_u16(), &range) {
             (200, None) | (206, Some(_)) => Ok(reply),
-            (404, _) => Err(LockerError::Tampered("file (the server does not have it)")),
+            (404, _) => {
+                // Removed by another box meanwhile, or withheld by the server.
+                let still_named = self
+                    .index()
+                    .await
+                    .map(|(_, index)| index.entries.iter().any(|e| e.object == entry.object))
+                    .unwrap_or(true);
+                Err(match still_named {
+                    true => LockerError::Tampered("file (the server does not have it)"),
+                    false => LockerError::NotFound(entry.name.clone()),
+                })
+            }
             _ => Err(refused(reply).await),
         }
+    }
+
+    /// Deletes objects the server holds that no index entry names and that are older than a
+    /// day: left by a box that stopped between an upload and its entry. (Younger ones may
+    /// be another box's upload about to be entered.) Returns how many went.
+    pub async fn tidy(&self) -> Result<usize, LockerError> {
+        let (_, index) = self.index().await?;
+        let named: std::collections::HashSet<ObjectId> =
+            index.entries.iter().map(|e| e.object).collect();
+        let day_ago = now_ms() - 86_400_000;
+        let mut removed = 0;
+        for object in self.usage().await?.objects {
+            if !named.contains(&object.id) && object.created_ms < day_ago {
+                self.delete_object(object.id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     async fn delete_object(&self, object: ObjectId) -> Result<(), LockerError> {
@@ -503,8 +560,9 @@ impl Upload {
     /// with, asks where it stands and goes on from there (a few times, with backoff).
     async fn send(&mut self, locker: &Locker) -> Result<(), LockerError> {
         let mut delay = Duration::from_millis(250);
-        let mut tries = 0;
+        let mut failures = 0;
         while !self.pending.is_empty() {
+            let before = self.sent;
             let reply = locker
                 .http
                 .patch(self.url(locker))
@@ -514,34 +572,39 @@ impl Upload {
                 .timeout(Duration::from_secs(120))
                 .send()
                 .await;
-            match reply {
-                Ok(r) if r.status().is_success() => {
-                    let state: UploadState = r.json().await.map_err(unreachable)?;
-                    self.acknowledge(state.received)?;
-                    continue;
-                }
-                Ok(r) if r.status().as_u16() == 409 => {}
+            let why = match reply {
+                Ok(r) if r.status().is_success() => match r.json::<UploadState>().await {
+                    Ok(state) => {
+                        self.acknowledge(state.received)?;
+                        if self.sent > before {
+                            failures = 0;
+                            delay = Duration::from_millis(250);
+                            continue;
+                        }
+                        "the server took nothing".to_owned()
+                    }
+                    Err(e) => e.without_url().to_string(),
+                },
+                // Not where the server stands: ask it, and go on from there.
+                Ok(r) if r.status().as_u16() == 409 => "offset".to_owned(),
                 Ok(r) => return Err(refused(r).await),
-                Err(e) if tries >= 4 => return Err(unreachable(e)),
-                Err(e) => tracing::warn!(error = %e.without_url(), "upload interrupted, resuming"),
+                Err(e) => e.without_url().to_string(),
+            };
+            failures += 1;
+            if failures > UPLOAD_RETRIES {
+                return Err(LockerError::Unreachable(format!(
+                    "the upload keeps failing ({why})"
+                )));
             }
-            tries += 1;
-            if tries > 5 {
-                return Err(LockerError::Unreachable("the upload keeps failing".into()));
-            }
+            tracing::warn!(%why, "upload interrupted, resuming");
             tokio::time::sleep(delay).await;
-            delay *= 2;
-            let state: UploadState = locker
-                .http
-                .get(self.url(locker))
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(unreachable)?
-                .json()
-                .await
-                .map_err(unreachable)?;
-            self.acknowledge(state.received)?;
+            delay = (delay * 2).min(Duration::from_secs(8));
+            let asked = locker.http.get(self.url(locker)).send().await;
+            if let Ok(r) = asked.and_then(reqwest::Response::error_for_status)
+                && let Ok(state) = r.json::<UploadState>().await
+            {
+                self.acknowledge(state.received)?;
+            }
         }
         Ok(())
     }
@@ -565,12 +628,22 @@ impl Upload {
             .http
             .post(format!("{}/commit", self.url(locker)))
             .send()
-            .await
-            .map_err(unreachable)?;
-        if reply.status().as_u16() != 201 {
-            return Err(refused(reply).await);
+            .await;
+        match reply {
+            Ok(r) if r.status().as_u16() == 201 => Ok(self.object),
+            // The answer lost, or a retry after it: committed if the server lists it.
+            Ok(r) if r.status().as_u16() != 404 => Err(refused(r).await),
+            _ => {
+                let listed = locker.usage().await?;
+                if listed.objects.iter().any(|o| o.id == self.object) {
+                    Ok(self.object)
+                } else {
+                    Err(LockerError::Unreachable(
+                        "the upload could not be committed".into(),
+                    ))
+                }
+            }
         }
-        Ok(self.object)
     }
 }
 

@@ -404,18 +404,30 @@ async fn locker(
                 locker.get(&name, &mut tokio::io::stdout()).await?;
             } else {
                 // Written beside the target and renamed: a refused file leaves nothing.
-                let part = out.with_extension("part");
+                let mut part = out.clone().into_os_string();
+                part.push(".part");
+                let part = PathBuf::from(part);
                 let mut sink = tokio::fs::File::create(&part)
                     .await
                     .with_context(|| format!("creating {}", part.display()))?;
-                if let Err(e) = locker.get(&name, &mut sink).await {
-                    drop(sink);
-                    let _ = std::fs::remove_file(&part);
-                    return Err(e.into());
-                }
+                let started = std::time::Instant::now();
+                let entry = match locker.get(&name, &mut sink).await {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        drop(sink);
+                        let _ = std::fs::remove_file(&part);
+                        return Err(e.into());
+                    }
+                };
                 sink.sync_all().await?;
                 std::fs::rename(&part, &out)?;
-                eprintln!("wrote {}", out.display());
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "wrote {} ({} bytes, {:.1} MB/s)",
+                    out.display(),
+                    entry.size,
+                    entry.size as f64 / 1e6 / secs.max(1e-6)
+                );
             }
         }
         LockerOp::Mv { from, to } => locker.rename(&from, &to).await?,

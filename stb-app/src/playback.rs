@@ -80,7 +80,7 @@ pub async fn play(
             paused,
             ended,
         });
-        let busy = paused || ended || queued > LEAD;
+        let busy = paused || ended || queued > LEAD || offset >= size;
         let next = if busy {
             match tokio::time::timeout(Duration::from_millis(250), control.recv()).await {
                 Ok(Some(c)) => Some(c),

@@ -368,6 +368,8 @@ impl Player {
     /// keeps coming into the source's queue, up to [`TIMESHIFT_BYTES`]: playing on resumes
     /// where it paused, behind live (a zap comes back to live).
     pub fn pause(&self, paused: bool) -> Result<()> {
+        // In turn with zaps: a pause right after a zap is not undone by its restart.
+        let _one_at_a_time = lock(&self.zapping);
         let state = if paused {
             gst::State::Paused
         } else {

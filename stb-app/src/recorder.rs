@@ -42,14 +42,27 @@ pub struct Progress {
     pub dropped: u64,
 }
 
-/// A recording under way.
+/// A recording under way. Dropped, it stops at once (nothing saved) and lets go of the
+/// session: its task and its feeder are aborted.
 #[derive(Debug)]
 pub struct Recorder {
     /// What it records.
     pub order: Order,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<Entry, LockerError>>,
+    task: Option<tokio::task::JoinHandle<Result<Entry, LockerError>>>,
+    feeder: Option<tokio::task::JoinHandle<()>>,
     progress: Arc<Counters>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+        if let Some(feeder) = &self.feeder {
+            feeder.abort();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +118,7 @@ impl Recorder {
             order.channel,
             state,
         ));
+        let stop_feeder = feeder.abort_handle();
         let started_ms = now_ms();
         let until = order.until_ms;
         let job = order.clone();
@@ -126,13 +140,15 @@ impl Recorder {
                         () = &mut deadline => None,
                     };
                     let Some(segment) = segment else { break };
-                    if writer.write_all(&segment).await.is_err() {
-                        break;
+                    // A stalled upload must not keep STOP from being heard.
+                    tokio::select! {
+                        written = writer.write_all(&segment) => if written.is_err() { break },
+                        _ = &mut stopped => break,
                     }
                 }
-                feeder.abort();
-                let _ = feeder.await;
-                // What was queued when it stopped still goes in.
+                stop_feeder.abort();
+                // What was queued when it stopped still goes in (the upload ending closes
+                // the pipe, so this cannot wait on a failed one).
                 rx.close();
                 while let Some(segment) = rx.recv().await {
                     if writer.write_all(&segment).await.is_err() {
@@ -141,7 +157,9 @@ impl Recorder {
                 }
                 let _ = writer.shutdown().await;
             };
-            let (_, uploaded) = tokio::join!(pump, locker.upload(&mut reader));
+            // The reader goes with the upload: when it ends, failed or not, writes fail.
+            let upload = async move { locker.upload(&mut reader).await };
+            let (_, uploaded) = tokio::join!(pump, upload);
             let (object, size) = uploaded?;
             let ended_ms = now_ms();
             let file = NewFile {
@@ -161,7 +179,8 @@ impl Recorder {
         Ok(Self {
             order,
             stop: Some(stop),
-            task,
+            task: Some(task),
+            feeder: Some(feeder),
             progress: counters,
         })
     }
@@ -174,20 +193,33 @@ impl Recorder {
         }
     }
 
-    /// Records until `stop` fires (or its sender drops) or the programme ends, then saves.
+    /// Records until `stop` fires (or its sender drops) or the programme ends, then saves
+    /// within `save_limit` (else gives up, keeping nothing). When it returns, the recording's
+    /// tasks have ended and hold nothing of the session.
     pub async fn until_stopped(
         mut self,
         stop: oneshot::Receiver<()>,
+        save_limit: Duration,
     ) -> Result<Entry, LockerError> {
+        let Some(task) = self.task.as_mut() else {
+            return Err(LockerError::Unreachable("the recording stopped".into()));
+        };
         tokio::select! {
-            ended = &mut self.task => {
+            ended = task => {
+                self.task = None;
+                self.end_feeder().await;
                 return ended.unwrap_or_else(|e| {
                     Err(LockerError::Unreachable(format!("the recording stopped: {e}")))
                 });
             }
             _ = stop => {}
         }
-        self.finish().await
+        match tokio::time::timeout(save_limit, self.finish()).await {
+            Ok(result) => result,
+            Err(_) => Err(LockerError::Unreachable(
+                "the recording could not be saved in time".into(),
+            )),
+        }
     }
 
     /// Ends the recording: what was recorded is uploaded and entered in the index.
@@ -195,11 +227,24 @@ impl Recorder {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => Err(LockerError::Unreachable(format!(
-                "the recording stopped: {e}"
-            ))),
+        let result = match self.task.as_mut() {
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(e) => Err(LockerError::Unreachable(format!(
+                    "the recording stopped: {e}"
+                ))),
+            },
+            None => Err(LockerError::Unreachable("the recording stopped".into())),
+        };
+        self.task = None;
+        self.end_feeder().await;
+        result
+    }
+
+    async fn end_feeder(&mut self) {
+        if let Some(feeder) = self.feeder.take() {
+            feeder.abort();
+            let _ = feeder.await;
         }
     }
 }

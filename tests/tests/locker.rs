@@ -313,7 +313,7 @@ fn a_flipped_byte_in_an_object_or_the_index_is_refused() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("does not check out"), "{stderr}");
-    assert!(!out_file.exists() && !work.path().join("back.part").exists());
+    assert!(!out_file.exists() && !work.path().join("back.txt.part").exists());
     bytes[100_000] ^= 0x01;
     std::fs::write(&objects[0], &bytes).expect("unflip");
     ok(&locker(
@@ -344,4 +344,50 @@ fn a_flipped_byte_in_an_object_or_the_index_is_refused() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("index does not check out"), "{stderr}");
+}
+
+/// A recording whose upload is refused (the locker is full) ends with a clear error instead of
+/// hanging, the channel plays on, and the logout still wipes the session.
+#[test]
+fn a_full_locker_ends_the_recording_with_a_clear_error() {
+    let (stack, code) =
+        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
+    assert!(
+        stack
+            .register(&code, "lena")
+            .expect("register")
+            .status
+            .success()
+    );
+    stb_e2e::run(
+        stack
+            .content_cmd()
+            .args(["subscriber", "quota", "Lena Sommer", "0"]),
+    )
+    .expect("quota");
+    let out = stack
+        .stb_app(
+            &[
+                "headless",
+                "--identifier",
+                "lena",
+                "--channels",
+                "1",
+                "--dwell-secs",
+                "4",
+                "--record",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .expect("stb-app")
+        .wait_with_output()
+        .expect("output");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    let error = report["recording"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("full"), "{report}");
+    assert!(
+        report["channels"][0]["video_frames"].as_u64().unwrap_or(0) >= 50,
+        "{report}"
+    );
+    assert_eq!(report["logged_out"], true, "{report}");
 }

@@ -154,6 +154,7 @@ pub struct Controller {
     /// The recording under way: what stops it, and its task (it holds the session: a logout
     /// stops it and waits, a while, for it to be saved before the keys are wiped).
     recording: Option<(
+        u64,
         Option<tokio::sync::oneshot::Sender<()>>,
         tokio::task::JoinHandle<()>,
     )>,
@@ -161,6 +162,10 @@ pub struct Controller {
     playback: Option<tokio::sync::mpsc::UnboundedSender<crate::playback::Control>>,
     /// Counts pictures asked for: one that arrives after the next was asked is not shown.
     pictures: u64,
+    /// Counts recordings: the result of an earlier one (another session's) is not shown.
+    recordings: u64,
+    /// The logout under way (the window closing waits for it: a recording is saved).
+    logging_out: Option<tokio::task::JoinHandle<()>>,
     /// The login or registration running, and its number: a result of earlier (cancelled)
     /// work is dropped unseen.
     work: Option<tokio::task::AbortHandle>,
@@ -202,6 +207,8 @@ impl Controller {
                 recording: None,
                 playback: None,
                 pictures: 0,
+                recordings: 0,
+                logging_out: None,
                 work: None,
                 works: 0,
                 timers: HashMap::new(),
@@ -272,8 +279,16 @@ impl Controller {
                             favourites: session.channels.favourites.clone(),
                         };
                         let mut c = this.borrow_mut();
-                        c.session = Some(session);
+                        c.session = Some(session.clone());
                         c.follow_guide();
+                        // Objects a box left unnamed (stopped between upload and index).
+                        c.side_task(async move {
+                            if let Ok(locker) = session.locker()
+                                && let Err(e) = locker.tidy().await
+                            {
+                                tracing::debug!(error = %e, "locker tidy-up");
+                            }
+                        });
                         view
                     });
                     dispatch(this, |m| m.login_done(view));
@@ -388,7 +403,7 @@ impl Controller {
             }
             Effect::Record(order) => self.record(order),
             Effect::StopRecording => {
-                if let Some(stop) = self.recording.as_mut().and_then(|(stop, _)| stop.take()) {
+                if let Some(stop) = self.recording.as_mut().and_then(|(_, stop, _)| stop.take()) {
                     let _ = stop.send(());
                 }
             }
@@ -447,13 +462,18 @@ impl Controller {
             Effect::Logout => {
                 self.playback = None;
                 // A recording is stopped and saved first (it holds the session).
-                let recording = self.recording.take().map(|(stop, task)| {
+                let recording = self.recording.take().map(|(_, stop, task)| {
                     if let Some(stop) = stop {
                         let _ = stop.send(());
                     }
                     task
                 });
                 let stopped = self.stop_playing();
+                // Nothing of the subscriber's pictures stays in the window.
+                self.pictures += 1;
+                if let Some(ui) = self.ui.upgrade() {
+                    ui.set_picture(Image::default());
+                }
                 let guide = self.guide.take();
                 for fetch in self.guide_fetches.drain(..) {
                     fetch.abort();
@@ -463,26 +483,32 @@ impl Controller {
                     task.abort();
                 }
                 let session = self.session.take();
-                self.rt.spawn(async move {
-                    if let Some(task) = recording {
-                        let abort = task.abort_handle();
-                        if tokio::time::timeout(RECORDING_SAVE, task).await.is_err() {
-                            tracing::warn!("the recording was not saved in time: abandoned");
-                            abort.abort();
-                        }
-                    }
+                self.logging_out = Some(self.rt.spawn(async move {
+                    // Picture and sound stop at once; the recording is then saved (it gives
+                    // up after RECORDING_SAVE) before the keys go.
                     stopped.await;
+                    if let Some(task) = recording {
+                        let _ = task.await;
+                    }
                     stop(guide).await;
                     // Aborted and awaited: their hold on the session is gone once they end.
                     for task in side_tasks {
                         let _ = task.await;
                     }
-                    // The feeder held the only other reference: D, KS, KR and the channel
-                    // keys are wiped as this one drops.
-                    if let Some(session) = session.and_then(|s| Arc::try_unwrap(s).ok()) {
-                        session.logout();
+                    // The feeder held the only other reference: D, KS, KR, KL and the
+                    // channel keys are wiped as this one drops. An aborted task lets go of
+                    // it when the runtime drops its future: wait for that a little.
+                    let mut session = session;
+                    for _ in 0..40 {
+                        match session.map(Arc::try_unwrap) {
+                            Some(Ok(session)) => return session.logout(),
+                            Some(Err(still_held)) => session = Some(still_held),
+                            None => return,
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                });
+                    tracing::error!("a task still holds the session after logout");
+                }));
             }
             Effect::Standby => {
                 if let Some(guide) = self.guide.take() {
@@ -687,10 +713,12 @@ impl Controller {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let (done, saved) = tokio::sync::oneshot::channel();
         let task = self.rt.spawn(async move {
-            let result = recorder.until_stopped(stopped).await;
+            let result = recorder.until_stopped(stopped, RECORDING_SAVE).await;
             let _ = done.send(result.map_err(|e| e.to_string()));
         });
-        self.recording = Some((Some(stop), task));
+        self.recordings += 1;
+        let id = self.recordings;
+        self.recording = Some((id, Some(stop), task));
         self.spawn_local(async move {
             if let Some(this) = me.upgrade() {
                 dispatch(&this, |m| m.recording_started(Ok(())));
@@ -698,7 +726,10 @@ impl Controller {
             let result = saved
                 .await
                 .unwrap_or_else(|_| Err("the recording was interrupted".into()));
-            if let Some(this) = me.upgrade() {
+            let Some(this) = me.upgrade() else { return };
+            // A logout took it (and a new session may record meanwhile): not this one's.
+            let current = this.borrow().recording.as_ref().map(|r| r.0);
+            if current == Some(id) {
                 this.borrow_mut().recording = None;
                 dispatch(&this, |m| m.recording_done(result));
             }
@@ -828,7 +859,8 @@ impl Controller {
 
 /// The largest picture shown (stored bytes) and its largest side.
 const PICTURE_MAX_BYTES: u64 = 64 << 20;
-const PICTURE_MAX_SIDE: u32 = 8192;
+const PICTURE_MAX_SIDE: u32 = 4096;
+const PICTURE_MAX_ALLOC: u64 = 128 << 20;
 
 /// A decoded picture, wiped when dropped.
 struct Picture {
@@ -850,8 +882,9 @@ async fn fetch_picture(
     }
     let locker = session.locker().map_err(|e| e.to_string())?;
     let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(entry.size as usize));
+    // The object of the entry checked above: its size is bound by its chunks.
     locker
-        .get(&entry.name, &mut *bytes)
+        .get_entry(entry, &mut *bytes)
         .await
         .map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
@@ -861,6 +894,8 @@ async fn fetch_picture(
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(PICTURE_MAX_SIDE);
         limits.max_image_height = Some(PICTURE_MAX_SIDE);
+        // A small file can claim a huge picture: the decoder may not take more than this.
+        limits.max_alloc = Some(PICTURE_MAX_ALLOC);
         reader.limits(limits);
         let decoded = reader
             .decode()
@@ -951,7 +986,11 @@ pub fn run(
         }
     })?;
     ui.run()?;
-    // Window closed: the session ends, whatever POWER means on this box.
+    // Window closed: the session ends, whatever POWER means on this box; a recording under
+    // way is saved first (bounded), then every key is wiped, before the runtime goes.
     dispatch(&this, Model::shutdown);
+    if let Some(logout) = this.borrow_mut().logging_out.take() {
+        let _ = rt.block_on(tokio::time::timeout(RECORDING_SAVE * 2, logout));
+    }
     Ok(())
 }

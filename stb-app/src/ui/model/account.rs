@@ -76,6 +76,10 @@ impl Model {
         (self.banner, self.volume_bar, self.no_signal) = (false, false, false);
         self.tuning = false;
         self.entry.clear();
+        // The stream closes: no time shift is kept, and a recording playing ends (the
+        // channel plays on POWER). A recording under way goes on in standby.
+        self.back_to_live();
+        self.end_playback();
     }
 
     /// How long standby may last. The inactivity rule sleeps in standby: the shorter of the

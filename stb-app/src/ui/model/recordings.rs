@@ -212,6 +212,20 @@ impl Model {
         self.live_pause = LivePause::default();
     }
 
+    /// Standby: a recording playing or a picture shown ends; the channel's picture screen
+    /// is what POWER wakes to.
+    pub(super) fn end_playback(&mut self) {
+        if self.playback.take().is_some() || self.picture.take().is_some() {
+            self.played_recording = false;
+            if matches!(
+                self.screen,
+                Screen::Playback | Screen::Picture | Screen::Recordings
+            ) {
+                self.screen = Screen::Player;
+            }
+        }
+    }
+
     fn start_recording(&mut self, fx: &mut Vec<Effect>) {
         let Some(channel) = self.current() else {
             return;

@@ -236,7 +236,8 @@ impl Model {
         fx.push(Effect::Arm(Timer::Banner, BANNER));
         // The same channel is tuned again to come back to live, or after a recording
         // played in its place.
-        let again = self.behind_live_ms() > 0 || std::mem::take(&mut self.played_recording);
+        let played_recording = std::mem::take(&mut self.played_recording);
+        let again = self.behind_live_ms() > 0 || played_recording;
         if self.current != Some(number) || again {
             if self.current != Some(number) {
                 self.last = self.current;
