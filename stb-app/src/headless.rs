@@ -38,7 +38,7 @@ pub struct Report {
     /// Per channel, in the order played.
     pub channels: Vec<ChannelReport>,
     /// With `--record`: the first channel recorded into the locker while it played, then
-    /// played back.
+    /// played back (it stays in the locker); with `--play-recording`: that recording played.
     pub recording: Option<RecordingReport>,
     /// Logged out and every secret dropped.
     pub logged_out: bool,
@@ -47,6 +47,8 @@ pub struct Report {
 /// What recording the first channel and playing it back did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RecordingReport {
+    /// Its name in the locker.
+    pub name: Option<String>,
     /// Plaintext bytes recorded (sealed and uploaded as they came).
     pub bytes: u64,
     /// Segments left out because the upload fell behind.
@@ -73,6 +75,7 @@ pub async fn run(
     dwell: Duration,
     snapshot: Option<&std::path::Path>,
     record: bool,
+    play_recording: Option<&str>,
 ) -> anyhow::Result<Report> {
     let mut report = Report {
         account: None,
@@ -159,6 +162,22 @@ pub async fn run(
             stats,
         });
     }
+    if let Some(name) = play_recording {
+        let mut rec = RecordingReport {
+            name: Some(name.to_owned()),
+            ..RecordingReport::default()
+        };
+        let played = async {
+            let entry = session.locker()?.entry(name).await?;
+            rec.bytes = entry.size;
+            rec.duration_ms = entry.recording.as_ref().map_or(0, |r| r.duration_ms);
+            play_back(&session, &player, entry, &mut rec).await
+        };
+        if let Err(e) = played.await {
+            rec.error = Some(e.to_string());
+        }
+        report.recording = Some(rec);
+    }
     if let Some((mut rec, entry)) = recorded {
         if let Some(entry) = entry
             && let Err(e) = play_back(&session, &player, entry, &mut rec).await
@@ -197,6 +216,7 @@ async fn finish_recording(
     rec.dropped_segments = progress.dropped;
     match entry {
         Ok(entry) => {
+            rec.name = Some(entry.name.clone());
             rec.bytes = entry.size;
             rec.duration_ms = entry.recording.as_ref().map_or(0, |r| r.duration_ms);
             (rec, Some(entry))
@@ -209,14 +229,13 @@ async fn finish_recording(
 }
 
 /// Plays the recording back as the Recordings screen does: time to its first frame, then
-/// to the first frame after a seek; then deletes it (the locker is left as it was).
+/// to the first frame after a seek.
 async fn play_back(
     session: &Arc<crate::session::Session>,
     player: &Arc<Player>,
     entry: stb_protocol::locker::Entry,
     rec: &mut RecordingReport,
 ) -> anyhow::Result<()> {
-    let name = entry.name.clone();
     let first_frame = |player: &Arc<Player>| player.stats().snapshot().first_frame_ms;
     let wait_frame = async |player: &Arc<Player>| {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -257,6 +276,5 @@ async fn play_back(
     }
     playing.abort();
     let _ = playing.await;
-    session.locker()?.remove(&name).await?;
     Ok(())
 }

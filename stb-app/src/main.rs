@@ -97,10 +97,14 @@ enum Command {
         /// Save the picture at the end of the first channel as PNG.
         #[arg(long)]
         snapshot: Option<PathBuf>,
-        /// Record the first channel into the locker while it plays, then play it back (and
-        /// delete it): upload, open and seek times in the report.
+        /// Record the first channel into the locker while it plays, then play it back:
+        /// upload, open and seek times in the report (it stays in the locker).
         #[arg(long)]
         record: bool,
+        /// Play this recording of the locker (its name, as `stb-app locker ls` shows it)
+        /// after the channels: open and seek times in the report.
+        #[arg(long)]
+        play_recording: Option<String>,
     },
     /// The subscriber's locker from a desktop: log in (password on stdin), then list, put,
     /// get, move or remove files. Everything is sealed here; the server sees no name.
@@ -270,6 +274,7 @@ fn main() -> Result<()> {
             audio_sink,
             snapshot,
             record,
+            play_recording,
         } => {
             config.video_sink = video_sink;
             config.audio_sink = audio_sink;
@@ -283,6 +288,7 @@ fn main() -> Result<()> {
                 dwell,
                 snapshot.as_deref(),
                 record,
+                play_recording.as_deref(),
             ))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.login_error.is_some() {

@@ -227,8 +227,9 @@ fn an_old_record_gains_one_locker_key_even_with_two_boxes_at_once() {
     assert!(text.starts_with("written by box"), "{text}");
 }
 
-/// A recording made on one box while it plays, played back (open and seek timed) on another
-/// login: the headless box's `--record`.
+/// A recording made on one box while it plays (the headless box's `--record`: saved, played
+/// back, open and seek timed) is listed from a desktop and plays on another box after
+/// logging in there (each a process of its own: nothing kept between them).
 #[test]
 fn a_recording_made_while_watching_plays_back_on_another_login() {
     let (stack, code) =
@@ -240,30 +241,23 @@ fn a_recording_made_while_watching_plays_back_on_another_login() {
             .status
             .success()
     );
-    let out = stack
-        .stb_app(
-            &[
-                "headless",
-                "--identifier",
-                "lena",
-                "--channels",
-                "1",
-                "--dwell-secs",
-                "6",
-                "--record",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .expect("stb-app")
-        .wait_with_output()
-        .expect("output");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let headless = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["headless", "--identifier", "lena", "--channels", "1"];
+        all.extend_from_slice(args);
+        let out = stack
+            .stb_app(&all, &format!("{PASSWORD}\n"))
+            .expect("stb-app")
+            .wait_with_output()
+            .expect("output");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let report = headless(&["--dwell-secs", "6", "--record"]);
     let rec = &report["recording"];
     assert!(rec["error"].is_null(), "{report}");
     assert!(rec["bytes"].as_u64().unwrap_or(0) > 100_000, "{report}");
@@ -276,6 +270,26 @@ fn a_recording_made_while_watching_plays_back_on_another_login() {
         report["channels"][0]["video_frames"].as_u64().unwrap_or(0) >= 100,
         "{report}"
     );
+    let name = rec["name"]
+        .as_str()
+        .expect("the recording's name")
+        .to_owned();
+    assert!(
+        name.starts_with("Recordings/Headless recording - Channel 1 "),
+        "{name}"
+    );
+
+    let listing = ok(&locker(&stack, &["ls"]));
+    assert!(listing.contains(&format!("recording  {name}")), "{listing}");
+
+    let report = headless(&["--dwell-secs", "0.5", "--play-recording", &name]);
+    let played = &report["recording"];
+    assert!(played["error"].is_null(), "{report}");
+    assert!(
+        played["open_ms"].is_u64() && played["seek_ms"].is_u64(),
+        "{report}"
+    );
+    assert_eq!(report["logged_out"], true, "{report}");
 }
 
 /// A byte changed in an object file or in the stored index (by the operator, a broken disk, or
