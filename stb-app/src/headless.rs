@@ -65,18 +65,36 @@ pub struct RecordingReport {
     pub error: Option<String>,
 }
 
-/// Plays `channels` for `dwell` each. With `snapshot`, the picture on screen at the end of
-/// the first channel is saved there as PNG (the video goes to an appsink for that).
+/// What a headless run does after its login.
+#[derive(Debug, Clone, Default)]
+pub struct Plan<'a> {
+    /// Channels to play, in order.
+    pub channels: &'a [u16],
+    /// How long on each.
+    pub dwell: Duration,
+    /// Save the picture at the end of the first channel here, as PNG (the video then goes
+    /// to an appsink).
+    pub snapshot: Option<&'a std::path::Path>,
+    /// Record the first channel into the locker while it plays, then play it back.
+    pub record: bool,
+    /// Play this recording of the locker after the channels.
+    pub play_recording: Option<&'a str>,
+}
+
+/// Logs in, carries out `plan`, logs out.
 pub async fn run(
     config: &BoxConfig,
     identifier: &str,
     password: Password,
-    channels: &[u16],
-    dwell: Duration,
-    snapshot: Option<&std::path::Path>,
-    record: bool,
-    play_recording: Option<&str>,
+    plan: &Plan<'_>,
 ) -> anyhow::Result<Report> {
+    let Plan {
+        channels,
+        dwell,
+        snapshot,
+        record,
+        play_recording,
+    } = *plan;
     let mut report = Report {
         account: None,
         login_error: None,

@@ -284,11 +284,13 @@ fn main() -> Result<()> {
                 &config,
                 &identifier,
                 password,
-                &channels,
-                dwell,
-                snapshot.as_deref(),
-                record,
-                play_recording.as_deref(),
+                &stb_app::headless::Plan {
+                    channels: &channels,
+                    dwell,
+                    snapshot: snapshot.as_deref(),
+                    record,
+                    play_recording: play_recording.as_deref(),
+                },
             ))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.login_error.is_some() {
