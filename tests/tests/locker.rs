@@ -405,3 +405,64 @@ fn a_full_locker_ends_the_recording_with_a_clear_error() {
     );
     assert_eq!(report["logged_out"], true, "{report}");
 }
+
+/// A desktop killed in the middle of an upload (SIGKILL) leaves no file in the locker: the
+/// next login lists nothing, and the next upload of the same file works.
+#[test]
+fn a_box_killed_mid_upload_leaves_no_file() {
+    let (stack, code) =
+        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
+    assert!(
+        stack
+            .register(&code, "lena")
+            .expect("register")
+            .status
+            .success()
+    );
+    let work = tempfile::tempdir().expect("tmp");
+    // A FIFO as the file: the upload reads what is written and waits for more.
+    let fifo = work.path().join("endless.bin");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let mut upload = stack
+        .stb_app(
+            &[
+                "locker",
+                "--identifier",
+                "lena",
+                "put",
+                fifo.to_str().expect("path"),
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .expect("stb-app");
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("fifo");
+    use std::io::Write;
+    writer.write_all(&noise(12 << 20, 5)).expect("write");
+    // Enough for several pieces to reach the server, then the box dies.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    upload.kill().expect("SIGKILL");
+    let _ = upload.wait();
+    drop(writer);
+    let listing = ok(&locker(&stack, &["ls"]));
+    assert!(listing.contains("0 files"), "{listing}");
+    let file = work.path().join("endless.bin.copy");
+    std::fs::write(&file, noise(1 << 20, 5)).expect("write");
+    ok(&locker(
+        &stack,
+        &["put", file.to_str().expect("path"), "--name", "endless.bin"],
+    ));
+    let listing = ok(&locker(&stack, &["ls"]));
+    assert!(
+        listing.contains("1 files") && listing.contains("endless.bin"),
+        "{listing}"
+    );
+}
