@@ -164,6 +164,9 @@ pub struct Controller {
     pictures: u64,
     /// Counts recordings: the result of an earlier one (another session's) is not shown.
     recordings: u64,
+    /// Counts reads of the locker's list: an answer overtaken by a newer read, a deletion or
+    /// a logout is not shown.
+    lists: u64,
     /// The logout under way (the window closing waits for it: a recording is saved).
     logging_out: Option<tokio::task::JoinHandle<()>>,
     /// The login or registration running, and its number: a result of earlier (cancelled)
@@ -208,6 +211,7 @@ impl Controller {
                 playback: None,
                 pictures: 0,
                 recordings: 0,
+                lists: 0,
                 logging_out: None,
                 work: None,
                 works: 0,
@@ -439,6 +443,7 @@ impl Controller {
                 self.stopping = Some(self.rt.spawn(stopped));
             }
             Effect::DeleteRecording(name) => {
+                self.lists += 1;
                 let Some(session) = self.session.clone() else {
                     return;
                 };
@@ -461,6 +466,7 @@ impl Controller {
             }
             Effect::Logout => {
                 self.playback = None;
+                self.lists += 1;
                 // A recording is stopped and saved first (it holds the session).
                 let recording = self.recording.take().map(|(_, stop, task)| {
                     if let Some(stop) = stop {
@@ -741,6 +747,8 @@ impl Controller {
         let Some(session) = self.session.clone() else {
             return;
         };
+        self.lists += 1;
+        let asked = self.lists;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.side_task(async move {
             let result = match session.locker() {
@@ -762,6 +770,7 @@ impl Controller {
         self.spawn_local(async move {
             if let Ok(result) = rx.await
                 && let Some(this) = me.upgrade()
+                && this.borrow().lists == asked
             {
                 dispatch(&this, |m| m.recordings_done(result));
             }
