@@ -388,6 +388,32 @@ pub struct Recording {
     pub start_ms: i64,
     /// Its length in ms.
     pub duration_ms: u64,
+    /// Where to seek: `[ms, offset]` pairs, ms into the recording and the plaintext offset
+    /// of a GOP that starts then (a segment boundary), in increasing order. Empty: seek by
+    /// the mean rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<[u64; 2]>,
+}
+
+impl Recording {
+    /// The offset of the last mark at or before `ms` (a clean place to start decoding), if
+    /// there are marks.
+    pub fn offset_at(&self, ms: u64) -> Option<u64> {
+        let i = self.marks.partition_point(|m| m[0] <= ms);
+        self.marks.get(i.checked_sub(1)?).map(|m| m[1])
+    }
+
+    /// How far into the recording plaintext offset `offset` is, ms, between the marks
+    /// around it, if there are marks.
+    pub fn time_at(&self, offset: u64) -> Option<u64> {
+        let i = self.marks.partition_point(|m| m[1] <= offset);
+        let before = self.marks.get(i.checked_sub(1)?)?;
+        let Some(after) = self.marks.get(i) else {
+            return Some(before[0]);
+        };
+        let span = (after[1] - before[1]).max(1);
+        Some(before[0] + (after[0] - before[0]) * (offset - before[1]) / span)
+    }
 }
 
 impl Index {
@@ -529,6 +555,28 @@ mod tests {
             other.open_index(4, &sealed),
             Err(Error::AuthenticationFailed)
         );
+    }
+
+    #[test]
+    fn marks_map_time_and_offsets_both_ways() {
+        let rec = Recording {
+            channel: 1,
+            channel_name: "One".into(),
+            title: "t".into(),
+            start_ms: 0,
+            duration_ms: 30_000,
+            marks: vec![[0, 0], [10_000, 1_000], [20_000, 3_000]],
+        };
+        assert_eq!(rec.offset_at(0), Some(0));
+        assert_eq!(rec.offset_at(15_000), Some(1_000));
+        assert_eq!(rec.offset_at(99_000), Some(3_000));
+        assert_eq!(rec.time_at(2_000), Some(15_000));
+        assert_eq!(rec.time_at(5_000), Some(20_000));
+        let none = Recording {
+            marks: vec![],
+            ..rec
+        };
+        assert_eq!((none.offset_at(5), none.time_at(5)), (None, None));
     }
 
     #[test]

@@ -54,12 +54,29 @@ pub async fn play(
     let locker = session.locker()?;
     let size = entry.size;
     let total_ms = entry.recording.as_ref().map_or(0, |r| r.duration_ms);
-    // Bytes to ms and back by the recording's mean rate.
-    let to_ms =
-        |bytes: u64| (u128::from(bytes) * u128::from(total_ms) / u128::from(size.max(1))) as u64;
+    // Bytes to ms and back by the recording's seek marks (segment starts: a seek lands on
+    // a whole GOP), else by its mean rate.
+    // The end is a mark too: positions after the last segment mark move on to it.
+    let info = entry.recording.clone().map(|mut r| {
+        if !r.marks.is_empty() {
+            r.marks.push([total_ms, size]);
+        }
+        r
+    });
+    let to_ms = |bytes: u64| {
+        info.as_ref()
+            .and_then(|r| r.time_at(bytes))
+            .unwrap_or_else(|| {
+                (u128::from(bytes) * u128::from(total_ms) / u128::from(size.max(1))) as u64
+            })
+    };
     let to_bytes = |ms: u64| {
-        let b = (u128::from(ms) * u128::from(size) / u128::from(total_ms.max(1))) as u64;
-        b - b % PACKET
+        info.as_ref()
+            .and_then(|r| r.offset_at(ms))
+            .unwrap_or_else(|| {
+                let b = (u128::from(ms) * u128::from(size) / u128::from(total_ms.max(1))) as u64;
+                b - b % PACKET
+            })
     };
     let mut offset = 0u64;
     let mut paused = false;

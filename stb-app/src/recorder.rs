@@ -65,11 +65,17 @@ impl Drop for Recorder {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     bytes: AtomicU64,
     dropped: AtomicU64,
+    started: std::time::Instant,
+    /// `[ms, offset]` of segment starts, one every [`MARK_EVERY`] at most: seek points.
+    marks: std::sync::Mutex<Vec<[u64; 2]>>,
 }
+
+/// The spacing of seek marks (a recording's index entry grows by about 20 bytes per mark).
+const MARK_EVERY: Duration = Duration::from_secs(5);
 
 /// The feeder's end: segments go to the upload through a bounded queue, never waiting.
 struct Tap {
@@ -82,7 +88,20 @@ impl Sink for Tap {
         let len = ts.len() as u64;
         match self.tx.try_send(ts) {
             Ok(()) => {
-                self.counters.bytes.fetch_add(len, Ordering::Relaxed);
+                // Every segment starts with a whole GOP: its offset is a place to seek to.
+                let offset = self.counters.bytes.fetch_add(len, Ordering::Relaxed);
+                let ms = self.counters.started.elapsed().as_millis() as u64;
+                let mut marks = self
+                    .counters
+                    .marks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let due = marks
+                    .last()
+                    .is_none_or(|m| ms >= m[0] + MARK_EVERY.as_millis() as u64);
+                if due {
+                    marks.push([ms, offset]);
+                }
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if self.counters.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -105,7 +124,13 @@ impl Recorder {
     pub fn start(session: Arc<Session>, order: Order) -> Result<Self, LockerError> {
         session.locker()?;
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            bytes: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            marks: std::sync::Mutex::default(),
+        });
+        let marks = counters.clone();
         let tap = Arc::new(Tap {
             tx,
             counters: counters.clone(),
@@ -171,6 +196,9 @@ impl Recorder {
                     title: job.title.clone(),
                     start_ms: started_ms,
                     duration_ms: (ended_ms - started_ms).max(0) as u64,
+                    marks: std::mem::take(
+                        &mut *marks.marks.lock().unwrap_or_else(|e| e.into_inner()),
+                    ),
                 }),
                 replace: false,
             };

@@ -653,6 +653,7 @@ fn in_locker(actions: &[Action]) -> Model {
             title: title.into(),
             start_ms: now - ago,
             duration_ms: minutes * 60_000,
+            marks: vec![],
         }),
     };
     let picture = |name: &str, ago: i64, size: u64| Entry {

@@ -559,6 +559,7 @@ mod tests {
                 title: title.into(),
                 start_ms,
                 duration_ms: 600_000,
+                marks: vec![],
             }),
         }
     }
