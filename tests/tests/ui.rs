@@ -273,49 +273,6 @@ fn register_login_watch_zap_logout_with_the_remote() {
     assert!(shows(&ui, "1 / 1") && shows(&ui, "Sport Live"));
     key(&ui, Key::LeftArrow);
     assert!(shows(&ui, "2 / 4"));
-    // RECORD ('r') on the channel playing: a second stream from the content server is
-    // sealed under the locker key and uploaded while the picture goes on; STOP ('s') saves
-    // it into the locker's index.
-    key(&ui, Key::Escape);
-    assert_eq!(screen(&c), Screen::Player);
-    send(&ui, "r");
-    pump_until(&ui, "the recording running", |ui| {
-        ui.get_recording().starts_with("REC")
-    });
-    let frames_before = c.borrow().player_stats().video_frames;
-    std::thread::sleep(Duration::from_secs(4));
-    pump_until(&ui, "pictures while recording", |_| {
-        c.borrow().player_stats().video_frames > frames_before + 50
-    });
-    send(&ui, "s");
-    pump_until(&ui, "the recording saved", |ui| {
-        ui.get_notice().starts_with("Recorded")
-    });
-    assert_eq!(ui.get_recording(), "");
-    // MENU > Recordings lists it; OK plays it in place of the channel, with its bar.
-    key(&ui, Key::F2);
-    key(&ui, Key::DownArrow);
-    key(&ui, Key::Return);
-    pump_until(&ui, "the recordings listed", |ui| {
-        ui.get_recordings_note() == "" && ui.get_recording_rows().row_count() == 1
-    });
-    assert!(shows(&ui, "Recordings") && shows_containing(&ui, "1 / 1"));
-    key(&ui, Key::Return);
-    assert_eq!(screen(&c), Screen::Playback);
-    pump_until(&ui, "pictures of the recording", |ui| video_width(ui) > 0);
-    pump_until(&ui, "the recording's position moving", |ui| {
-        ui.get_playback().position != "0:00"
-    });
-    // BACK: the list (where the end of a short recording also leads), BACK again: the
-    // channel, live.
-    if screen(&c) == Screen::Playback {
-        key(&ui, Key::Escape);
-    }
-    assert_eq!(screen(&c), Screen::Recordings);
-    key(&ui, Key::Escape);
-    assert_eq!(screen(&c), Screen::Player);
-    pump_until(&ui, "the channel again", |ui| video_width(ui) > 0);
-    key(&ui, Key::Escape);
 
     // MENU > About this box: the certificate, and both servers checked for real.
     key(&ui, Key::F2);
@@ -370,6 +327,78 @@ fn register_login_watch_zap_logout_with_the_remote() {
     });
     // The favourites came back from the content server: the box kept nothing.
     assert_eq!(c.borrow().model().favourites(), [2]);
+
+    // RECORD ('r') on the channel playing: a second stream from the content server is
+    // sealed under the locker key and uploaded while the picture goes on; STOP ('s') saves
+    // it into the locker's index.
+    assert_eq!(screen(&c), Screen::Player);
+    send(&ui, "r");
+    pump_until(&ui, "the recording running", |ui| {
+        ui.get_recording().starts_with("REC")
+    });
+    let frames_before = c.borrow().player_stats().video_frames;
+    std::thread::sleep(Duration::from_secs(4));
+    pump_until(&ui, "pictures while recording", |_| {
+        c.borrow().player_stats().video_frames > frames_before + 50
+    });
+    send(&ui, "s");
+    pump_until(&ui, "the recording saved", |ui| {
+        ui.get_notice().starts_with("Recorded")
+    });
+    assert_eq!(ui.get_recording(), "");
+    // MENU > Recordings lists it; OK plays it in place of the channel, with its bar.
+    key(&ui, Key::F2);
+    key(&ui, Key::DownArrow);
+    key(&ui, Key::Return);
+    pump_until(&ui, "the recordings listed", |ui| {
+        ui.get_recordings_note() == "" && ui.get_recording_rows().row_count() == 1
+    });
+    assert!(shows(&ui, "Recordings") && shows_containing(&ui, "1 / 1"));
+    key(&ui, Key::Return);
+    assert_eq!(screen(&c), Screen::Playback);
+    pump_until(&ui, "pictures of the recording", |ui| video_width(ui) > 0);
+    pump_until(&ui, "the recording's position moving", |ui| {
+        ui.get_playback().position != "0:00"
+    });
+    // BACK: the list (where the end of a short recording also leads), BACK again: the
+    // channel, live.
+    if screen(&c) == Screen::Playback {
+        key(&ui, Key::Escape);
+    }
+    assert_eq!(screen(&c), Screen::Recordings);
+    key(&ui, Key::Escape);
+    assert_eq!(screen(&c), Screen::Player);
+    pump_until(&ui, "the channel again", |ui| video_width(ui) > 0);
+    // PLAY/PAUSE ('p') holds live TV: no new picture while paused, then it plays on where
+    // it stopped, behind live; FF ('.') comes back to live.
+    pump_until(&ui, "pictures of the channel", |_| {
+        c.borrow().player_stats().video_frames > 10
+    });
+    send(&ui, "p");
+    assert!(
+        ui.get_time_shift().starts_with("PAUSED"),
+        "{}",
+        ui.get_time_shift()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let held = c.borrow().player_stats().video_frames;
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        c.borrow().player_stats().video_frames <= held + 1,
+        "pictures went on while paused"
+    );
+    send(&ui, "p");
+    pump_until(&ui, "pictures after the pause", |_| {
+        c.borrow().player_stats().video_frames > held + 25
+    });
+    assert!(
+        ui.get_time_shift().starts_with('-'),
+        "{}",
+        ui.get_time_shift()
+    );
+    send(&ui, ".");
+    assert_eq!(ui.get_time_shift(), "");
+    pump_until(&ui, "live again", |ui| video_width(ui) > 0);
 
     ticking.store(false, Ordering::Relaxed);
     drop(c);
