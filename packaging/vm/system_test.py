@@ -531,7 +531,8 @@ def main():
               moving=True)
 
         print("== MENU, Log out, OK")
-        press(["home", "down", "ret"])  # HOME is mapped to the menu, like MENU
+        # HOME is mapped to the menu, like MENU; Log out is its third entry.
+        press(["home", "down", "down", "ret"])
         time.sleep(1)
         save("vm-logout-confirm", screen())
         press(["ret"])
