@@ -110,7 +110,7 @@ pub fn subscriber_key(subscriber: &str) -> String {
 /// Whether `s` is an id as the locker takes them: exactly 32 lowercase hex digits (so an id
 /// is always a plain file name: no path can be smuggled in).
 pub fn is_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    stb_protocol::locker::ObjectId::parse(s).is_ok()
 }
 
 fn checked_id<'a>(s: &'a str, what: &str) -> Result<&'a str, LockerError> {
@@ -452,11 +452,7 @@ async fn upload_state(
 ) -> Result<Response, LockerError> {
     let sub = authenticate(&state, &conn).await?;
     let upload = checked_id(&upload, "upload")?;
-    let row = state
-        .store
-        .locker_upload(&sub.name, upload)
-        .await?
-        .ok_or(LockerError::NoUpload)?;
+    let row = upload_row(&state, &sub.name, upload).await?;
     Ok((no_store(), Json(UploadState::from(&row))).into_response())
 }
 
@@ -496,6 +492,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(anyhow::Error::from)??)
 }
 
+/// One of the subscriber's uploads (another's is unknown here too).
+async fn upload_row(
+    state: &AppState,
+    subscriber: &str,
+    upload: &str,
+) -> Result<LockerUpload, LockerError> {
+    state
+        .store
+        .locker_upload(subscriber, upload)
+        .await?
+        .ok_or(LockerError::NoUpload)
+}
+
 /// The upload's row and its locked staging file, in step: bytes beyond the count (written
 /// before a crash, never acknowledged) are dropped, and a file shorter than the count (the
 /// disk lost them) lowers the count to it.
@@ -504,20 +513,12 @@ async fn locked_upload(
     subscriber: &str,
     upload: &str,
 ) -> Result<(LockerUpload, File), LockerError> {
-    let mut row = state
-        .store
-        .locker_upload(subscriber, upload)
-        .await?
-        .ok_or(LockerError::NoUpload)?;
+    let mut row = upload_row(state, subscriber, upload).await?;
     let Some(file) = lock_staging(state.locker.staging_path(upload)).await? else {
         return Err(LockerError::Offset(UploadState::from(&row)));
     };
     // Read again under the lock: the count may have moved while another held it.
-    row = state
-        .store
-        .locker_upload(subscriber, upload)
-        .await?
-        .ok_or(LockerError::NoUpload)?;
+    row = upload_row(state, subscriber, upload).await?;
     let received = row.received;
     let (file, held) = blocking(move || {
         let len = file.metadata()?.len();

@@ -41,17 +41,12 @@ impl ObjectId {
     /// Parses 32 lowercase hex digits (nothing else is an id).
     pub fn parse(text: &str) -> Result<Self, DecodeError> {
         let bad = DecodeError::InvalidField("object id");
-        if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        // hex accepts upper case too: an id has one spelling.
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(bad);
         }
         let mut out = [0u8; 16];
-        for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-            let digit = |b: u8| match b {
-                b'0'..=b'9' => b - b'0',
-                _ => b - b'a' + 10,
-            };
-            out[i] = digit(pair[0]) << 4 | digit(pair[1]);
-        }
+        hex::decode_to_slice(text, &mut out).map_err(|_| bad)?;
         Ok(Self(out))
     }
 
@@ -63,7 +58,7 @@ impl ObjectId {
 
 impl core::fmt::Display for ObjectId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(&hex::encode(self.0))
     }
 }
 

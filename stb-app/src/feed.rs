@@ -311,7 +311,7 @@ async fn from_edge(
 }
 
 /// Unix ms, on the box's clock (the origin's times are compared with it).
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

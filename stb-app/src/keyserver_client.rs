@@ -103,11 +103,7 @@ impl KeyServer {
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(body.clone());
             if let Some(sealed) = replaces {
-                let digest = sealed
-                    .digest()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>();
+                let digest = hex::encode(sealed.digest());
                 request = request.header(reqwest::header::IF_MATCH, format!("\"{digest}\""));
             }
             match request.send().await {

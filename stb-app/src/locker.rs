@@ -8,6 +8,7 @@
 //! the box keeps nothing, so a server that serves a whole older index from before this
 //! session, or withholds objects, is seen only as missing or older files.
 
+use crate::feed::now_ms;
 use stb_protocol::locker::{Entry, Index, Kind, Layout, LockerKey, ObjectId, ObjectOpener};
 use stb_protocol::locker::{ObjectSealer, Recording};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -645,10 +646,4 @@ impl Upload {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

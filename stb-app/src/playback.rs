@@ -86,7 +86,7 @@ pub async fn play(
     loop {
         let queued = player.queued_bytes();
         let at = to_ms(offset.saturating_sub(queued));
-        let decoded = player.stats().snapshot().video_frames;
+        let decoded = player.stats().video_frames();
         if decoded != frames.0 || paused || offset < size {
             frames = (decoded, std::time::Instant::now());
         }

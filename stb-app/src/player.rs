@@ -65,6 +65,11 @@ impl Stats {
         }
     }
 
+    /// Decoded video frames since the last zap (without copying the rest).
+    pub fn video_frames(&self) -> u64 {
+        self.video_frames.load(Ordering::SeqCst)
+    }
+
     /// Current values.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {

@@ -6,7 +6,7 @@
 //! and uploaded as it comes; the recording ends when its programme ends in the guide, when
 //! the viewer stops it, or at logout, and is then entered in the locker's index.
 
-use crate::feed::{FeedError, FeedState, Sink};
+use crate::feed::{FeedError, FeedState, Sink, now_ms};
 use crate::locker::{LockerError, NewFile};
 use crate::session::Session;
 use stb_protocol::locker::{Entry, Kind, Recording as RecordingInfo};
@@ -291,10 +291,6 @@ fn recording_name(order: &Order, started_ms: i64) -> String {
         clean(&order.title),
         clean(&order.channel_name)
     )
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn ms_from_now(at_ms: i64) -> Duration {

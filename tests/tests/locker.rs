@@ -6,6 +6,42 @@ use stb_e2e::{PASSWORD, Stack};
 use std::path::Path;
 use std::process::Output;
 
+/// A stack whose key server lets logins follow each other at once (every command here is a
+/// login), and the enrollment code of its subscriber "Lena Sommer".
+fn stack() -> (Stack, String) {
+    Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack")
+}
+
+/// [`stack`] with the subscriber registered as `lena` by the desk's command.
+fn lena() -> Stack {
+    let (stack, code) = stack();
+    let out = stack.register(&code, "lena").expect("register");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stack
+}
+
+/// A headless box of `lena` on channel 1 with `args`; its JSON report.
+fn headless(stack: &Stack, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["headless", "--identifier", "lena", "--channels", "1"];
+    all.extend_from_slice(args);
+    let out = stack
+        .stb_app(&all, &format!("{PASSWORD}\n"))
+        .expect("stb-app")
+        .wait_with_output()
+        .expect("output");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 fn locker(stack: &Stack, args: &[&str]) -> Output {
     let mut all = vec!["locker", "--identifier", "lena"];
     all.extend_from_slice(args);
@@ -58,15 +94,7 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 
 #[test]
 fn files_put_from_a_desktop_come_back_on_another_login_and_the_server_sees_no_name() {
-    let (stack, code) =
-        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
-    assert!(
-        stack
-            .register(&code, "lena")
-            .expect("register")
-            .status
-            .success()
-    );
+    let stack = lena();
     let work = tempfile::tempdir().expect("tmp");
     let holiday = noise(300_000, 7);
     let source = work.path().join("Holiday-in-Lisbon.jpg");
@@ -154,8 +182,7 @@ fn files_put_from_a_desktop_come_back_on_another_login_and_the_server_sees_no_na
 /// boxes logging in at the same moment end up with the same locker.
 #[test]
 fn an_old_record_gains_one_locker_key_even_with_two_boxes_at_once() {
-    let (stack, code) =
-        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
+    let (stack, code) = stack();
     let config =
         stb_app::config::BoxConfig::load(&stack.dir.path().join("box.toml")).expect("box config");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -232,32 +259,8 @@ fn an_old_record_gains_one_locker_key_even_with_two_boxes_at_once() {
 /// logging in there (each a process of its own: nothing kept between them).
 #[test]
 fn a_recording_made_while_watching_plays_back_on_another_login() {
-    let (stack, code) =
-        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
-    assert!(
-        stack
-            .register(&code, "lena")
-            .expect("register")
-            .status
-            .success()
-    );
-    let headless = |args: &[&str]| -> serde_json::Value {
-        let mut all = vec!["headless", "--identifier", "lena", "--channels", "1"];
-        all.extend_from_slice(args);
-        let out = stack
-            .stb_app(&all, &format!("{PASSWORD}\n"))
-            .expect("stb-app")
-            .wait_with_output()
-            .expect("output");
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    };
-    let report = headless(&["--dwell-secs", "6", "--record"]);
+    let stack = lena();
+    let report = headless(&stack, &["--dwell-secs", "6", "--record"]);
     let rec = &report["recording"];
     assert!(rec["error"].is_null(), "{report}");
     assert!(rec["bytes"].as_u64().unwrap_or(0) > 100_000, "{report}");
@@ -282,7 +285,7 @@ fn a_recording_made_while_watching_plays_back_on_another_login() {
     let listing = ok(&locker(&stack, &["ls"]));
     assert!(listing.contains(&format!("recording  {name}")), "{listing}");
 
-    let report = headless(&["--dwell-secs", "0.5", "--play-recording", &name]);
+    let report = headless(&stack, &["--dwell-secs", "0.5", "--play-recording", &name]);
     let played = &report["recording"];
     assert!(played["error"].is_null(), "{report}");
     assert!(
@@ -297,15 +300,7 @@ fn a_recording_made_while_watching_plays_back_on_another_login() {
 /// of the changed object is written out.
 #[test]
 fn a_flipped_byte_in_an_object_or_the_index_is_refused() {
-    let (stack, code) =
-        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
-    assert!(
-        stack
-            .register(&code, "lena")
-            .expect("register")
-            .status
-            .success()
-    );
+    let stack = lena();
     let work = tempfile::tempdir().expect("tmp");
     let source = work.path().join("letter.txt");
     std::fs::write(&source, noise(200_000, 3)).expect("write");
@@ -364,39 +359,14 @@ fn a_flipped_byte_in_an_object_or_the_index_is_refused() {
 /// hanging, the channel plays on, and the logout still wipes the session.
 #[test]
 fn a_full_locker_ends_the_recording_with_a_clear_error() {
-    let (stack, code) =
-        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
-    assert!(
-        stack
-            .register(&code, "lena")
-            .expect("register")
-            .status
-            .success()
-    );
+    let stack = lena();
     stb_e2e::run(
         stack
             .content_cmd()
             .args(["subscriber", "quota", "Lena Sommer", "0"]),
     )
     .expect("quota");
-    let out = stack
-        .stb_app(
-            &[
-                "headless",
-                "--identifier",
-                "lena",
-                "--channels",
-                "1",
-                "--dwell-secs",
-                "4",
-                "--record",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .expect("stb-app")
-        .wait_with_output()
-        .expect("output");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    let report = headless(&stack, &["--dwell-secs", "4", "--record"]);
     let error = report["recording"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("full"), "{report}");
     assert!(
@@ -410,15 +380,7 @@ fn a_full_locker_ends_the_recording_with_a_clear_error() {
 /// next login lists nothing, and the next upload of the same file works.
 #[test]
 fn a_box_killed_mid_upload_leaves_no_file() {
-    let (stack, code) =
-        Stack::start("Lena Sommer", "basic", &["--min-spacing-secs", "0"]).expect("stack");
-    assert!(
-        stack
-            .register(&code, "lena")
-            .expect("register")
-            .status
-            .success()
-    );
+    let stack = lena();
     let work = tempfile::tempdir().expect("tmp");
     // A FIFO as the file: the upload reads what is written and waits for more.
     let fifo = work.path().join("endless.bin");

@@ -644,38 +644,18 @@ impl Controller {
         });
     }
 
-    /// A zap: black at once; on the runtime, the old feeder stops (awaited, so no segment
-    /// of the old channel reaches the new one), the pipeline flushes on a blocking thread,
-    /// and the new feeder starts. Its state changes come back to the UI thread as they
-    /// happen.
+    /// A zap ([`Controller::replace_feeder`]) to channel `number`; its feeder's state
+    /// changes come back to the UI thread as they happen.
     fn play(&mut self, number: u16) {
-        let started = std::time::Instant::now();
         self.playback = None;
         self.follow_guide();
-        self.zaps += 1;
-        let zap = self.zaps;
-        self.clear_picture();
         let (state, mut changes) = tokio::sync::watch::channel(FeedState::Starting);
-        let old = self.feeder.take();
-        let stopping = self.stopping.take();
-        let (player, session) = (self.player.clone(), self.session.clone());
-        let (frames, ui) = (self.frames.clone(), self.ui.clone());
-        self.feeder = Some(self.rt.spawn(async move {
-            if let Some(stopping) = stopping {
-                let _ = stopping.await;
-            }
-            stop(old).await;
-            if let Err(e) = flush(player.clone()).await {
-                player.stats().error(format!("zap: {e}"));
-            }
-            // After the flush no frame of the old channel can arrive; one shown meanwhile
-            // is cleared (this runs before any frame of the new channel is posted).
-            frames.flushed(Some(started));
-            let _ = ui.upgrade_in_event_loop(|ui| ui.set_video(Image::default()));
+        let session = self.session.clone();
+        let zap = self.replace_feeder(move |player| async move {
             if let Some(session) = session {
                 crate::feed::feed(session, player, number, state).await;
             }
-        }));
+        });
         let me = self.me.clone();
         self.spawn_local(async move {
             // Ends when the feeder ends or is aborted (its sender drops).
@@ -690,6 +670,37 @@ impl Controller {
                 }
             }
         });
+    }
+
+    /// Puts `run` in the feeder's place (a channel, a recording): black at once; on the
+    /// runtime the old feeder stops (awaited, so none of its data reaches the new one), the
+    /// pipeline flushes on a blocking thread, then `run` feeds the player. Returns the zap's
+    /// number.
+    fn replace_feeder<F>(&mut self, run: impl FnOnce(Arc<Player>) -> F + Send + 'static) -> u64
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        self.zaps += 1;
+        self.clear_picture();
+        let old = self.feeder.take();
+        let stopping = self.stopping.take();
+        let (player, frames, ui) = (self.player.clone(), self.frames.clone(), self.ui.clone());
+        self.feeder = Some(self.rt.spawn(async move {
+            if let Some(stopping) = stopping {
+                let _ = stopping.await;
+            }
+            stop(old).await;
+            if let Err(e) = flush(player.clone()).await {
+                player.stats().error(format!("zap: {e}"));
+            }
+            // After the flush no frame of the old feeder can arrive; one shown meanwhile
+            // is cleared (this runs before any frame of the new one is posted).
+            frames.flushed(Some(started));
+            let _ = ui.upgrade_in_event_loop(|ui| ui.set_video(Image::default()));
+            run(player).await;
+        }));
+        self.zaps
     }
 }
 
@@ -819,34 +830,19 @@ impl Controller {
         let Some(session) = self.session.clone() else {
             return;
         };
-        let started = std::time::Instant::now();
-        self.zaps += 1;
-        self.clear_picture();
         let (controls, control_rx) = tokio::sync::mpsc::unbounded_channel();
         self.playback = Some(controls);
         let (position, mut positions) =
             tokio::sync::watch::channel(crate::playback::Position::default());
         let (failed, failure) = tokio::sync::oneshot::channel();
-        let old = self.feeder.take();
-        let stopping = self.stopping.take();
-        let (player, frames, ui) = (self.player.clone(), self.frames.clone(), self.ui.clone());
-        self.feeder = Some(self.rt.spawn(async move {
-            if let Some(stopping) = stopping {
-                let _ = stopping.await;
-            }
-            stop(old).await;
-            if let Err(e) = flush(player.clone()).await {
-                tracing::warn!(error = %e, "flushing for a recording");
-            }
-            frames.flushed(Some(started));
-            let _ = ui.upgrade_in_event_loop(|ui| ui.set_video(Image::default()));
+        let zap = self.replace_feeder(move |player| async move {
             if let Err(e) =
                 crate::playback::play(session, player, entry, control_rx, position).await
             {
                 let _ = failed.send(e.to_string());
             }
-        }));
-        let (me, zap) = (self.me.clone(), self.zaps);
+        });
+        let me = self.me.clone();
         self.spawn_local(async move {
             while positions.changed().await.is_ok() {
                 let at = *positions.borrow_and_update();
