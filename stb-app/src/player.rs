@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,10 @@ pub struct Player {
     /// Zaps one at a time: two flushes interleaved (READY, READY, PLAYING, PLAYING from
     /// zaps on different threads) could let one channel's data into the other's start.
     zapping: Mutex<()>,
+    /// Paused or playing, as last asked. Applied under `zapping` by whichever thread comes
+    /// last, so a pause and a play sent to two blocking threads cannot end in the wrong
+    /// order (a lock is not first come, first served).
+    paused: AtomicBool,
 }
 
 fn make(factory: &str) -> Result<gst::Element> {
@@ -342,6 +346,7 @@ impl Player {
             volume: p.volume,
             stats,
             zapping: Mutex::new(()),
+            paused: AtomicBool::new(false),
         })
     }
 
@@ -358,9 +363,23 @@ impl Player {
             .context("flushing the pipeline")?;
         self.stats.reset();
         self.pipeline
-            .set_state(gst::State::Playing)
+            .set_state(self.wanted_state())
             .context("restarting the pipeline")?;
         Ok(())
+    }
+
+    fn wanted_state(&self) -> gst::State {
+        if self.paused.load(Ordering::SeqCst) {
+            gst::State::Paused
+        } else {
+            gst::State::Playing
+        }
+    }
+
+    /// Records a pause or a play in the order the viewer asked, without waiting; the next
+    /// [`Player::apply_pause`] or zap applies the last one.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
     }
 
     /// Audio volume (0.0 to 1.0) and mute.
@@ -373,13 +392,15 @@ impl Player {
     /// keeps coming into the source's queue, up to [`TIMESHIFT_BYTES`]: playing on resumes
     /// where it paused, behind live (a zap comes back to live).
     pub fn pause(&self, paused: bool) -> Result<()> {
+        self.set_paused(paused);
+        self.apply_pause()
+    }
+
+    /// Applies what [`Player::set_paused`] last recorded.
+    pub fn apply_pause(&self) -> Result<()> {
         // In turn with zaps: a pause right after a zap is not undone by its restart.
         let _one_at_a_time = lock(&self.zapping);
-        let state = if paused {
-            gst::State::Paused
-        } else {
-            gst::State::Playing
-        };
+        let state = self.wanted_state();
         self.pipeline
             .set_state(state)
             .with_context(|| format!("setting the pipeline to {state:?}"))?;

@@ -138,3 +138,52 @@ async fn slate_and_live_input_follow_each_other() {
         );
     }
 }
+
+/// Time shift: paused, a live channel's data waits in the source and no picture comes; played
+/// on, pictures come again at once (behind live). Fed in real time, as the feeder does, with
+/// the box's sound sink.
+#[tokio::test]
+async fn pause_holds_live_tv_and_play_goes_on_behind_live() {
+    let frames = Arc::new(AtomicU64::new(0));
+    let f = frames.clone();
+    let handler = Arc::new(move |_: Frame| {
+        f.fetch_add(1, Ordering::SeqCst);
+    });
+    let player =
+        Arc::new(Player::with_frames("appsink", "autoaudiosink", Some(handler)).expect("player"));
+    player.zap().expect("zap");
+    let ts = fixture("ch1.ts");
+    // The 24 s fixture looped as the content server does (its timestamps start again), a
+    // second of it every second from 20 s on, in a thread of its own: the loop point passes
+    // while paused.
+    let per_second = ts.len() / 24 / 188 * 188;
+    let looped: Vec<u8> = [&ts[..], &ts[..]].concat();
+    let feeding = {
+        let player = player.clone();
+        std::thread::spawn(move || {
+            for second in looped.chunks(per_second).skip(20).take(12) {
+                player.push(second.to_vec()).expect("push");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    assert!(wait_for(|| frames.load(Ordering::SeqCst) >= 25).await);
+    player.pause(true).expect("pause");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = frames.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        frames.load(Ordering::SeqCst) <= held + 1,
+        "pictures while paused"
+    );
+    assert!(player.queued_bytes() > 0, "live data waits in the source");
+    player.pause(false).expect("play");
+    let resumed = frames.load(Ordering::SeqCst);
+    assert!(
+        wait_for(|| frames.load(Ordering::SeqCst) >= resumed + 50).await,
+        "{} pictures in 5 s after PLAY: {:?}",
+        frames.load(Ordering::SeqCst) - resumed,
+        player.stats().snapshot()
+    );
+    feeding.join().expect("feeder");
+}

@@ -415,9 +415,11 @@ impl Controller {
                 if let Some(controls) = &self.playback {
                     let _ = controls.send(crate::playback::Control::Pause(paused));
                 } else {
+                    // Recorded here, in the order of the keys; applied on a blocking thread.
+                    self.player.set_paused(paused);
                     let player = self.player.clone();
                     self.rt.spawn_blocking(move || {
-                        if let Err(e) = player.pause(paused) {
+                        if let Err(e) = player.apply_pause() {
                             tracing::warn!(error = format!("{e:#}"), "pause");
                         }
                     });
@@ -587,6 +589,8 @@ impl Controller {
     /// flushes the pipeline (no picture, no sound). Runs on the runtime.
     fn stop_playing(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.zaps += 1;
+        // A zap, standby or a recording played ends live TV's pause.
+        self.player.set_paused(false);
         self.clear_picture();
         let feeder = self.feeder.take();
         let player = self.player.clone();
@@ -682,6 +686,8 @@ impl Controller {
     {
         let started = std::time::Instant::now();
         self.zaps += 1;
+        // A zap, standby or a recording played ends live TV's pause.
+        self.player.set_paused(false);
         self.clear_picture();
         let old = self.feeder.take();
         let stopping = self.stopping.take();
