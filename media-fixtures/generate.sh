@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generates the test channels: 640x360 H.264 (main profile, 1 s GOP, SPS/PPS before every IDR)
-# with AAC stereo sound, muxed as MPEG-TS, each visibly different (test pattern, channel number
+# with AAC stereo sound (English; channel 3 also a French track), muxed as MPEG-TS, each visibly different (test pattern, channel number
 # and name drawn on the picture, a running clock) and audibly different (tone frequency).
 # Usage: media-fixtures/generate.sh [OUTPUT_DIR]   (default: this directory)
 set -euo pipefail
@@ -12,17 +12,29 @@ fps=25
 frames=$((seconds * fps))
 audio_buffers=$((seconds * 48000 / 1024 + 1))
 
-# number|name|pattern|tone (Hz)
+# number|name|pattern|tone (Hz)|a second sound track's tone (Hz), in French
 channels=(
-  "1|News 24|smpte|440"
-  "2|Sport Live|ball|523"
-  "3|Cinema Classics|pinwheel|659"
-  "4|Kids Cartoons|gamut|784"
+  "1|News 24|smpte|440|"
+  "2|Sport Live|ball|523|"
+  "3|Cinema Classics|pinwheel|659|330"
+  "4|Kids Cartoons|gamut|784|"
 )
 
+# One AAC track for mpegtsmux `mux`, its language in the PMT (ISO 639 descriptor).
+sound() { # tone language
+  echo "audiotestsrc num-buffers=$audio_buffers samplesperbuffer=1024 freq=$1 volume=0.2" \
+    "! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=96000 ! aacparse" \
+    "! taginject tags=language-code=$2 ! queue ! mux."
+}
+
 for line in "${channels[@]}"; do
-  IFS='|' read -r number name pattern tone <<<"$line"
+  IFS='|' read -r number name pattern tone second <<<"$line"
   file="$out/ch$number.ts"
+  tracks="$(sound "$tone" en)"
+  if [ -n "$second" ]; then
+    tracks="$tracks $(sound "$second" fr)"
+  fi
+  # shellcheck disable=SC2086 # $tracks is a list of pipeline words
   gst-launch-1.0 -q -e \
     videotestsrc num-buffers=$frames pattern="$pattern" \
     ! video/x-raw,width=640,height=360,framerate=$fps/1 \
@@ -31,9 +43,7 @@ for line in "${channels[@]}"; do
     ! x264enc tune=zerolatency speed-preset=veryfast bitrate=500 key-int-max=$fps \
     ! video/x-h264,profile=main ! h264parse config-interval=-1 ! queue \
     ! mpegtsmux name=mux alignment=7 ! filesink location="$file" \
-    audiotestsrc num-buffers=$audio_buffers samplesperbuffer=1024 freq="$tone" volume=0.2 \
-    ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=96000 ! aacparse \
-    ! queue ! mux.
+    $tracks
   echo "$file: $(stat -c %s "$file") bytes"
 done
 

@@ -20,4 +20,5 @@ pub mod register;
 pub mod remote;
 pub mod session;
 mod sync;
+mod tracks;
 pub mod ui;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::frame::Frame;
 use crate::sync::lock;
+pub use crate::tracks::AudioTrack;
+use crate::tracks::Tracks;
 
 /// What the pipeline has done since the last zap.
 #[derive(Debug, Default)]
@@ -98,6 +100,7 @@ pub struct Player {
     /// last, so a pause and a play sent to two blocking threads cannot end in the wrong
     /// order (a lock is not first come, first served).
     paused: AtomicBool,
+    tracks: Arc<Tracks>,
 }
 
 fn make(factory: &str) -> Result<gst::Element> {
@@ -236,12 +239,14 @@ fn not_async(element: &gst::Element) {
 }
 
 /// tsdemux makes its pads once it has seen the PMT, again after every reset (zap): each new
-/// pad replaces the old link to the video or audio branch.
-fn link_demuxer_pads(p: &Pipeline) -> Result<()> {
-    let (vtarget, atarget) = (
-        p.vparse.static_pad("sink").context("h264parse pad")?,
+/// video pad replaces the old link to the video branch; sound pads go to [`Tracks`], which
+/// links one of them.
+fn link_demuxer_pads(p: &Pipeline) -> Result<Arc<Tracks>> {
+    let vtarget = p.vparse.static_pad("sink").context("h264parse pad")?;
+    let tracks = Arc::new(Tracks::new(
         p.aqueue.static_pad("sink").context("queue pad")?,
-    );
+    ));
+    let t = tracks.clone();
     p.demux.connect_pad_added(move |_, pad| {
         let Some(caps) = pad.current_caps() else {
             return;
@@ -249,28 +254,15 @@ fn link_demuxer_pads(p: &Pipeline) -> Result<()> {
         let Some(name) = caps.structure(0).map(|s| s.name().to_string()) else {
             return;
         };
-        let target = if name.starts_with("video/x-h264") {
-            &vtarget
+        if name.starts_with("video/x-h264") {
+            crate::tracks::relink(pad, &vtarget);
         } else if name.starts_with("audio/mpeg") {
-            &atarget
-        } else {
-            return;
-        };
-        if let Some(old) = target.peer() {
-            let _ = old.unlink(target);
-        }
-        // A program change (a live channel going to the server's slate and back, a stream
-        // without sound) may have ended this branch with EOS when its old pad went away: a
-        // flush makes it take data again.
-        if target.pad_flags().contains(gst::PadFlags::EOS) {
-            target.send_event(gst::event::FlushStart::new());
-            target.send_event(gst::event::FlushStop::new(false));
-        }
-        if let Err(e) = pad.link(target) {
-            tracing::warn!(error = ?e, %name, "could not link demuxer pad");
+            t.added(pad);
         }
     });
-    Ok(())
+    let t = tracks.clone();
+    p.demux.connect_pad_removed(move |_, pad| t.removed(pad));
+    Ok(tracks)
 }
 
 /// Pad probes on the decoders' outputs count frames and audio buffers into `stats`.
@@ -333,7 +325,7 @@ impl Player {
         frames: Option<FrameHandler>,
     ) -> Result<Self> {
         let p = create_pipeline(video_sink, audio_sink, frames)?;
-        link_demuxer_pads(&p)?;
+        let tracks = link_demuxer_pads(&p)?;
         let stats = Arc::new(Stats::default());
         count_decoded(&p, &stats)?;
         watch_bus(&p.pipeline, Arc::downgrade(&stats))?;
@@ -347,6 +339,7 @@ impl Player {
             stats,
             zapping: Mutex::new(()),
             paused: AtomicBool::new(false),
+            tracks,
         })
     }
 
@@ -405,6 +398,17 @@ impl Player {
             .set_state(state)
             .with_context(|| format!("setting the pipeline to {state:?}"))?;
         Ok(())
+    }
+
+    /// The sound tracks of the channel playing.
+    pub fn audio_tracks(&self) -> Vec<AudioTrack> {
+        self.tracks.list()
+    }
+
+    /// Plays the channel's next sound track; its language is preferred from now on, on
+    /// every channel that has it. None: no sound on this channel.
+    pub fn next_audio_track(&self) -> Option<AudioTrack> {
+        self.tracks.next()
     }
 
     /// Bytes waiting in the source's queue (pushed, not yet taken by the demuxer).

@@ -187,3 +187,55 @@ async fn pause_holds_live_tv_and_play_goes_on_behind_live() {
     );
     feeding.join().expect("feeder");
 }
+
+/// Channel 3 speaks English and French: both tracks are listed with their language, the
+/// first plays; the next track plays French, and French stays the choice after a zap.
+#[tokio::test]
+async fn sound_tracks_are_listed_and_chosen_across_zaps() {
+    let player = Player::new("fakesink", "fakesink").expect("player");
+    let languages = |player: &Player| {
+        player
+            .audio_tracks()
+            .into_iter()
+            .map(|t| (t.language.unwrap_or_default(), t.selected))
+            .collect::<Vec<_>>()
+    };
+    let feed = |player: &Player| {
+        player.zap().expect("zap");
+        for chunk in fixture("ch3.ts")[..188 * 3000].chunks(188 * 100) {
+            player.push(chunk.to_vec()).expect("push");
+        }
+    };
+    feed(&player);
+    assert!(wait_for(|| player.audio_tracks().len() == 2).await);
+    assert_eq!(
+        languages(&player),
+        [("en".to_owned(), true), ("fr".to_owned(), false)]
+    );
+    assert!(wait_for(|| player.stats().snapshot().audio_buffers > 0).await);
+
+    let chosen = player.next_audio_track().expect("a track");
+    assert_eq!(chosen.language.as_deref(), Some("fr"));
+    let before = player.stats().snapshot().audio_buffers;
+    for chunk in fixture("ch3.ts")[188 * 3000..188 * 6000].chunks(188 * 100) {
+        player.push(chunk.to_vec()).expect("push");
+    }
+    assert!(
+        wait_for(|| player.stats().snapshot().audio_buffers > before + 10).await,
+        "sound goes on after the change"
+    );
+
+    // Another channel with English only plays it; back on channel 3, French again.
+    player.zap().expect("zap");
+    for chunk in fixture("ch1.ts")[..188 * 3000].chunks(188 * 100) {
+        player.push(chunk.to_vec()).expect("push");
+    }
+    assert!(wait_for(|| player.audio_tracks().len() == 1).await);
+    assert_eq!(languages(&player), [("en".to_owned(), true)]);
+    feed(&player);
+    assert!(wait_for(|| player.audio_tracks().len() == 2).await);
+    assert_eq!(
+        languages(&player),
+        [("en".to_owned(), false), ("fr".to_owned(), true)]
+    );
+}
