@@ -403,6 +403,11 @@ fn register_login_watch_zap_logout_with_the_remote() {
     pump_until(&ui, "live again", |_| {
         c.borrow().player_stats().video_frames > 10
     });
+    // AUDIO ('a') plays the next sound track and says which: this channel has one.
+    send(&ui, "a");
+    pump_until(&ui, "the sound track named", |ui| {
+        ui.get_notice() == "Sound: English (the only track on this channel)"
+    });
 
     ticking.store(false, Ordering::Relaxed);
     drop(c);

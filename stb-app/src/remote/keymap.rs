@@ -58,6 +58,8 @@ pub enum Action {
     FastForward,
     /// Back 30 s in a recording.
     Rewind,
+    /// The channel's next sound track (language).
+    Audio,
 }
 
 impl Action {
@@ -108,6 +110,7 @@ impl FromStr for Action {
             "stop" => Self::Stop,
             "fast-forward" => Self::FastForward,
             "rewind" => Self::Rewind,
+            "audio" => Self::Audio,
             other => match other.strip_prefix("digit-").map(str::parse::<u8>) {
                 Some(Ok(d)) if d <= 9 => Self::Digit(d),
                 _ => bail!("unknown action {other:?}"),

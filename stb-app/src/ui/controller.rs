@@ -4,7 +4,7 @@
 //! and feeds every key back into the model. It lives on the UI thread and never blocks it.
 
 use super::AppWindow;
-use super::model::{Effect, LoggedIn, Model, Timer};
+use super::model::{Effect, LoggedIn, Model, SoundTrack, Timer};
 use super::view::{WindowKey, render, window_key};
 use crate::config::BoxConfig;
 use crate::feed::FeedState;
@@ -424,6 +424,24 @@ impl Controller {
                         }
                     });
                 }
+            }
+            Effect::NextSoundTrack => {
+                let (player, me) = (self.player.clone(), self.me.clone());
+                let task = self.rt.spawn_blocking(move || {
+                    let track = player.next_audio_track()?;
+                    let tracks = player.audio_tracks();
+                    Some(SoundTrack {
+                        number: tracks.iter().position(|t| t.selected).map_or(1, |i| i + 1),
+                        of: tracks.len(),
+                        language: track.language,
+                    })
+                });
+                self.spawn_local(async move {
+                    let track = task.await.ok().flatten();
+                    if let Some(this) = me.upgrade() {
+                        dispatch(&this, |m| m.sound_track_done(track));
+                    }
+                });
             }
             Effect::Seek(ms) => {
                 if let Some(controls) = &self.playback {

@@ -78,6 +78,7 @@ pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
             'g' => Action::Guide,
             'f' => Action::Favourite,
             'r' => Action::Record,
+            'a' => Action::Audio,
             'p' | ' ' => Action::PlayPause,
             's' => Action::Stop,
             '.' | '>' => Action::FastForward,

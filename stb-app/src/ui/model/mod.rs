@@ -12,12 +12,14 @@ mod form;
 mod guide;
 mod overlays;
 mod recordings;
+mod sound;
 mod zap;
 
 pub use form::{FieldView, FormView};
 pub use guide::{GUIDE_ROWS, GUIDE_SPAN_MS, GuideRowView, GuideView};
 pub use overlays::{About, Alert, AlertAction, MENU};
 pub use recordings::{LivePause, Playback, RecordingItem, RecordingOn, RecordingsList, SEEK_MS};
+pub use sound::{SoundTrack, language_name};
 pub use zap::{BANNER, NUMBER_ENTRY};
 
 use super::keyboard::Keyboard;
@@ -149,6 +151,8 @@ pub enum Effect {
     StopRecording,
     /// Pause live TV (its data waits in memory) or play on.
     PauseLive(bool),
+    /// Play the channel's next sound track; answer with [`Model::sound_track_done`].
+    NextSoundTrack,
     /// Read the locker's recordings; answer with [`Model::recordings_done`].
     ListRecordings,
     /// Play this recording in place of the channel; positions come to

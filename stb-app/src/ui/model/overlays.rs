@@ -61,11 +61,12 @@ impl Alert {
 }
 
 /// Entries of the small menu.
-pub const MENU: [&str; 5] = [
+pub const MENU: [&str; 6] = [
     "Channel list",
     "Recordings",
     "Log out",
     "About this box",
+    "Sound track",
     "Close",
 ];
 
@@ -141,6 +142,7 @@ impl Model {
                         self.about_id += 1;
                         fx.push(Effect::About(self.about_id));
                     }
+                    4 => self.next_sound_track(fx),
                     _ => {}
                 }
             }
@@ -295,8 +297,9 @@ mod tests {
         // Closed and opened again: the first request's late answer is not shown in the second.
         m.action(Action::Ok);
         m.action(Action::Menu);
-        m.action(Action::Up);
-        m.action(Action::Up);
+        for _ in 0..3 {
+            m.action(Action::Up);
+        }
         m.action(Action::Ok);
         m.about_done(id, sample("old"));
         assert!(!m.alert().expect("panel").detail.contains("old"));

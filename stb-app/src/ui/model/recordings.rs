@@ -305,7 +305,7 @@ impl Model {
         fx
     }
 
-    fn show_notice(&mut self, text: String, fx: &mut Vec<Effect>) {
+    pub(super) fn show_notice(&mut self, text: String, fx: &mut Vec<Effect>) {
         self.notice = Some(text);
         fx.push(Effect::Arm(Timer::Notice, NOTICE));
     }

@@ -52,6 +52,7 @@ impl Model {
             }
             Action::Menu => self.open_menu(fx),
             Action::Guide => self.open_guide(fx),
+            Action::Audio => self.next_sound_track(fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
             _ => {}
         }
@@ -100,6 +101,7 @@ impl Model {
             }
             Action::Menu => self.open_menu(fx),
             Action::Guide => self.open_guide(fx),
+            Action::Audio => self.next_sound_track(fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
             Action::Record
             | Action::PlayPause
