@@ -20,6 +20,7 @@ pub struct OperatorKeys {
     master: SecretArray<32>,
     kek: SealingKey,
     code_pepper: SecretArray<32>,
+    pin_pepper: SecretArray<32>,
 }
 
 impl OperatorKeys {
@@ -29,10 +30,13 @@ impl OperatorKeys {
         let kek = SealingKey::derive(master.expose(), &[b"stb-content/v1/kek"]);
         let code_pepper =
             SecretArray::filled_by(|b| expand(&master, &[b"stb-content/v1/code-pepper"], b));
+        let pin_pepper =
+            SecretArray::filled_by(|b| expand(&master, &[b"stb-content/v1/pin-pepper"], b));
         Self {
             master,
             kek,
             code_pepper,
+            pin_pepper,
         }
     }
 
@@ -103,6 +107,34 @@ impl OperatorKeys {
             .unwrap_or_else(|_| unreachable!());
         mac.update(code.as_bytes());
         mac.finalize().into_bytes().to_vec()
+    }
+
+    /// A subscriber's parental PIN as stored: keyed by a key from the master key, which is
+    /// not in the database, so a copy of the database does not give the PIN away (four
+    /// digits would fall to any unkeyed hash at once).
+    pub fn pin_tag(&self, subscriber: &str, pin: &str) -> Vec<u8> {
+        use hmac::Mac;
+        self.pin_mac(subscriber, pin)
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    /// Whether `pin` is the one `tag` was made from (compared in constant time).
+    pub fn pin_matches(&self, subscriber: &str, pin: &str, tag: &[u8]) -> bool {
+        use hmac::Mac;
+        self.pin_mac(subscriber, pin).verify_slice(tag).is_ok()
+    }
+
+    fn pin_mac(&self, subscriber: &str, pin: &str) -> hmac::Hmac<Sha256> {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.pin_pepper.expose())
+            .unwrap_or_else(|_| unreachable!());
+        // Length-prefixed: no (subscriber, PIN) pair reads as another.
+        mac.update(&(subscriber.len() as u64).to_be_bytes());
+        mac.update(subscriber.as_bytes());
+        mac.update(pin.as_bytes());
+        mac
     }
 }
 

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod live;
 pub mod locker;
 pub mod packager;
+pub mod parental;
 pub mod routes;
 pub mod server;
 pub mod store;

@@ -137,6 +137,9 @@ enum SubscriberAction {
         /// MiB, or `default`.
         size_mb: String,
     },
+    /// Remove a subscriber's parental PIN and age limit (a forgotten PIN): the subscriber
+    /// sets a new one from the box.
+    ClearParental { name: String },
 }
 
 #[derive(Subcommand)]
@@ -358,6 +361,14 @@ async fn subscriber(config: &Config, action: SubscriberAction) -> Result<()> {
                 },
                 mib(account.used_bytes)
             );
+            Ok(())
+        }
+        SubscriberAction::ClearParental { name } => {
+            if store.clear_parental(&name).await? {
+                println!("{name}: parental PIN and age limit removed");
+            } else {
+                println!("{name}: no parental PIN was set");
+            }
             Ok(())
         }
         SubscriberAction::Suspend { name } => set(Status::Suspended)(name).await,

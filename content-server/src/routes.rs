@@ -160,7 +160,8 @@ pub fn content_router(state: Arc<AppState>) -> Router {
         .route("/v1/channels/{number}/live", get(live))
         .route("/v1/channels/{number}/segments/{sequence}", get(segment))
         .route("/v1/channels/{number}/stream", get(stream))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::parental::router(state))
 }
 
 /// Routes behind server-authenticated TLS.
@@ -243,11 +244,17 @@ async fn channels(
     // them, and a list naming them is refused when stored).
     let mut favourites = state.store.favourites(&sub.name).await?;
     favourites.retain(|n| state.catalogue.channels.contains_key(n));
+    let parental_age = state
+        .store
+        .parental(&sub.name)
+        .await?
+        .and_then(|p| p.max_age);
     Ok(Json(ChannelList {
         account: sub.name,
         package: sub.package,
         channels,
         favourites,
+        parental_age,
     }))
 }
 

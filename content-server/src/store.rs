@@ -9,7 +9,9 @@ pub use stb_server_common::db::Backend;
 use stb_server_common::db::Database;
 
 mod locker;
+mod parental;
 pub use locker::{Commit, IndexWrite, LockerAccount, LockerObject, LockerUpload};
+pub use parental::{Parental, PinAttempt};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -105,6 +105,88 @@ pub struct ChannelList {
     /// The subscriber's favourite channels, in their order (absent from older servers).
     #[serde(default)]
     pub favourites: Vec<u16>,
+    /// Parental control: programmes rated above this age are locked until the subscriber's
+    /// PIN is typed. None: off (or an older server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parental_age: Option<u8>,
+}
+
+/// `PUT /v1/parental`: sets the parental PIN and the age above which programmes are
+/// locked. The first time, `pin` becomes the PIN; after that it must be the PIN, and
+/// `new_pin` replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentalSettings {
+    /// The PIN (4 digits).
+    pub pin: String,
+    /// A new PIN (4 digits), to change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_pin: Option<String>,
+    /// Lock programmes rated above this age; None: no lock.
+    pub max_age: Option<u8>,
+}
+
+/// `POST /v1/parental/check`: is this the subscriber's parental PIN?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinCheck {
+    /// The PIN as typed.
+    pub pin: String,
+}
+
+/// The age a programme's rating stands for, from the rating systems the guide carries:
+/// a number (`12`, CSA `-16`, `12A`) is that age; letter ratings of the common systems map
+/// to the age they advise (`U` 0, `PG` 8, `TV-14` 14, `R` 17, `TV-MA` 17, `NC-17` 18).
+/// None: no rating, or one this does not know (never locked).
+pub fn rating_age(rating: &str) -> Option<u8> {
+    let r = rating.trim().to_ascii_uppercase();
+    let letters = match r.as_str() {
+        "U" | "G" | "TV-Y" | "TV-G" | "E" | "ALL" | "TP" => Some(0),
+        "TV-Y7" | "UC" => Some(7),
+        "PG" | "TV-PG" => Some(8),
+        "PG-13" => Some(13),
+        "TV-14" => Some(14),
+        "R" | "TV-MA" => Some(17),
+        "NC-17" | "X" | "R18" => Some(18),
+        _ => None,
+    };
+    letters.or_else(|| {
+        let digits: String = r
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    })
+}
+
+/// Whether a PIN is well formed: exactly four ASCII digits.
+pub fn pin_is_valid(pin: &str) -> bool {
+    pin.len() == 4 && pin.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod parental_tests {
+    use super::*;
+
+    #[test]
+    fn ratings_of_the_usual_systems_map_to_ages() {
+        for (rating, age) in [
+            ("12", Some(12)),
+            ("-16", Some(16)),
+            ("12A", Some(12)),
+            ("18", Some(18)),
+            ("U", Some(0)),
+            ("PG", Some(8)),
+            ("TV-14", Some(14)),
+            ("tv-ma", Some(17)),
+            ("NC-17", Some(18)),
+            ("", None),
+            ("Unrated", None),
+        ] {
+            assert_eq!(rating_age(rating), age, "{rating:?}");
+        }
+        assert!(pin_is_valid("0420") && !pin_is_valid("042") && !pin_is_valid("04a0"));
+        assert!(!pin_is_valid("\u{0664}\u{0662}\u{0660}\u{0660}"));
+    }
 }
 
 /// A subscriber's favourite channels (`PUT /v1/favourites`), in their order.

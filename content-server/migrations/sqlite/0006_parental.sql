@@ -1,0 +1,11 @@
+-- Each subscriber's parental control: programmes rated above max_age (NULL: none) are locked
+-- on the box until the PIN is typed. The PIN is kept as an Argon2id hash; wrong PINs count
+-- and lock the checks for a while (a 4-digit PIN must not be guessed by trying them all).
+CREATE TABLE parental (
+    subscriber      TEXT PRIMARY KEY NOT NULL REFERENCES subscribers (name) ON DELETE CASCADE,
+    pin_hash        TEXT NOT NULL,
+    max_age         INTEGER,
+    failures        INTEGER NOT NULL DEFAULT 0,
+    locked_until_ms INTEGER NOT NULL DEFAULT 0,
+    updated_ms      INTEGER NOT NULL
+);
