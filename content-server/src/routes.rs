@@ -244,17 +244,14 @@ async fn channels(
     // them, and a list naming them is refused when stored).
     let mut favourites = state.store.favourites(&sub.name).await?;
     favourites.retain(|n| state.catalogue.channels.contains_key(n));
-    let parental_age = state
-        .store
-        .parental(&sub.name)
-        .await?
-        .and_then(|p| p.max_age);
+    let parental = state.store.parental(&sub.name).await?;
     Ok(Json(ChannelList {
         account: sub.name,
         package: sub.package,
         channels,
         favourites,
-        parental_age,
+        parental_age: parental.as_ref().and_then(|p| p.max_age),
+        parental_pin: parental.is_some(),
     }))
 }
 

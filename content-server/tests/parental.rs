@@ -45,6 +45,11 @@ async fn check(op: &Operator, http: &Client, pin: &str) -> (u16, String) {
 }
 
 async fn limit(op: &Operator, http: &Client) -> Option<u8> {
+    limits(op, http).await.0
+}
+
+/// The age limit and whether a PIN is set, as the box reads them.
+async fn limits(op: &Operator, http: &Client) -> (Option<u8>, bool) {
     let list: ChannelList = http
         .get(op.url("/v1/channels"))
         .send()
@@ -53,12 +58,12 @@ async fn limit(op: &Operator, http: &Client) -> Option<u8> {
         .json()
         .await
         .expect("json");
-    list.parental_age
+    (list.parental_age, list.parental_pin)
 }
 
 async fn pin_lifecycle(op: &Operator, name: &str) {
     let alice = box_of(op, name).await;
-    assert_eq!(limit(op, &alice).await, None);
+    assert_eq!(limits(op, &alice).await, (None, false));
     assert_eq!(check(op, &alice, "1234").await.0, 404, "no PIN yet");
     // Malformed: refused, nothing stored.
     for bad in [
@@ -78,7 +83,7 @@ async fn pin_lifecycle(op: &Operator, name: &str) {
             .0,
         204
     );
-    assert_eq!(limit(op, &alice).await, Some(12));
+    assert_eq!(limits(op, &alice).await, (Some(12), true));
     assert_eq!(check(op, &alice, "2580").await.0, 204);
     let (status, text) = check(op, &alice, "0000").await;
     assert_eq!(

@@ -109,6 +109,10 @@ pub struct ChannelList {
     /// PIN is typed. None: off (or an older server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parental_age: Option<u8>,
+    /// Whether the subscriber has set a parental PIN (the box then asks for it before a
+    /// change, else for a new one, twice).
+    #[serde(default)]
+    pub parental_pin: bool,
 }
 
 /// `PUT /v1/parental`: sets the parental PIN and the age above which programmes are

@@ -147,6 +147,8 @@ impl Session {
                 package: String::new(),
                 channels: vec![],
                 favourites: vec![],
+                parental_age: None,
+                parental_pin: false,
             },
             timings: LoginTimings::default(),
             favourites_version: std::sync::atomic::AtomicU64::new(0),
@@ -274,6 +276,46 @@ impl Session {
             .await?
             .error_for_status()?;
         Ok(())
+    }
+
+    /// Asks the content server whether `pin` is the subscriber's parental PIN. Err: why not,
+    /// as the viewer reads it (the server's "wrong PIN, 3 tries left ...", a lock, no answer).
+    pub async fn check_parental_pin(&self, pin: &str) -> Result<(), String> {
+        let body = stb_protocol::content_api::PinCheck {
+            pin: pin.to_owned(),
+        };
+        self.parental_request(
+            self.http
+                .post(format!("{}/v1/parental/check", self.content_url()))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Sets the parental PIN and age limit (`pin`: the PIN, or the first one).
+    pub async fn set_parental(
+        &self,
+        settings: &stb_protocol::content_api::ParentalSettings,
+    ) -> Result<(), String> {
+        self.parental_request(
+            self.http
+                .put(format!("{}/v1/parental", self.content_url()))
+                .json(settings),
+        )
+        .await
+    }
+
+    async fn parental_request(&self, request: reqwest::RequestBuilder) -> Result<(), String> {
+        let r = request
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|_| "The content server does not answer; try again.".to_owned())?;
+        if r.status().is_success() {
+            return Ok(());
+        }
+        let text = r.text().await.unwrap_or_default();
+        Err(crate::ui::model::capitalise(text.trim()))
     }
 
     /// The programmes of `channels` over `[from_ms, to_ms)`, for the guide grid.

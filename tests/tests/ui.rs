@@ -409,6 +409,45 @@ fn register_login_watch_zap_logout_with_the_remote() {
         ui.get_notice() == "Sound: English (the only track on this channel)"
     });
 
+    // MENU > Parental control: the limit with RIGHT, a first PIN typed twice, stored by the
+    // content server; the next change needs that PIN, and a wrong one gets the server's
+    // count of tries left.
+    key(&ui, Key::F2);
+    for _ in 0..5 {
+        key(&ui, Key::DownArrow);
+    }
+    key(&ui, Key::Return);
+    assert_eq!(ui.get_alert_title(), "Parental control");
+    key(&ui, Key::RightArrow);
+    key(&ui, Key::RightArrow);
+    assert!(ui.get_alert_detail().contains("above 12"), "{}", ui.get_alert_detail());
+    send(&ui, "4420");
+    key(&ui, Key::Return);
+    assert!(ui.get_alert_detail().contains("Type the new PIN again"));
+    send(&ui, "4420");
+    key(&ui, Key::Return);
+    pump_until(&ui, "parental control saved", |ui| {
+        ui.get_notice() == "Parental control: programmes rated above 12 are locked"
+    });
+    assert_eq!(ui.get_alert_title(), "");
+    key(&ui, Key::F2);
+    for _ in 0..5 {
+        key(&ui, Key::DownArrow);
+    }
+    key(&ui, Key::Return);
+    key(&ui, Key::LeftArrow);
+    send(&ui, "1111");
+    key(&ui, Key::Return);
+    pump_until(&ui, "the wrong PIN refused", |ui| {
+        ui.get_alert_detail()
+            .starts_with("Wrong PIN, 4 tries left before a 15-minute lock")
+    });
+    send(&ui, "4420");
+    key(&ui, Key::Return);
+    pump_until(&ui, "the limit changed", |ui| {
+        ui.get_notice() == "Parental control: programmes rated above 7 are locked"
+    });
+
     ticking.store(false, Ordering::Relaxed);
     drop(c);
     drop(stack);

@@ -281,6 +281,8 @@ impl Controller {
                             package: session.channels.package.clone(),
                             channels: session.channels.channels.clone(),
                             favourites: session.channels.favourites.clone(),
+                            parental_age: session.channels.parental_age,
+                            parental_pin: session.channels.parental_pin,
                         };
                         let mut c = this.borrow_mut();
                         c.session = Some(session.clone());
@@ -535,6 +537,50 @@ impl Controller {
                     }
                     tracing::error!("a task still holds the session after logout");
                 }));
+            }
+            Effect::StopPlaying => {
+                let stopped = self.stop_playing();
+                self.stopping = Some(self.rt.spawn(stopped));
+            }
+            Effect::CheckParentalPin(pin) => {
+                let Some(session) = self.session.clone() else {
+                    return;
+                };
+                let me = self.me.clone();
+                let task = self
+                    .rt
+                    .spawn(async move { session.check_parental_pin(&pin).await });
+                self.spawn_local(async move {
+                    let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
+                    if let Some(this) = me.upgrade() {
+                        dispatch(&this, |m| m.parental_pin_checked(result));
+                    }
+                });
+            }
+            Effect::SetParental { pin, max_age } => {
+                let Some(session) = self.session.clone() else {
+                    return;
+                };
+                let me = self.me.clone();
+                let task = self.rt.spawn(async move {
+                    let settings = stb_protocol::content_api::ParentalSettings {
+                        pin: pin.to_string(),
+                        new_pin: None,
+                        max_age,
+                    };
+                    let result = session.set_parental(&settings).await;
+                    // The request's copy of the PIN is wiped with `pin` (the body was
+                    // serialised into reqwest's own buffer, freed with the request).
+                    let mut settings = settings;
+                    zeroize::Zeroize::zeroize(&mut settings.pin);
+                    result
+                });
+                self.spawn_local(async move {
+                    let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
+                    if let Some(this) = me.upgrade() {
+                        dispatch(&this, |m| m.parental_set(result));
+                    }
+                });
             }
             Effect::Standby => {
                 if let Some(guide) = self.guide.take() {

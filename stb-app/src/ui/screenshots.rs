@@ -366,6 +366,8 @@ fn watching_with(channels: Vec<ChannelInfo>) -> Model {
         package: "basic".into(),
         channels,
         favourites: vec![4, 2],
+        parental_age: None,
+        parental_pin: false,
     }));
     m
 }
@@ -632,6 +634,42 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             true,
         ),
         ("picture", in_locker(&[Right, Action::Ok]), false),
+        (
+            "parental-settings",
+            then(quiet(), &|m| {
+                press(m, &[Menu, Down, Down, Down, Down, Down, Action::Ok]);
+                press(m, &[Right, Right, Digit(4), Digit(4)]);
+            }),
+            true,
+        ),
+        (
+            "player-locked",
+            then(quiet(), &|m| {
+                // Parental control set as a subscriber would (limit 12, PIN typed twice),
+                // then a film rated 18 starts on the channel playing.
+                press(m, &[Menu, Down, Down, Down, Down, Down, Action::Ok]);
+                press(m, &[Right, Right]);
+                for _ in 0..2 {
+                    press(m, &[Digit(4), Digit(4), Digit(2), Digit(0), Action::Ok]);
+                }
+                m.parental_set(Ok(()));
+                m.timer(Timer::Notice);
+                let now = chrono::Utc::now().timestamp_millis();
+                let mut film = Programme::titled("Midnight Heist", now - 600_000, now + 5_400_000);
+                film.rating = Some("18".into());
+                if let Some(number) = m.current().map(|c| c.number) {
+                    m.on_air(stb_protocol::content_api::OnAir {
+                        channels: vec![stb_protocol::content_api::NowNext {
+                            number,
+                            now: Some(film.clone()),
+                            next: None,
+                        }],
+                    });
+                }
+                press(m, &[Digit(1), Digit(2)]);
+            }),
+            false,
+        ),
     ]);
     scenes
 }

@@ -12,6 +12,7 @@ use chrono::{Local, TimeZone};
 use slint::platform::Key;
 use slint::{ModelRc, SharedString, VecModel};
 use stb_protocol::content_api::Programme;
+use std::borrow::Cow;
 
 /// What a key from the window means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,25 @@ fn hh_mm(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A programme as the viewer may see it: one that parental control locks shows its rating
+/// only, not its title or synopsis.
+fn shown<'a>(model: &Model, p: Option<&'a Programme>) -> Option<Cow<'a, Programme>> {
+    let p = p?;
+    if !model.rating_locked(p.rating.as_deref()) {
+        return Some(Cow::Borrowed(p));
+    }
+    let mut masked = Programme::titled(
+        format!(
+            "Locked programme (rated {})",
+            p.rating.as_deref().unwrap_or_default()
+        ),
+        p.start_ms,
+        p.end_ms,
+    );
+    masked.rating = p.rating.clone();
+    Some(Cow::Owned(masked))
+}
+
 /// A programme as a line of the channel list; empty when the guide has none.
 fn programme(p: Option<&Programme>) -> String {
     match p {
@@ -183,7 +203,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
     });
     render_recordings(model, ui);
     if let Some(guide) = model.guide_view() {
-        render_guide(&guide, ui);
+        render_guide(model, &guide, ui);
     } else {
         // Nothing of the grid is kept in the window while it is closed.
         ui.set_guide_rows(ModelRc::default());
@@ -227,7 +247,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
             .map(|(c, i)| ChannelRow {
                 number: c.number.to_string().into(),
                 name: c.name.clone().into(),
-                now: programme(c.now.as_ref()).into(),
+                now: programme(shown(model, c.now.as_ref()).as_deref()).into(),
                 locked: !c.entitled,
                 favourite: favourites.contains(&c.number),
                 selected: i == model.selected(),
@@ -252,7 +272,8 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_clock(clock().into());
     ui.set_banner_visible(model.banner() && model.current().is_some());
     if let Some(c) = model.current() {
-        let (now, next) = (c.now.as_ref(), c.next.as_ref());
+        let (now, next) = (shown(model, c.now.as_ref()), shown(model, c.next.as_ref()));
+        let (now, next) = (now.as_deref(), next.as_deref());
         ui.set_banner(BannerInfo {
             number: c.number.to_string().into(),
             name: c.name.clone().into(),
@@ -395,7 +416,7 @@ fn render_recordings(model: &Model, ui: &AppWindow) {
 }
 
 /// The guide's properties: cells placed as shares of the two hours shown.
-fn render_guide(guide: &GuideView, ui: &AppWindow) {
+fn render_guide(model: &Model, guide: &GuideView, ui: &AppWindow) {
     let (from, to) = (guide.window_ms, guide.window_ms + GUIDE_SPAN_MS);
     let now_ms = chrono::Utc::now().timestamp_millis();
     let share = |ms: i64| (ms.clamp(from, to) - from) as f32 / GUIDE_SPAN_MS as f32;
@@ -413,7 +434,10 @@ fn render_guide(guide: &GuideView, ui: &AppWindow) {
                     r.programmes
                         .iter()
                         .map(|(p, selected)| GuideCell {
-                            title: p.title.clone().into(),
+                            title: shown(model, Some(p))
+                                .map(|p| p.title.clone())
+                                .unwrap_or_default()
+                                .into(),
                             x: share(p.start_ms),
                             w: share(p.end_ms) - share(p.start_ms),
                             selected: *selected,
@@ -446,7 +470,8 @@ fn render_guide(guide: &GuideView, ui: &AppWindow) {
     ui.set_guide_more_above(guide.more.0);
     ui.set_guide_more_below(guide.more.1);
     ui.set_guide_note(guide.note.into());
-    let p = guide.selected.as_ref();
+    let selected = shown(model, guide.selected.as_ref());
+    let p = selected.as_deref();
     ui.set_guide_title(p.map(|p| p.title.as_str()).unwrap_or_default().into());
     ui.set_guide_when(
         p.map(|p| {

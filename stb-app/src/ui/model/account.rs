@@ -80,6 +80,7 @@ impl Model {
         // channel plays on POWER). A recording under way goes on in standby.
         self.back_to_live();
         self.end_playback();
+        self.relock();
     }
 
     /// How long standby may last. The inactivity rule sleeps in standby: the shorter of the
@@ -98,7 +99,9 @@ impl Model {
         if let Some(after) = self.rules.inactivity {
             fx.push(Effect::Arm(Timer::Inactivity, after));
         }
-        if let Some(number) = self.current {
+        if let Some(number) = self.current
+            && !self.lock_if_needed(number, fx)
+        {
             fx.push(Effect::Play(number));
             self.tuning = true;
             if self.screen == Screen::Player {
@@ -124,6 +127,8 @@ impl Model {
                 account
                     .favourites
                     .retain(|&n| channels.iter().any(|c| c.number == n));
+                self.parental =
+                    super::parental::Parental::new(account.parental_age, account.parental_pin);
                 self.account = Some(account);
                 if let Some(after) = self.rules.inactivity {
                     fx.push(Effect::Arm(Timer::Inactivity, after));
@@ -218,7 +223,9 @@ impl Model {
                 }
             }
         }
-        vec![]
+        let mut fx = Vec::new();
+        self.recheck_parental(&mut fx);
+        fx
     }
 }
 

@@ -526,6 +526,8 @@ mod tests {
         assert!(m.action(Action::Ok).is_empty());
         m.login_done(Ok(LoggedIn {
             favourites: vec![],
+            parental_age: None,
+            parental_pin: false,
             account: "Alice".into(),
             package: "basic".into(),
             channels: vec![],
@@ -552,6 +554,8 @@ mod tests {
         assert!(
             m.login_done(Ok(LoggedIn {
                 favourites: vec![],
+                parental_age: None,
+                parental_pin: false,
                 account: "Alice".into(),
                 package: "basic".into(),
                 channels: channels(),

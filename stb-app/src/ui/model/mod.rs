@@ -11,6 +11,7 @@ mod account;
 mod form;
 mod guide;
 mod overlays;
+mod parental;
 mod recordings;
 mod sound;
 mod zap;
@@ -18,6 +19,7 @@ mod zap;
 pub use form::{FieldView, FormView};
 pub use guide::{GUIDE_ROWS, GUIDE_SPAN_MS, GuideRowView, GuideView};
 pub use overlays::{About, Alert, AlertAction, MENU};
+pub use parental::Pin;
 pub use recordings::{LivePause, Playback, RecordingItem, RecordingOn, RecordingsList, SEEK_MS};
 pub use sound::{SoundTrack, language_name};
 pub use zap::{BANNER, NUMBER_ENTRY};
@@ -153,6 +155,19 @@ pub enum Effect {
     PauseLive(bool),
     /// Play the channel's next sound track; answer with [`Model::sound_track_done`].
     NextSoundTrack,
+    /// Stop the channel playing (its programme is locked); the session goes on.
+    StopPlaying,
+    /// Ask the content server whether this is the parental PIN; answer with
+    /// [`Model::parental_pin_checked`].
+    CheckParentalPin(parental::Pin),
+    /// Set the parental PIN (the first time) or, with it, the age limit; answer with
+    /// [`Model::parental_set`].
+    SetParental {
+        /// The PIN.
+        pin: parental::Pin,
+        /// Lock programmes rated above this age (None: nothing).
+        max_age: Option<u8>,
+    },
     /// Read the locker's recordings; answer with [`Model::recordings_done`].
     ListRecordings,
     /// Play this recording in place of the channel; positions come to
@@ -188,6 +203,10 @@ pub struct LoggedIn {
     pub channels: Vec<ChannelInfo>,
     /// The subscriber's favourite channels, in their order (kept by the content server).
     pub favourites: Vec<u16>,
+    /// Parental control's age limit (None: nothing locked).
+    pub parental_age: Option<u8>,
+    /// Whether the subscriber has a parental PIN.
+    pub parental_pin: bool,
 }
 
 /// When a session ends by itself, and what POWER does. The default: never by itself, and
@@ -233,6 +252,7 @@ pub struct Model {
     /// Counts "About this box" requests: an answer to an earlier one is not shown.
     about_id: u64,
     menu: Option<usize>,
+    parental: parental::Parental,
     standby: bool,
     rules: SessionRules,
     guide: GuideGrid,
@@ -287,6 +307,7 @@ impl Model {
             tuning: false,
             about_id: 0,
             menu: None,
+            parental: parental::Parental::default(),
             standby: false,
             rules,
             guide: GuideGrid::default(),
@@ -445,6 +466,10 @@ impl Model {
             }
             return fx;
         }
+        if self.pin_panel_open() {
+            self.pin_action(action, &mut fx);
+            return fx;
+        }
         if let Some(alert) = &self.alert {
             // The retry countdown goes on behind: the next attempt checks it.
             match (action, alert.on_ok) {
@@ -455,7 +480,7 @@ impl Model {
                         Some(AlertAction::RetryLogin) => self.submit_login(&mut fx),
                         Some(AlertAction::RetryRegistration) => self.submit_registration(&mut fx),
                         Some(AlertAction::DeleteRecording) => self.delete_confirmed(&mut fx),
-                        None => {}
+                        Some(AlertAction::Pin) | None => {}
                     }
                 }
                 (Action::Back, _) => {
@@ -557,7 +582,7 @@ fn lasted(what: &str, d: Option<Duration>) -> String {
     }
 }
 
-fn capitalise(s: &str) -> String {
+pub(crate) fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map(|f| f.to_uppercase().chain(c).collect())
@@ -626,6 +651,8 @@ mod testing {
         submit(&mut m, "alice", "Secret#1");
         let fx = m.login_done(Ok(LoggedIn {
             favourites: vec![],
+            parental_age: None,
+            parental_pin: false,
             account: "Alice".into(),
             package: "basic".into(),
             channels: channels(),

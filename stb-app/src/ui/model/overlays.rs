@@ -30,6 +30,8 @@ pub enum AlertAction {
     RetryRegistration,
     /// Delete the recording the alert names.
     DeleteRecording,
+    /// The parental PIN panel (it takes the keys itself).
+    Pin,
 }
 
 impl Alert {
@@ -56,17 +58,19 @@ impl Alert {
                 ("OK  Try again", "Change")
             }
             Some(AlertAction::DeleteRecording) => ("OK  Delete", "Keep it"),
+            Some(AlertAction::Pin) => ("OK  Confirm", "Cancel"),
         }
     }
 }
 
 /// Entries of the small menu.
-pub const MENU: [&str; 6] = [
+pub const MENU: [&str; 7] = [
     "Channel list",
     "Recordings",
     "Log out",
     "About this box",
     "Sound track",
+    "Parental control",
     "Close",
 ];
 
@@ -143,6 +147,7 @@ impl Model {
                         fx.push(Effect::About(self.about_id));
                     }
                     4 => self.next_sound_track(fx),
+                    5 => self.open_parental_settings(),
                     _ => {}
                 }
             }
@@ -297,7 +302,7 @@ mod tests {
         // Closed and opened again: the first request's late answer is not shown in the second.
         m.action(Action::Ok);
         m.action(Action::Menu);
-        for _ in 0..3 {
+        for _ in 0..4 {
             m.action(Action::Up);
         }
         m.action(Action::Ok);

@@ -232,6 +232,14 @@ impl Model {
             return;
         }
         self.screen = Screen::Player;
+        if self.lock_if_needed(number, fx) {
+            if self.current != Some(number) {
+                self.last = self.current;
+                self.current = Some(number);
+            }
+            (self.status, self.no_signal) = (None, false);
+            return;
+        }
         self.banner = true;
         (self.status, self.no_signal) = (None, false);
         fx.push(Effect::Cancel(Timer::NoSignal));
@@ -401,6 +409,8 @@ mod tests {
         // 99 left the catalogue since it was stored: dropped at login.
         m.login_done(Ok(LoggedIn {
             favourites: vec![4, 99, 1],
+            parental_age: None,
+            parental_pin: false,
             account: "Alice".into(),
             package: "basic".into(),
             channels: channels(),
