@@ -57,12 +57,14 @@ fn pump_until(ui: &AppWindow, what: &str, done: impl Fn(&AppWindow) -> bool) {
     while !done(ui) {
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for {what}; screen {:?} alert {:?} {:?} busy {:?} status {:?}",
+            "timed out waiting for {what}; screen {:?} alert {:?} {:?} busy {:?} status {:?} \
+             notice {:?}",
             ui.get_screen(),
             ui.get_alert_title(),
             ui.get_alert_detail(),
             ui.get_busy(),
-            ui.get_status()
+            ui.get_status(),
+            ui.get_notice()
         );
         slint::run_event_loop().expect("event loop");
     }
@@ -420,7 +422,11 @@ fn register_login_watch_zap_logout_with_the_remote() {
     assert_eq!(ui.get_alert_title(), "Parental control");
     key(&ui, Key::RightArrow);
     key(&ui, Key::RightArrow);
-    assert!(ui.get_alert_detail().contains("above 12"), "{}", ui.get_alert_detail());
+    assert!(
+        ui.get_alert_detail().contains("above 12"),
+        "{}",
+        ui.get_alert_detail()
+    );
     send(&ui, "4420");
     key(&ui, Key::Return);
     assert!(ui.get_alert_detail().contains("Type the new PIN again"));

@@ -294,7 +294,7 @@ impl Model {
         let dots: String = (0..4)
             .map(|i| {
                 if i < panel.digits.len() {
-                    '\u{25cf}'
+                    '\u{2022}'
                 } else {
                     '_'
                 }
@@ -326,7 +326,7 @@ impl Model {
                 };
                 (
                     SETTINGS,
-                    format!("Lock programmes rated: {limit}   \u{25c0} \u{25b6}\n{ask}"),
+                    format!("Lock programmes rated: {limit} (LEFT/RIGHT change it)\n{ask}"),
                 )
             }
         };

@@ -8,10 +8,12 @@ CVE_PRODUCT = "stb-stb-app"
 # royalty-free licence that excludes embedded devices, or under a commercial licence: on a box
 # that leaves GPL-3.0-only (the workspace's own Apache-2.0/MIT code is compatible with it), or
 # the operator's commercial Slint licence, set by the operator's layer (a bbappend with its
-# LICENSE and LIC_FILES_CHKSUM).
-LICENSE = "GPL-3.0-only"
-# nooelint: oelint.var.licenseremotefile - the repository has no licence text of its own yet
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/GPL-3.0-only;md5=c79ff39f19dfec6d293b95dea7b07891"
+# LICENSE and LIC_FILES_CHKSUM). The binary embeds the Roboto font (Apache-2.0), its licence
+# text in stb-app/ui/fonts/.
+LICENSE = "GPL-3.0-only & Apache-2.0"
+# nooelint: oelint.var.licenseremotefile - the repository has no GPL licence text of its own yet
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/GPL-3.0-only;md5=c79ff39f19dfec6d293b95dea7b07891 \
+                    file://stb-app/ui/fonts/LICENSE-Roboto.txt;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 require stb-common.inc
 
