@@ -45,17 +45,24 @@ impl Tracks {
     /// and the one playing does not.
     pub(crate) fn added(&self, pad: &gst::Pad) {
         let language = language_of(pad);
-        let mut state = lock(&self.state);
-        state.pads.push((pad.clone(), language.clone()));
-        let index = state.pads.len() - 1;
-        let wanted = |l: &Option<String>| l.is_some() && *l == state.preferred;
-        let take = match state.linked {
-            None => true,
-            Some(i) => wanted(&language) && !wanted(&state.pads[i].1),
+        let take = {
+            let mut state = lock(&self.state);
+            state.pads.push((pad.clone(), language.clone()));
+            let index = state.pads.len() - 1;
+            let wanted = |l: &Option<String>| l.is_some() && *l == state.preferred;
+            let take = match state.linked {
+                None => true,
+                Some(i) => wanted(&language) && !wanted(&state.pads[i].1),
+            };
+            if take {
+                state.linked = Some(index);
+            }
+            take
         };
+        // Linking calls into GStreamer (which may wait for its own locks, and emits
+        // pad-removed from other threads): never under this lock.
         if take {
             relink(pad, &self.target);
-            state.linked = Some(index);
         }
     }
 
@@ -90,18 +97,22 @@ impl Tracks {
     /// Plays the next track (after the last, the first again) and prefers its language from
     /// now on. None: the channel has no sound.
     pub(crate) fn next(&self) -> Option<AudioTrack> {
-        let mut state = lock(&self.state);
-        if state.pads.is_empty() {
-            return None;
-        }
-        let index = state.linked.map_or(0, |i| (i + 1) % state.pads.len());
-        if state.linked != Some(index) {
-            relink(&state.pads[index].0, &self.target);
+        let (pad, language) = {
+            let mut state = lock(&self.state);
+            if state.pads.is_empty() {
+                return None;
+            }
+            let index = state.linked.map_or(0, |i| (i + 1) % state.pads.len());
+            let change = state.linked != Some(index);
             state.linked = Some(index);
-        }
-        let language = state.pads[index].1.clone();
-        if language.is_some() {
-            state.preferred = language.clone();
+            let (pad, language) = state.pads[index].clone();
+            if language.is_some() {
+                state.preferred = language.clone();
+            }
+            (change.then_some(pad), language)
+        };
+        if let Some(pad) = pad {
+            relink(&pad, &self.target);
         }
         Some(AudioTrack {
             language,
