@@ -505,6 +505,90 @@ mod tests {
     use super::MAX_PASSWORD;
     use crate::keyserver_client::LoginError;
     use crate::register::RegisterError;
+    use crate::ui::keyboard::{Keyboard, Press, Special};
+
+    /// The fewest remote presses from `from` to a key whose OK gives `want`: arrows, and OK
+    /// on Shift (breadth first over the keyboard's states, so Shift and wrapping count).
+    fn route(from: Keyboard, want: Press) -> Vec<Action> {
+        let mut seen = vec![from];
+        let mut frontier = vec![(from, Vec::new())];
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for (kb, path) in frontier {
+                let mut pressed = kb;
+                let got = pressed.press();
+                if got == want {
+                    let mut path: Vec<Action> = path;
+                    path.push(Action::Ok);
+                    return path;
+                }
+                let moves: [(Action, fn(&mut Keyboard)); 4] = [
+                    (Action::Up, Keyboard::up),
+                    (Action::Down, Keyboard::down),
+                    (Action::Left, Keyboard::left),
+                    (Action::Right, Keyboard::right),
+                ];
+                let mut steps: Vec<(Action, Keyboard)> = moves
+                    .iter()
+                    .map(|(a, f)| {
+                        let mut k = kb;
+                        f(&mut k);
+                        (*a, k)
+                    })
+                    .collect();
+                if got == Press::Special(Special::Shift) {
+                    steps.push((Action::Ok, pressed));
+                }
+                for (action, k) in steps {
+                    if !seen.contains(&k) {
+                        seen.push(k);
+                        let mut p = path.clone();
+                        p.push(action);
+                        next.push((k, p));
+                    }
+                }
+            }
+            frontier = next;
+        }
+        panic!("no key types {want:?}");
+    }
+
+    /// Types `text` and Done as a viewer with the remote would: digits with the digit keys,
+    /// the rest on the on-screen keyboard by the shortest route. Returns the presses.
+    fn type_with_remote(m: &mut Model, text: &str) -> (usize, Vec<Effect>) {
+        let mut presses = 0;
+        let mut fx = Vec::new();
+        let wanted = text
+            .chars()
+            .map(Press::Char)
+            .chain([Press::Special(Special::Done)]);
+        for want in wanted {
+            let actions = match want {
+                Press::Char(c) if c.is_ascii_digit() => vec![Action::Digit(c as u8 - b'0')],
+                _ => route(*m.keyboard(), want),
+            };
+            presses += actions.len();
+            for a in actions {
+                fx = m.action(a);
+            }
+        }
+        (presses, fx)
+    }
+
+    /// Issue 13's figure: presses to log in with the demo account on the remote.
+    #[test]
+    fn the_demo_login_on_the_remote_takes_these_presses() {
+        let mut m = Model::new(SessionRules::default());
+        let (identifier, password) = ("demo", "Sofa-Remote#2026!");
+        let (first, _) = type_with_remote(&mut m, identifier);
+        let (second, fx) = type_with_remote(&mut m, password);
+        assert_eq!(login_of(&fx), (identifier, password));
+        println!(
+            "demo login with the remote: {first} presses for {identifier:?} and Next, \
+             {second} for the password and Log in, {} in all",
+            first + second
+        );
+    }
 
     #[test]
     fn login_sends_the_password_and_the_form_keeps_it_until_success() {
