@@ -522,20 +522,20 @@ mod tests {
                     path.push(Action::Ok);
                     return path;
                 }
-                let moves: [(Action, fn(&mut Keyboard)); 4] = [
-                    (Action::Up, Keyboard::up),
-                    (Action::Down, Keyboard::down),
-                    (Action::Left, Keyboard::left),
-                    (Action::Right, Keyboard::right),
-                ];
-                let mut steps: Vec<(Action, Keyboard)> = moves
-                    .iter()
-                    .map(|(a, f)| {
-                        let mut k = kb;
-                        f(&mut k);
-                        (*a, k)
-                    })
-                    .collect();
+                let mut steps: Vec<(Action, Keyboard)> =
+                    [Action::Up, Action::Down, Action::Left, Action::Right]
+                        .into_iter()
+                        .map(|a| {
+                            let mut k = kb;
+                            match a {
+                                Action::Up => k.up(),
+                                Action::Down => k.down(),
+                                Action::Left => k.left(),
+                                _ => k.right(),
+                            }
+                            (a, k)
+                        })
+                        .collect();
                 if got == Press::Special(Special::Shift) {
                     steps.push((Action::Ok, pressed));
                 }
