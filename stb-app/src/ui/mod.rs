@@ -10,6 +10,6 @@ pub mod view;
 /// Which screen the window draws: the model's screens, without the wizard's steps.
 pub use stb_ui::Screen as DrawnScreen;
 pub use stb_ui::{
-    AppWindow, BannerInfo, ChannelRow, FieldItem, GuideCell, GuideRow, KeyCap, PlaybackInfo,
+    AppWindow, BannerInfo, ChannelRow, FieldItem, GuideCell, GuideRow, Hint, KeyCap, PlaybackInfo,
     RecordingRow,
 };

@@ -4,7 +4,7 @@
 
 use super::model::{Alert, GUIDE_SPAN_MS, GuideView, MENU, Model, RecordingItem, Screen};
 use super::{
-    AppWindow, BannerInfo, ChannelRow, DrawnScreen, FieldItem, GuideCell, GuideRow, KeyCap,
+    AppWindow, BannerInfo, ChannelRow, DrawnScreen, FieldItem, GuideCell, GuideRow, Hint, KeyCap,
     PlaybackInfo, RecordingRow,
 };
 use crate::remote::Action;
@@ -214,7 +214,15 @@ pub fn render(model: &Model, ui: &AppWindow) {
         ui.set_fields(model_of_fields(form.fields));
         ui.set_strength(form.strength.map_or(-1, i32::from));
         ui.set_form_message(form.message.into());
-        ui.set_hint(form.hint.into());
+        ui.set_hint(list(
+            form.hint
+                .into_iter()
+                .map(|(key, action)| Hint {
+                    key: key.into(),
+                    action: action.into(),
+                })
+                .collect(),
+        ));
         update(
             ui.get_caps(),
             model

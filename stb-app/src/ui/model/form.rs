@@ -41,8 +41,8 @@ pub struct FormView {
     pub message: String,
     /// Label of the keyboard's Done key.
     pub done_label: String,
-    /// Remote hints.
-    pub hint: String,
+    /// The remote's keys for this form: key, then what it does.
+    pub hint: Vec<(String, String)>,
 }
 
 pub(super) struct Form {
@@ -93,12 +93,24 @@ impl Model {
             text,
             active,
         };
-        let nav = "Arrows move \u{00b7} OK types \u{00b7} DELETE erases";
-        let reveal = if shown {
-            "INFO hides it"
-        } else {
-            "INFO shows it"
+        // The remote's keys for the form, as key caps at its foot: key, then what it does.
+        let hints = |first: &[(&str, &str)], last: &[(&str, &str)]| -> Vec<(String, String)> {
+            let nav = [("arrows", "move"), ("OK", "type"), ("DEL", "erase")];
+            first
+                .iter()
+                .chain(&nav)
+                .chain(last)
+                .map(|(k, a)| ((*k).to_owned(), (*a).to_owned()))
+                .collect()
         };
+        let reveal = (
+            "INFO",
+            if shown {
+                "hide password"
+            } else {
+                "show password"
+            },
+        );
         let f = &self.form;
         Some(match self.screen {
             Screen::Login => FormView {
@@ -112,9 +124,9 @@ impl Model {
                 message: f.message.clone(),
                 done_label: if self.on_password { "Log in" } else { "Next" }.into(),
                 hint: if self.on_password {
-                    format!("{nav} \u{00b7} BACK: identifier \u{00b7} Password: {reveal}")
+                    hints(&[], &[("BACK", "identifier"), reveal])
                 } else {
-                    format!("{nav} \u{00b7} MENU registers this box")
+                    hints(&[], &[("MENU", "register this box")])
                 },
             },
             Screen::Register(step) => {
@@ -157,12 +169,10 @@ impl Model {
                     done_label: done.into(),
                     hint: match step {
                         Step::Password | Step::Confirm => {
-                            format!("{nav} \u{00b7} BACK: step before \u{00b7} Password: {reveal}")
+                            hints(&[], &[("BACK", "step before"), reveal])
                         }
-                        Step::Code => {
-                            format!("Digits type the code \u{00b7} {nav} \u{00b7} BACK: log in")
-                        }
-                        Step::Identifier => format!("{nav} \u{00b7} BACK: step before"),
+                        Step::Code => hints(&[("0-9", "the code")], &[("BACK", "log in")]),
+                        Step::Identifier => hints(&[], &[("BACK", "step before")]),
                     },
                 }
             }
