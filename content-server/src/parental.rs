@@ -126,23 +126,29 @@ async fn check(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Counts the attempt, then compares; a wrong PIN that completes the series locks.
+/// Counts the attempt, then compares; the attempt that completes a series of wrong PINs has
+/// locked the checks already (the store does it in the same statement).
 async fn verify(state: &AppState, subscriber: &str, pin: &str) -> Result<(), Refusal> {
-    let now = now_ms();
-    let (parental, failures) = match state.store.pin_attempt(subscriber, now).await? {
+    let attempt = state
+        .store
+        .pin_attempt(subscriber, now_ms(), MAX_PIN_FAILURES, PIN_LOCK_MS)
+        .await?;
+    let (parental, failures, locked_until_ms) = match attempt {
         PinAttempt::NoPin => return Err(Refusal::NoPin),
         PinAttempt::Locked(until) => return Err(Refusal::Locked(until)),
-        PinAttempt::Counted { parental, failures } => (parental, failures),
+        PinAttempt::Counted {
+            parental,
+            failures,
+            locked_until_ms,
+        } => (parental, failures, locked_until_ms),
     };
     if state.keys.pin_matches(subscriber, pin, &parental.pin_tag) {
         state.store.pin_accepted(subscriber).await?;
         return Ok(());
     }
-    if failures >= MAX_PIN_FAILURES {
-        let until = now + PIN_LOCK_MS;
-        state.store.lock_pin(subscriber, until).await?;
+    if locked_until_ms > 0 {
         tracing::warn!(%subscriber, "parental PIN locked after {failures} wrong PINs");
-        return Err(Refusal::Locked(until));
+        return Err(Refusal::Locked(locked_until_ms));
     }
-    Err(Refusal::Wrong(MAX_PIN_FAILURES - failures))
+    Err(Refusal::Wrong(MAX_PIN_FAILURES.saturating_sub(failures)))
 }

@@ -142,10 +142,32 @@ async fn pin_lifecycle(op: &Operator, name: &str) {
     assert_eq!(limit(op, &bob).await, None);
 }
 
+/// Guesses sent all at once get no more comparisons than one after another: at most four
+/// wrong answers, then the lock, for the right PIN too.
+async fn concurrent_guesses(op: &Operator, name: &str) {
+    let carol = box_of(op, name).await;
+    assert_eq!(
+        set(op, &carol, json!({ "pin": "8642", "max_age": 12 }))
+            .await
+            .0,
+        204
+    );
+    let guesses = (0..40).map(|i| {
+        let (op, carol) = (&*op, carol.clone());
+        async move { check(op, &carol, &format!("{:04}", 1000 + i)).await.0 }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let wrong = answers.iter().filter(|&&s| s == 403).count();
+    let locked = answers.iter().filter(|&&s| s == 423).count();
+    assert!(wrong <= 4 && wrong + locked == 40, "{answers:?}");
+    assert_eq!(check(op, &carol, "8642").await.0, 423);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_pin_set_checked_changed_and_locked() {
     let op = operator(None).await;
     pin_lifecycle(&op, "alice").await;
+    concurrent_guesses(&op, "carol").await;
     // The database holds a keyed hash: no 4-digit PIN hashed without the master key
     // gives it (SHA-256 of each candidate, with and without the subscriber's name).
     let row = op.store.parental("alice").await.expect("row").expect("set");
@@ -165,5 +187,6 @@ async fn sqlite_pin_set_checked_changed_and_locked() {
 async fn postgres_pin_set_checked_changed_and_locked() {
     let op = operator(Some(fresh_postgres().await)).await;
     pin_lifecycle(&op, "alice").await;
+    concurrent_guesses(&op, "carol").await;
     op.running.shutdown().await;
 }

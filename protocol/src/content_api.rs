@@ -118,7 +118,7 @@ pub struct ChannelList {
 /// `PUT /v1/parental`: sets the parental PIN and the age above which programmes are
 /// locked. The first time, `pin` becomes the PIN; after that it must be the PIN, and
 /// `new_pin` replaces it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentalSettings {
     /// The PIN (4 digits).
     pub pin: String,
@@ -130,10 +130,25 @@ pub struct ParentalSettings {
 }
 
 /// `POST /v1/parental/check`: is this the subscriber's parental PIN?
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinCheck {
     /// The PIN as typed.
     pub pin: String,
+}
+
+// PINs are never printed (a `{:?}` in a log line would give them away).
+impl std::fmt::Debug for ParentalSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParentalSettings")
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PinCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinCheck(****)")
+    }
 }
 
 /// The age a programme's rating stands for, from the rating systems the guide carries:

@@ -383,6 +383,10 @@ pub struct Recording {
     pub start_ms: i64,
     /// Its length in ms.
     pub duration_ms: u64,
+    /// The programme's age rating from the guide, if it had one (parental control asks for
+    /// the PIN before playing one above the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<String>,
     /// Where to seek: `[ms, offset]` pairs, ms into the recording and the plaintext offset
     /// of a GOP that starts then (a segment boundary), in increasing order. Empty: seek by
     /// the mean rate.
@@ -560,6 +564,7 @@ mod tests {
             title: "t".into(),
             start_ms: 0,
             duration_ms: 30_000,
+            rating: None,
             marks: vec![[0, 0], [10_000, 1_000], [20_000, 3_000]],
         };
         assert_eq!(rec.offset_at(0), Some(0));

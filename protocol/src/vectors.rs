@@ -211,6 +211,7 @@ fn locker_vectors(keys: &PasswordKeys, data: &PersonalData) -> Value {
                 title: "News at six".into(),
                 start_ms: 1_800_000_000_000,
                 duration_ms: 1_800_000,
+                rating: None,
                 marks: vec![[0, 0], [600_000, 40]],
             }),
         }],

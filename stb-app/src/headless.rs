@@ -141,6 +141,7 @@ pub async fn run(
                 channel_name: format!("Channel {number}"),
                 title: "Headless recording".into(),
                 until_ms: None,
+                rating: None,
             };
             Some(crate::recorder::Recorder::start(session.clone(), order))
         } else {

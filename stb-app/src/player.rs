@@ -351,9 +351,10 @@ impl Player {
     /// Flushes everything for a new channel. The caller then feeds the new channel.
     pub fn zap(&self) -> Result<()> {
         let _one_at_a_time = lock(&self.zapping);
-        self.pipeline
-            .set_state(gst::State::Ready)
-            .context("flushing the pipeline")?;
+        self.tracks.resetting(true);
+        let flushed = self.pipeline.set_state(gst::State::Ready);
+        self.tracks.resetting(false);
+        flushed.context("flushing the pipeline")?;
         self.stats.reset();
         self.pipeline
             .set_state(self.wanted_state())
@@ -466,6 +467,7 @@ fn rgba_appsink(handler: FrameHandler) -> gst_app::AppSink {
 
 impl Drop for Player {
     fn drop(&mut self) {
+        self.tracks.resetting(true);
         let _ = self.appsrc.end_of_stream();
         let _ = self.pipeline.set_state(gst::State::Null);
     }

@@ -31,6 +31,8 @@ pub struct Order {
     pub title: String,
     /// When to stop by itself (the programme's end, Unix ms), if known.
     pub until_ms: Option<i64>,
+    /// The programme's age rating, kept with the recording.
+    pub rating: Option<String>,
 }
 
 /// How a recording went.
@@ -196,6 +198,7 @@ impl Recorder {
                     title: job.title.clone(),
                     start_ms: started_ms,
                     duration_ms: (ended_ms - started_ms).max(0) as u64,
+                    rating: job.rating.clone(),
                     marks: std::mem::take(
                         &mut *marks.marks.lock().unwrap_or_else(|e| e.into_inner()),
                     ),

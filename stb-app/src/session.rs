@@ -281,28 +281,30 @@ impl Session {
     /// Asks the content server whether `pin` is the subscriber's parental PIN. Err: why not,
     /// as the viewer reads it (the server's "wrong PIN, 3 tries left ...", a lock, no answer).
     pub async fn check_parental_pin(&self, pin: &str) -> Result<(), String> {
-        let body = stb_protocol::content_api::PinCheck {
+        let mut body = stb_protocol::content_api::PinCheck {
             pin: pin.to_owned(),
         };
-        self.parental_request(
-            self.http
-                .post(format!("{}/v1/parental/check", self.content_url()))
-                .json(&body),
-        )
-        .await
+        let request = self
+            .http
+            .post(format!("{}/v1/parental/check", self.content_url()))
+            .json(&body);
+        zeroize::Zeroize::zeroize(&mut body.pin);
+        self.parental_request(request).await
     }
 
-    /// Sets the parental PIN and age limit (`pin`: the PIN, or the first one).
-    pub async fn set_parental(
-        &self,
-        settings: &stb_protocol::content_api::ParentalSettings,
-    ) -> Result<(), String> {
-        self.parental_request(
-            self.http
-                .put(format!("{}/v1/parental", self.content_url()))
-                .json(settings),
-        )
-        .await
+    /// Sets the parental PIN (`pin`: the PIN, or the first one) and the age limit.
+    pub async fn set_parental(&self, pin: &str, max_age: Option<u8>) -> Result<(), String> {
+        let mut body = stb_protocol::content_api::ParentalSettings {
+            pin: pin.to_owned(),
+            new_pin: None,
+            max_age,
+        };
+        let request = self
+            .http
+            .put(format!("{}/v1/parental", self.content_url()))
+            .json(&body);
+        zeroize::Zeroize::zeroize(&mut body.pin);
+        self.parental_request(request).await
     }
 
     async fn parental_request(&self, request: reqwest::RequestBuilder) -> Result<(), String> {

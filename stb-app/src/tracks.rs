@@ -6,6 +6,7 @@
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sync::lock;
 
@@ -24,6 +25,12 @@ pub(crate) struct Tracks {
     /// The sound branch's first element.
     target: gst::Pad,
     state: Mutex<State>,
+    /// Choices and links in the same order (a choice made on one thread and linked after
+    /// another thread's would leave a track playing that `state` does not name). Taken
+    /// before `state`, and never by `removed`, which GStreamer calls from the zapping thread.
+    linking: Mutex<()>,
+    /// The pipeline is being reset (zap, stop): every pad goes, none is to be relinked.
+    resetting: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +45,8 @@ impl Tracks {
         Self {
             target,
             state: Mutex::new(State::default()),
+            linking: Mutex::new(()),
+            resetting: AtomicBool::new(false),
         }
     }
 
@@ -45,6 +54,7 @@ impl Tracks {
     /// and the one playing does not.
     pub(crate) fn added(&self, pad: &gst::Pad) {
         let language = language_of(pad);
+        let _in_order = lock(&self.linking);
         let take = {
             let mut state = lock(&self.state);
             state.pads.push((pad.clone(), language.clone()));
@@ -66,18 +76,44 @@ impl Tracks {
         }
     }
 
-    /// A pad gone (zap, program change).
+    /// A pad gone (zap, program change). On a program change tsdemux adds the new
+    /// program's pads before it removes the old ones: when the track playing goes and
+    /// others remain, one of them (the preferred language, else the first) plays.
     pub(crate) fn removed(&self, pad: &gst::Pad) {
-        let mut state = lock(&self.state);
-        let Some(index) = state.pads.iter().position(|(p, _)| p == pad) else {
-            return;
+        let next = {
+            let mut state = lock(&self.state);
+            let Some(index) = state.pads.iter().position(|(p, _)| p == pad) else {
+                return;
+            };
+            state.pads.remove(index);
+            state.linked = match state.linked {
+                Some(i) if i == index => None,
+                Some(i) if i > index => Some(i - 1),
+                other => other,
+            };
+            if state.linked.is_some()
+                || state.pads.is_empty()
+                || self.resetting.load(Ordering::SeqCst)
+            {
+                None
+            } else {
+                let i = state
+                    .pads
+                    .iter()
+                    .position(|(_, l)| l.is_some() && *l == state.preferred)
+                    .unwrap_or(0);
+                state.linked = Some(i);
+                Some(state.pads[i].0.clone())
+            }
         };
-        state.pads.remove(index);
-        state.linked = match state.linked {
-            Some(i) if i == index => None,
-            Some(i) if i > index => Some(i - 1),
-            other => other,
-        };
+        if let Some(pad) = next {
+            relink(&pad, &self.target);
+        }
+    }
+
+    /// Around a reset of the pipeline (its pads all go): no relinking meanwhile.
+    pub(crate) fn resetting(&self, on: bool) {
+        self.resetting.store(on, Ordering::SeqCst);
     }
 
     /// The tracks of the channel playing, in the channel's order.
@@ -97,6 +133,7 @@ impl Tracks {
     /// Plays the next track (after the last, the first again) and prefers its language from
     /// now on. None: the channel has no sound.
     pub(crate) fn next(&self) -> Option<AudioTrack> {
+        let _in_order = lock(&self.linking);
         let (pad, language) = {
             let mut state = lock(&self.state);
             if state.pads.is_empty() {

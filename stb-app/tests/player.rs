@@ -239,3 +239,66 @@ async fn sound_tracks_are_listed_and_chosen_across_zaps() {
         [("en".to_owned(), false), ("fr".to_owned(), true)]
     );
 }
+
+/// A program change keeps the sound: tsdemux adds the new program's pads before it removes
+/// the old ones, and the sound follows to the new program (a live input with sound, the
+/// server's slate, the input again).
+#[tokio::test]
+async fn sound_follows_a_program_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("live.ts");
+    let made = std::process::Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "-e",
+            "videotestsrc",
+            "num-buffers=50",
+            "pattern=ball",
+            "!",
+        ])
+        .args(["video/x-raw,width=320,height=180,framerate=25/1", "!"])
+        .args([
+            "x264enc",
+            "tune=zerolatency",
+            "speed-preset=ultrafast",
+            "key-int-max=25",
+        ])
+        .args(["!", "h264parse", "config-interval=-1", "!", "queue", "!"])
+        .args(["mpegtsmux", "name=mux", "alignment=7", "!", "filesink"])
+        .arg(format!("location={}", live.display()))
+        .args([
+            "audiotestsrc",
+            "num-buffers=94",
+            "samplesperbuffer=1024",
+            "!",
+        ])
+        .args([
+            "audio/x-raw,rate=48000,channels=2",
+            "!",
+            "voaacenc",
+            "!",
+            "aacparse",
+        ])
+        .args(["!", "queue", "!", "mux."])
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(made.success());
+    let live = std::fs::read(&live).expect("live");
+    let player = Player::new("fakesink", "fakesink").expect("player");
+    player.zap().expect("zap");
+    for (name, part) in [
+        ("input", live.clone()),
+        ("slate", fixture("slate.ts")),
+        ("input again", live),
+    ] {
+        let before = player.stats().snapshot().audio_buffers;
+        for chunk in part.chunks(188 * 7) {
+            player.push(chunk.to_vec()).expect("push");
+        }
+        assert!(
+            wait_for(|| player.stats().snapshot().audio_buffers >= before + 40).await,
+            "{name}: {:?}",
+            player.stats().snapshot()
+        );
+    }
+}

@@ -27,6 +27,8 @@ pub enum PinAttempt {
         parental: Parental,
         /// Failures in a row, this one included.
         failures: u32,
+        /// Set when this attempt completed the series: locked until then unless right.
+        locked_until_ms: i64,
     },
 }
 
@@ -74,54 +76,57 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Counts a PIN attempt before it is checked, unless the checks are locked.
-    pub async fn pin_attempt(&self, subscriber: &str, now_ms: i64) -> Result<PinAttempt> {
+    /// Counts a PIN attempt before it is compared, unless the checks are locked, in one
+    /// statement: concurrent attempts cannot read the same count, and the attempt that
+    /// completes a series of `max_failures` locks the checks until `now_ms + lock_ms` at
+    /// once (a right PIN then unlocks them, [`Store::pin_accepted`]).
+    pub async fn pin_attempt(
+        &self,
+        subscriber: &str,
+        now_ms: i64,
+        max_failures: u32,
+        lock_ms: i64,
+    ) -> Result<PinAttempt> {
         let _turn = self.db.write_turn().await;
+        // A lock that has run out (locked_until_ms > 0 but past) starts a new series.
         let row: Option<(String, Option<i64>, i64, i64)> = sqlx::query_as(
-            "SELECT pin_hash, max_age, failures, locked_until_ms FROM parental \
-             WHERE subscriber = $1",
+            "UPDATE parental SET \
+               failures = (CASE WHEN locked_until_ms > 0 THEN 0 ELSE failures END) + 1, \
+               locked_until_ms = CASE \
+                 WHEN (CASE WHEN locked_until_ms > 0 THEN 0 ELSE failures END) + 1 >= $3 \
+                 THEN $2 + $4 ELSE 0 END \
+             WHERE subscriber = $1 AND locked_until_ms <= $2 \
+             RETURNING pin_hash, max_age, failures, locked_until_ms",
         )
         .bind(subscriber)
+        .bind(now_ms)
+        .bind(i64::from(max_failures))
+        .bind(lock_ms)
         .fetch_optional(&self.db.pool)
         .await?;
         let Some((tag, age, failures, locked_until_ms)) = row else {
-            return Ok(PinAttempt::NoPin);
+            let lock: Option<(i64,)> =
+                sqlx::query_as("SELECT locked_until_ms FROM parental WHERE subscriber = $1")
+                    .bind(subscriber)
+                    .fetch_optional(&self.db.pool)
+                    .await?;
+            return Ok(lock.map_or(PinAttempt::NoPin, |(until,)| PinAttempt::Locked(until)));
         };
-        if locked_until_ms > now_ms {
-            return Ok(PinAttempt::Locked(locked_until_ms));
-        }
-        // A lock that has run out starts a new count.
-        let failures = if locked_until_ms > 0 { 1 } else { failures + 1 };
-        sqlx::query("UPDATE parental SET failures = $2, locked_until_ms = 0 WHERE subscriber = $1")
-            .bind(subscriber)
-            .bind(failures)
-            .execute(&self.db.pool)
-            .await?;
         Ok(PinAttempt::Counted {
             parental: Parental {
                 pin_tag: hex::decode(tag)?,
                 max_age: age.map(u8::try_from).transpose()?,
             },
             failures: u32::try_from(failures)?,
+            locked_until_ms,
         })
     }
 
-    /// The PIN was right: the failures in a row end.
+    /// The PIN was right: the series of failures ends (and the lock its last attempt set).
     pub async fn pin_accepted(&self, subscriber: &str) -> Result<()> {
         let _turn = self.db.write_turn().await;
-        sqlx::query("UPDATE parental SET failures = 0 WHERE subscriber = $1")
+        sqlx::query("UPDATE parental SET failures = 0, locked_until_ms = 0 WHERE subscriber = $1")
             .bind(subscriber)
-            .execute(&self.db.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Too many wrong PINs in a row: no check until `until_ms`.
-    pub async fn lock_pin(&self, subscriber: &str, until_ms: i64) -> Result<()> {
-        let _turn = self.db.write_turn().await;
-        sqlx::query("UPDATE parental SET failures = 0, locked_until_ms = $2 WHERE subscriber = $1")
-            .bind(subscriber)
-            .bind(until_ms)
             .execute(&self.db.pool)
             .await?;
         Ok(())

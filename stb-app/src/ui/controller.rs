@@ -542,43 +542,33 @@ impl Controller {
                 let stopped = self.stop_playing();
                 self.stopping = Some(self.rt.spawn(stopped));
             }
-            Effect::CheckParentalPin(pin) => {
+            Effect::CheckParentalPin(id, pin) => {
                 let Some(session) = self.session.clone() else {
                     return;
                 };
                 let me = self.me.clone();
                 let task = self
                     .rt
-                    .spawn(async move { session.check_parental_pin(&pin).await });
+                    .spawn(async move { session.check_parental_pin(pin.expose()).await });
                 self.spawn_local(async move {
                     let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
                     if let Some(this) = me.upgrade() {
-                        dispatch(&this, |m| m.parental_pin_checked(result));
+                        dispatch(&this, |m| m.parental_pin_checked(id, result));
                     }
                 });
             }
-            Effect::SetParental { pin, max_age } => {
+            Effect::SetParental { id, pin, max_age } => {
                 let Some(session) = self.session.clone() else {
                     return;
                 };
                 let me = self.me.clone();
-                let task = self.rt.spawn(async move {
-                    let settings = stb_protocol::content_api::ParentalSettings {
-                        pin: pin.to_string(),
-                        new_pin: None,
-                        max_age,
-                    };
-                    let result = session.set_parental(&settings).await;
-                    // The request's copy of the PIN is wiped with `pin` (the body was
-                    // serialised into reqwest's own buffer, freed with the request).
-                    let mut settings = settings;
-                    zeroize::Zeroize::zeroize(&mut settings.pin);
-                    result
-                });
+                let task = self
+                    .rt
+                    .spawn(async move { session.set_parental(pin.expose(), max_age).await });
                 self.spawn_local(async move {
                     let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
                     if let Some(this) = me.upgrade() {
-                        dispatch(&this, |m| m.parental_set(result));
+                        dispatch(&this, |m| m.parental_set(id, result));
                     }
                 });
             }
@@ -658,7 +648,12 @@ impl Controller {
         self.clear_picture();
         let feeder = self.feeder.take();
         let player = self.player.clone();
+        // A stop still under way is awaited first: the next zap awaits only the newest.
+        let earlier = self.stopping.take();
         async move {
+            if let Some(earlier) = earlier {
+                let _ = earlier.await;
+            }
             stop(feeder).await;
             if let Err(e) = flush(player).await {
                 tracing::warn!(error = %e, "flushing the player");

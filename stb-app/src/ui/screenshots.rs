@@ -652,7 +652,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 for _ in 0..2 {
                     press(m, &[Digit(4), Digit(4), Digit(2), Digit(0), Action::Ok]);
                 }
-                m.parental_set(Ok(()));
+                m.parental_set(1, Ok(()));
                 m.timer(Timer::Notice);
                 let now = chrono::Utc::now().timestamp_millis();
                 let mut film = Programme::titled("Midnight Heist", now - 600_000, now + 5_400_000);
@@ -691,6 +691,7 @@ fn in_locker(actions: &[Action]) -> Model {
             title: title.into(),
             start_ms: now - ago,
             duration_ms: minutes * 60_000,
+            rating: None,
             marks: vec![],
         }),
     };

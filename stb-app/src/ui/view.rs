@@ -143,6 +143,20 @@ fn shown<'a>(model: &Model, p: Option<&'a Programme>) -> Option<Cow<'a, Programm
     Some(Cow::Owned(masked))
 }
 
+/// A recording's title in the list: hidden above the parental limit, like the guide's.
+fn recording_title(model: &Model, item: &RecordingItem) -> String {
+    let rating = item
+        .entry
+        .recording
+        .as_ref()
+        .and_then(|r| r.rating.as_deref());
+    if model.rating_locked(rating) {
+        format!("Locked recording (rated {})", rating.unwrap_or_default())
+    } else {
+        item.title().to_owned()
+    }
+}
+
 /// A programme as a line of the channel list; empty when the guide has none.
 fn programme(p: Option<&Programme>) -> String {
     match p {
@@ -357,7 +371,7 @@ fn render_recordings(model: &Model, ui: &AppWindow) {
             .iter()
             .zip(rows.clone())
             .map(|(item, i)| RecordingRow {
-                title: item.title().into(),
+                title: recording_title(model, item).into(),
                 about: recording_about(item).into(),
                 length: if item.is_picture() {
                     format!("{} KB", item.entry.size.div_ceil(1000))

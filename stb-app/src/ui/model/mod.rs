@@ -158,11 +158,13 @@ pub enum Effect {
     /// Stop the channel playing (its programme is locked); the session goes on.
     StopPlaying,
     /// Ask the content server whether this is the parental PIN; answer with
-    /// [`Model::parental_pin_checked`].
-    CheckParentalPin(parental::Pin),
+    /// [`Model::parental_pin_checked`] and this request's number.
+    CheckParentalPin(u64, parental::Pin),
     /// Set the parental PIN (the first time) or, with it, the age limit; answer with
-    /// [`Model::parental_set`].
+    /// [`Model::parental_set`] and `id`.
     SetParental {
+        /// The request's number.
+        id: u64,
         /// The PIN.
         pin: parental::Pin,
         /// Lock programmes rated above this age (None: nothing).

@@ -1,12 +1,13 @@
 //! Parental control. The subscriber's age limit comes with the channel list; a channel whose
-//! programme on air is rated above it does not play: the box asks for the parental PIN,
-//! which the content server checks (and locks after five wrong ones). Once the PIN is typed,
-//! nothing is locked until standby or logout. MENU > Parental control sets the limit (the
-//! PIN first, or a new PIN twice the first time).
+//! programme on air is rated above it (or whose guide is out of date, or whose rating this
+//! box does not know) does not play: the box asks for the parental PIN, which the content
+//! server checks (and locks after five wrong ones). The PIN unlocks that programme only, until
+//! it ends, standby or logout; a recording of a programme above the limit asks for it again.
+//! MENU > Parental control sets the limit (the PIN first, or a new PIN twice the first time).
 
-use super::{Alert, AlertAction, ChannelInfo, Effect, Model, Screen};
+use super::{Alert, AlertAction, ChannelInfo, Effect, Model, RecordingItem};
 use crate::remote::Action;
-use stb_protocol::content_api::rating_age;
+use stb_protocol::content_api::{Programme, rating_age};
 use zeroize::Zeroizing;
 
 /// The limits offered, in the order LEFT/RIGHT step through them (None: no lock).
@@ -17,6 +18,23 @@ const LOCKED: &str = "Locked programme";
 /// The panel's title in the menu.
 const SETTINGS: &str = "Parental control";
 
+/// A PIN on its way to the content server: wiped when dropped, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pin(Zeroizing<String>);
+
+impl Pin {
+    /// The digits, for the request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pin(****)")
+    }
+}
+
 /// The session's parental control.
 #[derive(Debug, Default)]
 pub(super) struct Parental {
@@ -24,36 +42,37 @@ pub(super) struct Parental {
     pub(super) limit: Option<u8>,
     /// Whether the subscriber has a PIN.
     pub(super) pin_set: bool,
-    /// The PIN was typed this session: nothing is locked until standby or logout.
-    unlocked: bool,
+    /// The programme the PIN was typed for (channel, start): it plays until it ends.
+    unlocked: Option<(u16, i64)>,
+    /// Numbers the requests: an answer to an older one (given up with BACK) is ignored.
+    asked: u64,
     panel: Option<PinPanel>,
 }
 
 #[derive(Debug)]
 struct PinPanel {
     purpose: Purpose,
-    digits: Zeroizing<String>,
+    digits: Pin,
     /// A new PIN typed once, waiting for the second time.
-    first: Option<Zeroizing<String>>,
+    first: Option<Pin>,
     /// Settings: the limit chosen.
     limit: Option<u8>,
-    /// Unlock: the programme and its rating.
+    /// Unlock: why (the rating).
     about: String,
     /// What went wrong last (wrong PIN, the two differ).
     message: String,
-    /// Sent to the content server, no answer yet.
-    waiting: bool,
+    /// The request sent to the content server and not answered yet.
+    waiting: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Purpose {
-    /// Watch this channel's programme.
-    Unlock(u16),
+    /// Watch this channel's programme (channel, the programme's start).
+    Unlock(u16, i64),
+    /// Play this recording.
+    Recording(Box<RecordingItem>),
     Settings,
 }
-
-/// A PIN for the content server; wiped when dropped.
-pub type Pin = Zeroizing<String>;
 
 impl Parental {
     /// A fresh session's settings.
@@ -66,50 +85,75 @@ impl Parental {
     }
 }
 
+/// Whether a rating is above `limit`; a rating this box cannot read counts as above (a lock
+/// fails closed).
+fn above(limit: u8, rating: Option<&str>) -> Option<String> {
+    let r = rating.map(str::trim).filter(|r| !r.is_empty())?;
+    match rating_age(r) {
+        Some(age) if age <= limit => None,
+        Some(age) => Some(format!("This programme is rated {age}.")),
+        None => Some(format!(
+            "This programme's rating ({r}) is not one this box knows."
+        )),
+    }
+}
+
 impl Model {
-    /// The age and title of `channel`'s programme on air if parental control locks it now.
-    pub(super) fn locked_programme(&self, channel: &ChannelInfo) -> Option<(u8, String)> {
+    /// Why `channel`'s programme is locked now, if it is: the programme on air by the clock
+    /// (the guide's now, else its next), locked above the limit; with a limit set and the
+    /// guide's programmes past, locked until the guide catches up.
+    pub(super) fn locked_programme(&self, channel: &ChannelInfo) -> Option<(i64, String)> {
         let limit = self.parental.limit?;
-        if self.parental.unlocked {
-            return None;
-        }
-        let now = channel.now.as_ref()?;
-        let age = rating_age(now.rating.as_deref()?)?;
-        (age > limit).then(|| (age, now.title.clone()))
+        let covers = |p: &&Programme| p.start_ms <= self.now_ms && self.now_ms < p.end_ms;
+        let on_air = channel
+            .now
+            .as_ref()
+            .filter(covers)
+            .or(channel.next.as_ref().filter(covers));
+        let (start, why) = match on_air {
+            Some(p) => (p.start_ms, above(limit, p.rating.as_deref())?),
+            // A guide that has programmes but none now: out of date (a failed poll, or just
+            // after standby). Nothing to go by for a channel with no guide at all.
+            None if channel.now.is_some() => (
+                0,
+                "What is on now is not known yet (the guide is out of date).".to_owned(),
+            ),
+            None => return None,
+        };
+        (self.parental.unlocked != Some((channel.number, start))).then_some((start, why))
     }
 
-    /// Whether a programme with this rating is hidden in the guide and on the banner.
+    /// Whether a programme with this rating has its title hidden (guide, list, banner,
+    /// recordings): above the limit, typed PIN or not.
     pub fn rating_locked(&self, rating: Option<&str>) -> bool {
-        match (self.parental.limit, rating.and_then(rating_age)) {
-            (Some(limit), Some(age)) => !self.parental.unlocked && age > limit,
-            _ => false,
-        }
+        self.parental
+            .limit
+            .is_some_and(|limit| above(limit, rating).is_some())
     }
 
     /// Before `number` plays: if its programme is locked, nothing plays and the PIN is
     /// asked for. True: locked.
     pub(super) fn lock_if_needed(&mut self, number: u16, fx: &mut Vec<Effect>) -> bool {
-        let Some((age, title)) = self.channel(number).and_then(|c| self.locked_programme(c)) else {
+        let Some((start, about)) = self.channel(number).and_then(|c| self.locked_programme(c))
+        else {
             return false;
         };
         fx.push(Effect::StopPlaying);
         self.tuning = false;
-        self.parental.panel = Some(PinPanel {
-            purpose: Purpose::Unlock(number),
-            digits: Zeroizing::default(),
-            first: None,
-            limit: None,
-            about: format!("\"{title}\" is rated {age}."),
-            message: String::new(),
-            waiting: false,
-        });
-        self.show_pin_panel();
+        self.back_to_live();
+        self.open_panel(Purpose::Unlock(number, start), about);
         true
     }
 
-    /// A programme change on the channel playing (the guide's now moved on).
+    /// While a live channel plays, whatever is on screen: a programme change (the guide's
+    /// now moved on, the clock passed its end) may lock it.
     pub(super) fn recheck_parental(&mut self, fx: &mut Vec<Effect>) {
-        if self.standby || self.parental.panel.is_some() || self.screen != Screen::Player {
+        let unlocking = self
+            .parental
+            .panel
+            .as_ref()
+            .is_some_and(|p| !matches!(p.purpose, Purpose::Settings));
+        if self.standby || unlocking || self.playback.is_some() {
             return;
         }
         if let Some(number) = self.current {
@@ -117,18 +161,42 @@ impl Model {
         }
     }
 
-    /// MENU > Parental control.
-    pub(super) fn open_parental_settings(&mut self) {
+    /// A recording above the limit asks for the PIN before it plays. True: asked.
+    pub(super) fn lock_recording(&mut self, item: &RecordingItem) -> bool {
+        let rating = item.entry.recording.as_ref().and_then(|r| r.rating.clone());
+        let Some(about) = self
+            .parental
+            .limit
+            .and_then(|limit| above(limit, rating.as_deref()))
+        else {
+            return false;
+        };
+        self.open_panel(Purpose::Recording(Box::new(item.clone())), about);
+        true
+    }
+
+    /// Whether the programme playing may be recorded (not while it is locked).
+    pub(super) fn may_record(&self) -> bool {
+        self.current()
+            .is_none_or(|c| self.locked_programme(c).is_none())
+    }
+
+    fn open_panel(&mut self, purpose: Purpose, about: String) {
         self.parental.panel = Some(PinPanel {
-            purpose: Purpose::Settings,
-            digits: Zeroizing::default(),
-            first: None,
             limit: self.parental.limit,
-            about: String::new(),
+            purpose,
+            digits: Pin(Zeroizing::default()),
+            first: None,
+            about,
             message: String::new(),
-            waiting: false,
+            waiting: None,
         });
         self.show_pin_panel();
+    }
+
+    /// MENU > Parental control.
+    pub(super) fn open_parental_settings(&mut self) {
+        self.open_panel(Purpose::Settings, String::new());
     }
 
     /// Whether the PIN panel takes the keys.
@@ -138,7 +206,7 @@ impl Model {
 
     /// Standby: the PIN is asked for again after it, as after a logout.
     pub(super) fn relock(&mut self) {
-        self.parental.unlocked = false;
+        self.parental.unlocked = None;
         self.parental.panel = None;
     }
 
@@ -147,20 +215,20 @@ impl Model {
         let Some(panel) = self.parental.panel.as_mut() else {
             return;
         };
-        if panel.waiting {
+        if panel.waiting.is_some() {
             // BACK gives up waiting; the answer is then ignored.
             if action == Action::Back {
-                self.close_pin_panel();
+                self.leave_pin_panel();
             }
             return;
         }
         match action {
-            Action::Digit(d) if panel.digits.len() < 4 => {
-                panel.digits.push(char::from(b'0' + d));
+            Action::Digit(d) if panel.digits.0.len() < 4 => {
+                panel.digits.0.push(char::from(b'0' + d));
                 panel.message.clear();
             }
             Action::Delete => {
-                panel.digits.pop();
+                panel.digits.0.pop();
             }
             Action::Left | Action::Right
                 if panel.purpose == Purpose::Settings && panel.first.is_none() =>
@@ -173,19 +241,22 @@ impl Model {
                 };
                 panel.limit = LIMITS[(i + step) % LIMITS.len()];
             }
-            Action::Ok if panel.digits.len() < 4 => {
+            Action::Ok if panel.digits.0.len() < 4 => {
                 panel.message = "Type the four digits of the PIN.".into();
             }
             Action::Ok => {
-                let digits = std::mem::take(&mut panel.digits);
-                match panel.purpose {
-                    Purpose::Unlock(_) => {
-                        panel.waiting = true;
-                        fx.push(Effect::CheckParentalPin(digits));
+                let digits = std::mem::replace(&mut panel.digits, Pin(Zeroizing::default()));
+                self.parental.asked += 1;
+                let id = self.parental.asked;
+                match &panel.purpose {
+                    Purpose::Unlock(..) | Purpose::Recording(_) => {
+                        panel.waiting = Some(id);
+                        fx.push(Effect::CheckParentalPin(id, digits));
                     }
                     Purpose::Settings if pin_set => {
-                        panel.waiting = true;
+                        panel.waiting = Some(id);
                         fx.push(Effect::SetParental {
+                            id,
                             pin: digits,
                             max_age: panel.limit,
                         });
@@ -197,8 +268,9 @@ impl Model {
                             panel.message = "Type the new PIN again.".into();
                         }
                         Some(first) if first == digits => {
-                            panel.waiting = true;
+                            panel.waiting = Some(id);
                             fx.push(Effect::SetParental {
+                                id,
                                 pin: digits,
                                 max_age: panel.limit,
                             });
@@ -210,14 +282,7 @@ impl Model {
                 }
             }
             Action::Back => {
-                let locked = matches!(panel.purpose, Purpose::Unlock(_));
-                self.close_pin_panel();
-                if locked {
-                    // Nothing plays: the list, to choose another channel.
-                    self.screen = Screen::Channels;
-                    self.banner = false;
-                    self.select_current();
-                }
+                self.leave_pin_panel();
                 return;
             }
             _ => return,
@@ -225,44 +290,72 @@ impl Model {
         self.show_pin_panel();
     }
 
-    /// The content server's answer to [`Effect::CheckParentalPin`].
-    pub fn parental_pin_checked(&mut self, result: Result<(), String>) -> Vec<Effect> {
+    /// BACK: a locked channel leaves the picture for the list (nothing plays); a locked
+    /// recording stays in the list.
+    fn leave_pin_panel(&mut self) {
+        let locked_channel = self
+            .parental
+            .panel
+            .as_ref()
+            .is_some_and(|p| matches!(p.purpose, Purpose::Unlock(..)));
+        self.close_pin_panel();
+        if locked_channel {
+            self.screen = super::Screen::Channels;
+            self.banner = false;
+            self.select_current();
+        }
+    }
+
+    /// The panel waiting for the answer to request `id`, if it still is.
+    fn waiting_for(&mut self, id: u64) -> Option<&mut PinPanel> {
+        self.parental
+            .panel
+            .as_mut()
+            .filter(|p| p.waiting == Some(id))
+    }
+
+    /// The content server's answer to [`Effect::CheckParentalPin`] number `id`.
+    pub fn parental_pin_checked(&mut self, id: u64, result: Result<(), String>) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let Some(panel) = self.parental.panel.as_mut().filter(|p| p.waiting) else {
+        let Some(panel) = self.waiting_for(id) else {
             return fx;
         };
-        panel.waiting = false;
-        match (result, panel.purpose) {
-            (Ok(()), Purpose::Unlock(number)) => {
-                self.parental.unlocked = true;
-                self.close_pin_panel();
+        panel.waiting = None;
+        if let Err(why) = result {
+            panel.message = why;
+            self.show_pin_panel();
+            return fx;
+        }
+        let purpose = panel.purpose.clone();
+        self.close_pin_panel();
+        match purpose {
+            Purpose::Unlock(number, start) => {
+                self.parental.unlocked = Some((number, start));
                 if self.current == Some(number) && !self.standby {
                     fx.push(Effect::Play(number));
                     self.tuning = true;
                 }
             }
-            (Err(why), _) => {
-                panel.message = why;
-                self.show_pin_panel();
-            }
-            (Ok(()), Purpose::Settings) => {}
+            Purpose::Recording(item) => self.start_playback(*item, &mut fx),
+            Purpose::Settings => {}
         }
         fx
     }
 
-    /// The content server's answer to [`Effect::SetParental`].
-    pub fn parental_set(&mut self, result: Result<(), String>) -> Vec<Effect> {
+    /// The content server's answer to [`Effect::SetParental`] number `id`.
+    pub fn parental_set(&mut self, id: u64, result: Result<(), String>) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let Some(panel) = self.parental.panel.as_mut().filter(|p| p.waiting) else {
+        let pin_set = self.parental.pin_set;
+        let Some(panel) = self.waiting_for(id) else {
             return fx;
         };
-        panel.waiting = false;
+        panel.waiting = None;
         match result {
             Ok(()) => {
                 let limit = panel.limit;
                 (self.parental.limit, self.parental.pin_set) = (limit, true);
                 // It applies at once, to whoever holds the remote next.
-                self.parental.unlocked = false;
+                self.parental.unlocked = None;
                 self.close_pin_panel();
                 let text = match limit {
                     Some(age) => {
@@ -272,6 +365,12 @@ impl Model {
                 };
                 self.show_notice(text, &mut fx);
                 self.recheck_parental(&mut fx);
+            }
+            // A PIN set meanwhile from another box: this one asks for it from now on.
+            Err(why) if !pin_set && why.starts_with("Wrong PIN") => {
+                panel.message = "A parental PIN is already set for your account: type it.".into();
+                self.parental.pin_set = true;
+                self.show_pin_panel();
             }
             Err(why) => {
                 panel.message = why;
@@ -291,23 +390,17 @@ impl Model {
         let Some(panel) = &self.parental.panel else {
             return;
         };
-        let dots: String = (0..4)
-            .map(|i| {
-                if i < panel.digits.len() {
-                    '\u{2022}'
-                } else {
-                    '_'
-                }
-            })
-            .flat_map(|c| [c, ' '])
+        let typed = panel.digits.0.len();
+        let dots: Vec<&str> = (0..4)
+            .map(|i| if i < typed { "\u{2022}" } else { "_" })
             .collect();
-        let pin_line = if panel.waiting {
+        let pin_line = if panel.waiting.is_some() {
             "Checking the PIN\u{2026}".to_owned()
         } else {
-            format!("PIN  {}", dots.trim_end())
+            format!("PIN  {}", dots.join(" "))
         };
-        let (title, mut detail) = match panel.purpose {
-            Purpose::Unlock(_) => (
+        let (title, detail) = match panel.purpose {
+            Purpose::Unlock(..) | Purpose::Recording(_) => (
                 LOCKED,
                 format!(
                     "{} Type the parental PIN with the digit keys to watch it.",
@@ -330,13 +423,11 @@ impl Model {
                 )
             }
         };
-        detail = format!("{detail}\n{pin_line}");
+        let mut detail = format!("{detail}\n{pin_line}");
         if !panel.message.is_empty() {
             detail = format!("{}\n{detail}", panel.message);
         }
-        let mut alert = Alert::new(title, detail).with(AlertAction::Pin);
-        alert.title = title.to_owned();
-        self.alert = Some(alert);
+        self.alert = Some(Alert::new(title, detail).with(AlertAction::Pin));
     }
 }
 
@@ -347,8 +438,19 @@ mod tests {
     use super::{LOCKED, Parental};
     use stb_protocol::content_api::{NowNext, OnAir, Programme};
 
-    fn rated(m: &mut Model, channel: u16, rating: &str) {
-        let mut p = Programme::titled("Late film", 0, i64::MAX);
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// Channel 1 plays a programme for all ages; the guide is current.
+    fn watching_with_limit(limit: u8) -> Model {
+        let (mut m, _) = logged_in();
+        m.set_now(NOW);
+        m.parental = Parental::new(Some(limit), true);
+        rated(&mut m, 1, "News", "U");
+        m
+    }
+
+    fn rated(m: &mut Model, channel: u16, title: &str, rating: &str) -> Vec<Effect> {
+        let mut p = Programme::titled(title, NOW - 60_000, NOW + 3_600_000);
         p.rating = Some(rating.into());
         m.on_air(OnAir {
             channels: vec![NowNext {
@@ -356,30 +458,40 @@ mod tests {
                 now: Some(p),
                 next: None,
             }],
-        });
+        })
     }
 
-    fn pin_sent(fx: &[Effect]) -> Option<String> {
+    fn pin_sent(fx: &[Effect]) -> Option<(u64, String)> {
         fx.iter().find_map(|e| match e {
-            Effect::CheckParentalPin(pin) => Some(pin.to_string()),
+            Effect::CheckParentalPin(id, pin) => Some((*id, pin.expose().to_owned())),
             _ => None,
         })
     }
 
+    fn type_pin(m: &mut Model, pin: [u8; 4]) -> Vec<Effect> {
+        for d in pin {
+            m.action(Action::Digit(d));
+        }
+        m.action(Action::Ok)
+    }
+
     #[test]
     fn a_programme_above_the_limit_plays_only_after_the_pin() {
-        let (mut m, _) = logged_in();
-        m.parental = Parental::new(Some(12), true);
-        rated(&mut m, 2, "18");
+        let mut m = watching_with_limit(12);
+        rated(&mut m, 2, "Late film", "18");
         let fx = m.action(Action::ChannelUp);
         assert!(plays(&fx).is_empty(), "nothing of channel 2 plays");
         assert!(fx.iter().any(|e| matches!(e, Effect::StopPlaying)));
         let alert = m.alert().expect("panel");
         assert_eq!(alert.title, LOCKED);
         assert!(
-            alert.detail.contains("\"Late film\" is rated 18."),
+            alert.detail.starts_with("This programme is rated 18."),
             "{}",
             alert.detail
+        );
+        assert!(
+            !alert.detail.contains("Late film"),
+            "the title stays hidden"
         );
         for d in [1, 2, 3] {
             m.action(Action::Digit(d));
@@ -388,45 +500,126 @@ mod tests {
         assert!(m.alert().expect("panel").detail.contains("four digits"));
         let fx = m.action(Action::Digit(4));
         assert!(pin_sent(&fx).is_none());
-        let fx = m.action(Action::Ok);
-        assert_eq!(pin_sent(&fx).as_deref(), Some("1234"));
+        let (id, pin) = pin_sent(&m.action(Action::Ok)).expect("sent");
+        assert_eq!(pin, "1234");
         // Wrong: the server's words, the digits cleared.
-        m.parental_pin_checked(Err("Wrong PIN, 4 tries left before a 15-minute lock".into()));
+        m.parental_pin_checked(
+            id,
+            Err("Wrong PIN, 4 tries left before a 15-minute lock".into()),
+        );
         assert!(
             m.alert()
                 .expect("panel")
                 .detail
                 .starts_with("Wrong PIN, 4 tries left")
         );
-        for d in [1, 2, 3, 5] {
-            m.action(Action::Digit(d));
-        }
-        m.action(Action::Ok);
-        let fx = m.parental_pin_checked(Ok(()));
+        let (id, _) = pin_sent(&type_pin(&mut m, [1, 2, 3, 5])).expect("sent");
+        let fx = m.parental_pin_checked(id, Ok(()));
         assert_eq!(plays(&fx), vec![2]);
         assert!(m.alert().is_none());
-        // Unlocked for the session: a rated channel plays at once...
-        rated(&mut m, 4, "18");
-        assert_eq!(plays(&m.action(Action::ChannelUp)), vec![4]);
-        // ...until standby.
+        // That programme only: another rated channel asks again...
+        rated(&mut m, 4, "Other film", "18");
+        assert!(plays(&m.action(Action::ChannelUp)).is_empty());
+        assert_eq!(m.alert().expect("panel").title, LOCKED);
+        m.action(Action::Back);
+        // ...and standby forgets the unlock: POWER wakes to the panel, not the picture.
         m.action(Action::Power);
+        assert_eq!(m.parental.unlocked, None);
         let fx = m.action(Action::Power);
         assert!(plays(&fx).is_empty());
         assert_eq!(m.alert().expect("panel").title, LOCKED);
     }
 
     #[test]
-    fn back_on_a_locked_programme_goes_to_the_list_and_programme_changes_lock() {
-        let (mut m, _) = logged_in();
-        m.parental = Parental::new(Some(16), true);
-        rated(&mut m, 2, "12");
+    fn programme_changes_lock_on_any_screen_and_stale_guides_lock() {
+        let mut m = watching_with_limit(16);
+        rated(&mut m, 2, "Quiz", "12");
         assert_eq!(plays(&m.action(Action::ChannelUp)), vec![2]);
-        // The film starts on the channel playing: it stops.
-        rated(&mut m, 2, "-18");
+        // The viewer is on the channel list (the picture plays under it) with the menu's
+        // parental settings open when the film starts: it stops all the same.
+        m.action(Action::Ok);
+        assert_eq!(m.screen(), Screen::Channels);
+        m.open_parental_settings();
+        let fx = rated(&mut m, 2, "Night film", "-18");
+        assert!(fx.iter().any(|e| matches!(e, Effect::StopPlaying)));
         assert_eq!(m.alert().expect("panel").title, LOCKED);
         m.action(Action::Back);
         assert!(m.alert().is_none());
         assert_eq!(m.screen(), Screen::Channels);
+        // A guide whose programmes are all past (channel 1's test guide ended long ago):
+        // the channel playing locks until it catches up.
+        let (mut m, _) = logged_in();
+        m.parental = Parental::new(Some(16), true);
+        m.set_now(NOW);
+        let fx = rated(&mut m, 2, "Quiz", "12");
+        assert!(fx.iter().any(|e| matches!(e, Effect::StopPlaying)));
+        assert!(m.alert().expect("panel").detail.contains("out of date"));
+        // A rating this box cannot read is locked too.
+        let mut m = watching_with_limit(16);
+        rated(&mut m, 2, "Import", "Z-99X");
+        assert!(plays(&m.action(Action::ChannelUp)).is_empty());
+    }
+
+    #[test]
+    fn a_locked_programme_is_not_recorded_and_recordings_above_the_limit_ask() {
+        let mut m = watching_with_limit(12);
+        rated(&mut m, 2, "Late film", "18");
+        m.action(Action::ChannelUp);
+        m.action(Action::Back);
+        m.action(Action::Back);
+        assert_eq!(m.screen(), Screen::Player);
+        let fx = m.action(Action::Record);
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Record(_))));
+        assert_eq!(m.alert().expect("refused").title, "Locked programme");
+        m.action(Action::Ok);
+        // A recording made of it (elsewhere, or before the limit) asks for the PIN.
+        let entry = stb_protocol::locker::Entry {
+            object: stb_protocol::locker::ObjectId::random(),
+            name: "late-film.ts".into(),
+            size: 1_000,
+            modified_ms: NOW,
+            kind: stb_protocol::locker::Kind::Recording,
+            recording: Some(stb_protocol::locker::Recording {
+                channel: 2,
+                channel_name: "Channel 2".into(),
+                title: "Late film".into(),
+                start_ms: NOW,
+                duration_ms: 60_000,
+                rating: Some("18".into()),
+                marks: vec![],
+            }),
+        };
+        let item = RecordingItem { entry };
+        assert!(m.lock_recording(&item));
+        assert_eq!(m.alert().expect("panel").title, LOCKED);
+        let (id, _) = pin_sent(&type_pin(&mut m, [4, 4, 2, 0])).expect("sent");
+        let fx = m.parental_pin_checked(id, Ok(()));
+        assert!(fx.iter().any(|e| matches!(e, Effect::PlayRecording(_))));
+    }
+
+    #[test]
+    fn an_answer_to_a_request_given_up_is_ignored() {
+        let mut m = watching_with_limit(12);
+        m.open_parental_settings();
+        m.action(Action::Left);
+        let fx = type_pin(&mut m, [4, 4, 2, 0]);
+        let Some(Effect::SetParental { id, .. }) = fx
+            .into_iter()
+            .find(|e| matches!(e, Effect::SetParental { .. }))
+        else {
+            panic!("no request");
+        };
+        // BACK while it is checked; a locked channel's panel opens; the late answer to the
+        // settings must not land on it.
+        m.action(Action::Back);
+        rated(&mut m, 2, "Late film", "18");
+        m.action(Action::ChannelUp);
+        assert_eq!(m.alert().expect("panel").title, LOCKED);
+        let (check, _) = pin_sent(&type_pin(&mut m, [0, 0, 0, 0])).expect("sent");
+        assert!(m.parental_set(id, Ok(())).is_empty());
+        assert_eq!(m.parental.limit, Some(12), "the limit is not changed by it");
+        assert!(plays(&m.parental_pin_checked(check + 1, Ok(()))).is_empty());
+        assert_eq!(m.alert().expect("panel").title, LOCKED);
     }
 
     #[test]
@@ -442,36 +635,26 @@ mod tests {
         m.action(Action::Right);
         m.action(Action::Right);
         assert!(m.alert().expect("panel").detail.contains("above 12"));
-        for d in [4, 4, 2, 0] {
-            m.action(Action::Digit(d));
-        }
-        assert!(
-            m.action(Action::Ok)
-                .iter()
-                .all(|e| !matches!(e, Effect::SetParental { .. }))
-        );
-        for d in [4, 4, 2, 1] {
-            m.action(Action::Digit(d));
-        }
-        m.action(Action::Ok);
+        let fx = type_pin(&mut m, [4, 4, 2, 0]);
+        assert!(fx.iter().all(|e| !matches!(e, Effect::SetParental { .. })));
+        type_pin(&mut m, [4, 4, 2, 1]);
         assert!(
             m.alert()
                 .expect("panel")
                 .detail
                 .contains("The two PINs differ")
         );
-        for pin in [[4, 4, 2, 0], [4, 4, 2, 0]] {
-            for d in pin {
-                m.action(Action::Digit(d));
-            }
-            let fx = m.action(Action::Ok);
-            if let Some(Effect::SetParental { pin, max_age }) =
-                fx.iter().find(|e| matches!(e, Effect::SetParental { .. }))
-            {
-                assert_eq!((pin.as_str(), *max_age), ("4420", Some(12)));
-            }
-        }
-        m.parental_set(Ok(()));
+        type_pin(&mut m, [4, 4, 2, 0]);
+        let fx = type_pin(&mut m, [4, 4, 2, 0]);
+        let Some(Effect::SetParental { id, pin, max_age }) = fx
+            .into_iter()
+            .find(|e| matches!(e, Effect::SetParental { .. }))
+        else {
+            panic!("no request");
+        };
+        assert_eq!((pin.expose(), max_age), ("4420", Some(12)));
+        assert_eq!(format!("{pin:?}"), "Pin(****)", "never printed");
+        m.parental_set(id, Ok(()));
         assert_eq!(m.parental.limit, Some(12));
         assert_eq!(
             m.notice(),

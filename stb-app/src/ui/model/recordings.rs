@@ -177,6 +177,12 @@ impl Model {
                     );
                     self.alert = Some(Alert::new("Already recording", detail));
                 }
+                None if !self.may_record() => {
+                    self.alert = Some(Alert::new(
+                        "Locked programme",
+                        "Type the parental PIN to watch it first; then it can be recorded.",
+                    ));
+                }
                 None => self.start_recording(fx),
             },
             Action::Stop if self.recording.is_some() => self.stop_recording(fx),
@@ -240,6 +246,7 @@ impl Model {
             channel_name: channel.name.clone(),
             title: title.clone(),
             until_ms: now.map(|p| p.end_ms),
+            rating: now.and_then(|p| p.rating.clone()),
         };
         self.recording = Some(RecordingOn {
             channel: channel.number,
@@ -361,7 +368,7 @@ impl Model {
                 if let Some(item) = list.items.get(list.selected).cloned() {
                     if item.is_picture() {
                         self.show_picture(item, fx);
-                    } else {
+                    } else if !self.lock_recording(&item) {
                         self.start_playback(item, fx);
                     }
                 }
@@ -464,7 +471,7 @@ impl Model {
         }
     }
 
-    fn start_playback(&mut self, item: RecordingItem, fx: &mut Vec<Effect>) {
+    pub(super) fn start_playback(&mut self, item: RecordingItem, fx: &mut Vec<Effect>) {
         let total_ms = item.duration_ms();
         fx.push(Effect::PlayRecording(item.entry.clone()));
         self.playback = Some(Playback {
@@ -559,6 +566,7 @@ mod tests {
                 title: title.into(),
                 start_ms,
                 duration_ms: 600_000,
+                rating: None,
                 marks: vec![],
             }),
         }
