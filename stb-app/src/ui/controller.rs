@@ -541,6 +541,9 @@ impl Controller {
             Effect::StopPlaying => {
                 let stopped = self.stop_playing();
                 self.stopping = Some(self.rt.spawn(stopped));
+                // Locked: the guide must go on (after standby it was stopped), as it is what
+                // may lift the lock.
+                self.follow_guide();
             }
             Effect::CheckParentalPin(id, pin) => {
                 let Some(session) = self.session.clone() else {

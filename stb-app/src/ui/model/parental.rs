@@ -148,13 +148,30 @@ impl Model {
     /// While a live channel plays, whatever is on screen: a programme change (the guide's
     /// now moved on, the clock passed its end) may lock it.
     pub(super) fn recheck_parental(&mut self, fx: &mut Vec<Effect>) {
-        let unlocking = self
+        if self.standby || self.playback.is_some() {
+            return;
+        }
+        // The lock panel of the channel chosen, not yet answered: the guide may have caught
+        // up (after standby, a failed poll) or moved on to a programme within the limit.
+        match self
             .parental
             .panel
             .as_ref()
-            .is_some_and(|p| !matches!(p.purpose, Purpose::Settings));
-        if self.standby || unlocking || self.playback.is_some() {
-            return;
+            .map(|p| (&p.purpose, p.waiting))
+        {
+            Some((&Purpose::Unlock(number, _), None)) => {
+                let free = self
+                    .channel(number)
+                    .is_some_and(|c| self.locked_programme(c).is_none());
+                if free && self.current == Some(number) {
+                    self.close_pin_panel();
+                    fx.push(Effect::Play(number));
+                    self.tuning = true;
+                }
+                return;
+            }
+            Some((Purpose::Settings, _)) | None => {}
+            Some(_) => return,
         }
         if let Some(number) = self.current {
             self.lock_if_needed(number, fx);
@@ -554,6 +571,10 @@ mod tests {
         let fx = rated(&mut m, 2, "Quiz", "12");
         assert!(fx.iter().any(|e| matches!(e, Effect::StopPlaying)));
         assert!(m.alert().expect("panel").detail.contains("out of date"));
+        // The guide catches up: the programme is within the limit, it plays by itself.
+        let fx = rated(&mut m, 1, "News", "U");
+        assert_eq!(plays(&fx), vec![1]);
+        assert!(m.alert().is_none());
         // A rating this box cannot read is locked too.
         let mut m = watching_with_limit(16);
         rated(&mut m, 2, "Import", "Z-99X");
