@@ -90,9 +90,7 @@ async fn set(
     let sub = authenticate(&state, &conn).await?;
     let Json(wanted) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let new_pin = wanted.new_pin.as_deref().unwrap_or(&wanted.pin);
-    if !pin_is_valid(&wanted.pin) || !pin_is_valid(new_pin) {
-        return Err(AppError::BadRequest("a PIN is four digits".into()).into());
-    }
+    well_formed(&[&wanted.pin, new_pin])?;
     if wanted.max_age.is_some_and(|a| a > MAX_AGE) {
         return Err(AppError::BadRequest(format!("max_age is at most {MAX_AGE}")).into());
     }
@@ -119,11 +117,17 @@ async fn check(
 ) -> Result<StatusCode, Refusal> {
     let sub = authenticate(&state, &conn).await?;
     let Json(typed) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    if !pin_is_valid(&typed.pin) {
-        return Err(AppError::BadRequest("a PIN is four digits".into()).into());
-    }
+    well_formed(&[&typed.pin])?;
     verify(&state, &sub.name, &typed.pin).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// 400 unless every PIN given is four digits.
+fn well_formed(pins: &[&str]) -> Result<(), Refusal> {
+    if pins.iter().all(|pin| pin_is_valid(pin)) {
+        return Ok(());
+    }
+    Err(AppError::BadRequest("a PIN is four digits".into()).into())
 }
 
 /// Counts the attempt, then compares; the attempt that completes a series of wrong PINs has

@@ -74,6 +74,11 @@ impl Programme {
             rating: None,
         }
     }
+
+    /// Whether it is on air at `ms` (Unix ms).
+    pub fn airs_at(&self, ms: i64) -> bool {
+        self.start_ms <= ms && ms < self.end_ms
+    }
 }
 
 /// One entry of the channel list.

@@ -21,6 +21,7 @@ use crate::tracks::Tracks;
 /// What the pipeline has done since the last zap.
 #[derive(Debug, Default)]
 pub struct Stats {
+    zaps: AtomicU64,
     video_frames: AtomicU64,
     audio_buffers: AtomicU64,
     zapped_at: Mutex<Option<Instant>>,
@@ -31,6 +32,8 @@ pub struct Stats {
 /// A snapshot of [`Stats`].
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StatsSnapshot {
+    /// Flushes so far (zaps, stops): the other counts restart at each.
+    pub zaps: u64,
     /// Decoded video frames.
     pub video_frames: u64,
     /// Decoded audio buffers.
@@ -43,6 +46,7 @@ pub struct StatsSnapshot {
 
 impl Stats {
     fn reset(&self) {
+        self.zaps.fetch_add(1, Ordering::SeqCst);
         self.video_frames.store(0, Ordering::SeqCst);
         self.audio_buffers.store(0, Ordering::SeqCst);
         *lock(&self.first_frame) = None;
@@ -75,6 +79,7 @@ impl Stats {
     /// Current values.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
+            zaps: self.zaps.load(Ordering::SeqCst),
             video_frames: self.video_frames.load(Ordering::SeqCst),
             audio_buffers: self.audio_buffers.load(Ordering::SeqCst),
             first_frame_ms: lock(&self.first_frame).map(|d| d.as_millis() as u64),
@@ -244,6 +249,7 @@ fn not_async(element: &gst::Element) {
 fn link_demuxer_pads(p: &Pipeline) -> Result<Arc<Tracks>> {
     let vtarget = p.vparse.static_pad("sink").context("h264parse pad")?;
     let tracks = Arc::new(Tracks::new(
+        p.demux.clone(),
         p.aqueue.static_pad("sink").context("queue pad")?,
     ));
     let t = tracks.clone();
@@ -256,12 +262,12 @@ fn link_demuxer_pads(p: &Pipeline) -> Result<Arc<Tracks>> {
         };
         if name.starts_with("video/x-h264") {
             crate::tracks::relink(pad, &vtarget);
-        } else if name.starts_with("audio/mpeg") {
+        } else if crate::tracks::is_sound(pad) {
             t.added(pad);
         }
     });
     let t = tracks.clone();
-    p.demux.connect_pad_removed(move |_, pad| t.removed(pad));
+    p.demux.connect_pad_removed(move |_, _| t.removed());
     Ok(tracks)
 }
 

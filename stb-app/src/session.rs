@@ -278,46 +278,28 @@ impl Session {
         Ok(())
     }
 
-    /// Asks the content server whether `pin` is the subscriber's parental PIN. Err: why not,
-    /// as the viewer reads it (the server's "wrong PIN, 3 tries left ...", a lock, no answer).
-    pub async fn check_parental_pin(&self, pin: &str) -> Result<(), String> {
+    /// Asks the content server whether `pin` is the subscriber's parental PIN.
+    pub async fn check_parental_pin(&self, pin: &str) -> Result<(), PinRefusal> {
         let mut body = stb_protocol::content_api::PinCheck {
             pin: pin.to_owned(),
         };
-        let request = self
-            .http
-            .post(format!("{}/v1/parental/check", self.content_url()))
-            .json(&body);
+        let url = format!("{}/v1/parental/check", self.content_url());
+        let request = self.http.post(url).json(&body);
         zeroize::Zeroize::zeroize(&mut body.pin);
-        self.parental_request(request).await
+        parental_request(request).await
     }
 
     /// Sets the parental PIN (`pin`: the PIN, or the first one) and the age limit.
-    pub async fn set_parental(&self, pin: &str, max_age: Option<u8>) -> Result<(), String> {
+    pub async fn set_parental(&self, pin: &str, max_age: Option<u8>) -> Result<(), PinRefusal> {
         let mut body = stb_protocol::content_api::ParentalSettings {
             pin: pin.to_owned(),
             new_pin: None,
             max_age,
         };
-        let request = self
-            .http
-            .put(format!("{}/v1/parental", self.content_url()))
-            .json(&body);
+        let url = format!("{}/v1/parental", self.content_url());
+        let request = self.http.put(url).json(&body);
         zeroize::Zeroize::zeroize(&mut body.pin);
-        self.parental_request(request).await
-    }
-
-    async fn parental_request(&self, request: reqwest::RequestBuilder) -> Result<(), String> {
-        let r = request
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|_| "The content server does not answer; try again.".to_owned())?;
-        if r.status().is_success() {
-            return Ok(());
-        }
-        let text = r.text().await.unwrap_or_default();
-        Err(crate::ui::model::capitalise(text.trim()))
+        parental_request(request).await
     }
 
     /// The programmes of `channels` over `[from_ms, to_ms)`, for the guide grid.
@@ -402,4 +384,46 @@ pub fn local_address(url: &str) -> String {
             s.local_addr()
         })
         .map_or_else(|e| format!("unknown ({e})"), |a| a.ip().to_string())
+}
+
+/// Why the content server did not take a parental PIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinRefusal {
+    /// It answered that the PIN is not the subscriber's (403).
+    pub wrong_pin: bool,
+    /// What to show: the server's words ("Wrong PIN, 3 tries left ...", a lock), or that it
+    /// does not answer.
+    pub message: String,
+}
+
+impl From<String> for PinRefusal {
+    fn from(message: String) -> Self {
+        Self {
+            wrong_pin: false,
+            message,
+        }
+    }
+}
+
+impl From<&str> for PinRefusal {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+async fn parental_request(request: reqwest::RequestBuilder) -> Result<(), PinRefusal> {
+    let r = request
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|_| PinRefusal::from("The content server does not answer; try again."))?;
+    if r.status().is_success() {
+        return Ok(());
+    }
+    let wrong_pin = r.status() == reqwest::StatusCode::FORBIDDEN;
+    let text = r.text().await.unwrap_or_default();
+    Err(PinRefusal {
+        wrong_pin,
+        message: crate::ui::model::capitalise(text.trim()),
+    })
 }

@@ -19,58 +19,61 @@ pub struct AudioTrack {
     pub selected: bool,
 }
 
-/// The demuxer's sound pads and which one is linked.
+/// Which of the demuxer's sound pads feeds the sound branch. The demuxer's pads are the
+/// list and the branch's peer is the choice (nothing kept here can drift from them); only
+/// the viewer's language is remembered.
 #[derive(Debug)]
 pub(crate) struct Tracks {
+    demux: gst::Element,
     /// The sound branch's first element.
     target: gst::Pad,
-    state: Mutex<State>,
-    /// Choices and links in the same order (a choice made on one thread and linked after
-    /// another thread's would leave a track playing that `state` does not name). Taken
-    /// before `state`, and never by `removed`, which GStreamer calls from the zapping thread.
+    preferred: Mutex<Option<String>>,
+    /// Choices and links in order (one thread's choice linked after another's would leave
+    /// a track playing that nobody chose). Never taken by `removed`, which GStreamer calls
+    /// from the zapping thread.
     linking: Mutex<()>,
     /// The pipeline is being reset (zap, stop): every pad goes, none is to be relinked.
     resetting: AtomicBool,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    pads: Vec<(gst::Pad, Option<String>)>,
-    linked: Option<usize>,
-    preferred: Option<String>,
-}
-
 impl Tracks {
-    pub(crate) fn new(target: gst::Pad) -> Self {
+    pub(crate) fn new(demux: gst::Element, target: gst::Pad) -> Self {
         Self {
+            demux,
             target,
-            state: Mutex::new(State::default()),
+            preferred: Mutex::new(None),
             linking: Mutex::new(()),
             resetting: AtomicBool::new(false),
         }
     }
 
+    /// The demuxer's sound pads, in its order, with their languages.
+    fn pads(&self) -> Vec<(gst::Pad, Option<String>)> {
+        self.demux
+            .src_pads()
+            .into_iter()
+            .filter(is_sound)
+            .map(|pad| {
+                let language = language_of(&pad);
+                (pad, language)
+            })
+            .collect()
+    }
+
+    fn prefers(&self, language: &Option<String>) -> bool {
+        language.is_some() && *language == *lock(&self.preferred)
+    }
+
     /// A new sound pad: linked if nothing plays yet or if it speaks the viewer's language
     /// and the one playing does not.
     pub(crate) fn added(&self, pad: &gst::Pad) {
-        let language = language_of(pad);
         let _in_order = lock(&self.linking);
-        let take = {
-            let mut state = lock(&self.state);
-            state.pads.push((pad.clone(), language.clone()));
-            let index = state.pads.len() - 1;
-            let wanted = |l: &Option<String>| l.is_some() && *l == state.preferred;
-            let take = match state.linked {
-                None => true,
-                Some(i) => wanted(&language) && !wanted(&state.pads[i].1),
-            };
-            if take {
-                state.linked = Some(index);
+        let take = match self.target.peer() {
+            None => true,
+            Some(playing) => {
+                self.prefers(&language_of(pad)) && !self.prefers(&language_of(&playing))
             }
-            take
         };
-        // Linking calls into GStreamer (which may wait for its own locks, and emits
-        // pad-removed from other threads): never under this lock.
         if take {
             relink(pad, &self.target);
         }
@@ -79,35 +82,18 @@ impl Tracks {
     /// A pad gone (zap, program change). On a program change tsdemux adds the new
     /// program's pads before it removes the old ones: when the track playing goes and
     /// others remain, one of them (the preferred language, else the first) plays.
-    pub(crate) fn removed(&self, pad: &gst::Pad) {
-        let next = {
-            let mut state = lock(&self.state);
-            let Some(index) = state.pads.iter().position(|(p, _)| p == pad) else {
-                return;
-            };
-            state.pads.remove(index);
-            state.linked = match state.linked {
-                Some(i) if i == index => None,
-                Some(i) if i > index => Some(i - 1),
-                other => other,
-            };
-            if state.linked.is_some()
-                || state.pads.is_empty()
-                || self.resetting.load(Ordering::SeqCst)
-            {
-                None
-            } else {
-                let i = state
-                    .pads
-                    .iter()
-                    .position(|(_, l)| l.is_some() && *l == state.preferred)
-                    .unwrap_or(0);
-                state.linked = Some(i);
-                Some(state.pads[i].0.clone())
-            }
-        };
+    pub(crate) fn removed(&self) {
+        if self.target.peer().is_some() || self.resetting.load(Ordering::SeqCst) {
+            return;
+        }
+        let pads = self.pads();
+        let next = pads
+            .iter()
+            .find(|(_, l)| self.prefers(l))
+            .or(pads.first())
+            .map(|(pad, _)| pad);
         if let Some(pad) = next {
-            relink(&pad, &self.target);
+            relink(pad, &self.target);
         }
     }
 
@@ -118,14 +104,12 @@ impl Tracks {
 
     /// The tracks of the channel playing, in the channel's order.
     pub(crate) fn list(&self) -> Vec<AudioTrack> {
-        let state = lock(&self.state);
-        state
-            .pads
-            .iter()
-            .enumerate()
-            .map(|(i, (_, language))| AudioTrack {
-                language: language.clone(),
-                selected: state.linked == Some(i),
+        let playing = self.target.peer();
+        self.pads()
+            .into_iter()
+            .map(|(pad, language)| AudioTrack {
+                language,
+                selected: Some(&pad) == playing.as_ref(),
             })
             .collect()
     }
@@ -134,28 +118,32 @@ impl Tracks {
     /// now on. None: the channel has no sound.
     pub(crate) fn next(&self) -> Option<AudioTrack> {
         let _in_order = lock(&self.linking);
-        let (pad, language) = {
-            let mut state = lock(&self.state);
-            if state.pads.is_empty() {
-                return None;
-            }
-            let index = state.linked.map_or(0, |i| (i + 1) % state.pads.len());
-            let change = state.linked != Some(index);
-            state.linked = Some(index);
-            let (pad, language) = state.pads[index].clone();
-            if language.is_some() {
-                state.preferred = language.clone();
-            }
-            (change.then_some(pad), language)
-        };
-        if let Some(pad) = pad {
-            relink(&pad, &self.target);
+        let pads = self.pads();
+        let playing = self.target.peer();
+        let index = pads
+            .iter()
+            .position(|(pad, _)| Some(pad) == playing.as_ref())
+            .map_or(0, |i| (i + 1) % pads.len().max(1));
+        let (pad, language) = pads.into_iter().nth(index)?;
+        relink(&pad, &self.target);
+        if language.is_some() {
+            *lock(&self.preferred) = language.clone();
         }
         Some(AudioTrack {
             language,
             selected: true,
         })
     }
+}
+
+/// A demuxer pad carrying sound (AAC or MPEG audio).
+pub(crate) fn is_sound(pad: &gst::Pad) -> bool {
+    pad.current_caps()
+        .and_then(|caps| {
+            caps.structure(0)
+                .map(|s| s.name().starts_with("audio/mpeg"))
+        })
+        .unwrap_or(false)
 }
 
 /// The language the demuxer read from the PMT for this pad's stream.

@@ -13,6 +13,50 @@ fn fixture(name: &str) -> Vec<u8> {
         .expect("fixture")
 }
 
+/// Two seconds of a live input as an encoder would send it (320x180, another size than the
+/// slate's), with AAC sound or without.
+fn live_input(sound: bool) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("live.ts");
+    let mut gst = std::process::Command::new("gst-launch-1.0");
+    gst.args([
+        "-q",
+        "-e",
+        "videotestsrc",
+        "num-buffers=50",
+        "pattern=ball",
+        "!",
+    ])
+    .args(["video/x-raw,width=320,height=180,framerate=25/1", "!"])
+    .args([
+        "x264enc",
+        "tune=zerolatency",
+        "speed-preset=ultrafast",
+        "key-int-max=25",
+    ])
+    .args(["!", "h264parse", "config-interval=-1", "!", "queue", "!"])
+    .args(["mpegtsmux", "name=mux", "alignment=7", "!", "filesink"])
+    .arg(format!("location={}", live.display()));
+    if sound {
+        gst.args([
+            "audiotestsrc",
+            "num-buffers=94",
+            "samplesperbuffer=1024",
+            "!",
+        ])
+        .args([
+            "audio/x-raw,rate=48000,channels=2",
+            "!",
+            "voaacenc",
+            "!",
+            "aacparse",
+        ])
+        .args(["!", "queue", "!", "mux."]);
+    }
+    assert!(gst.status().expect("gst-launch-1.0").success());
+    std::fs::read(&live).expect("live")
+}
+
 async fn wait_for(mut done: impl FnMut() -> bool) -> bool {
     for _ in 0..100 {
         if done() {
@@ -88,32 +132,7 @@ async fn undecrypted_bytes_give_no_picture() {
 /// links its pads again.
 #[tokio::test]
 async fn slate_and_live_input_follow_each_other() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let live = dir.path().join("live.ts");
-    let made = std::process::Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", "num-buffers=50", "pattern=ball", "!"])
-        .args(["video/x-raw,width=320,height=180,framerate=25/1", "!"])
-        .args([
-            "x264enc",
-            "tune=zerolatency",
-            "speed-preset=ultrafast",
-            "key-int-max=25",
-            "!",
-        ])
-        .args([
-            "h264parse",
-            "config-interval=-1",
-            "!",
-            "mpegtsmux",
-            "alignment=7",
-            "!",
-        ])
-        .arg("filesink")
-        .arg(format!("location={}", live.display()))
-        .status()
-        .expect("gst-launch-1.0");
-    assert!(made.success());
-    let live = std::fs::read(&live).expect("live");
+    let live = live_input(false);
     // The sound's sink as on the box: it must not hold the picture while no sound comes.
     let player = Player::new("fakesink", "autoaudiosink").expect("player");
     player.zap().expect("zap");
@@ -245,45 +264,7 @@ async fn sound_tracks_are_listed_and_chosen_across_zaps() {
 /// server's slate, the input again).
 #[tokio::test]
 async fn sound_follows_a_program_change() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let live = dir.path().join("live.ts");
-    let made = std::process::Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "-e",
-            "videotestsrc",
-            "num-buffers=50",
-            "pattern=ball",
-            "!",
-        ])
-        .args(["video/x-raw,width=320,height=180,framerate=25/1", "!"])
-        .args([
-            "x264enc",
-            "tune=zerolatency",
-            "speed-preset=ultrafast",
-            "key-int-max=25",
-        ])
-        .args(["!", "h264parse", "config-interval=-1", "!", "queue", "!"])
-        .args(["mpegtsmux", "name=mux", "alignment=7", "!", "filesink"])
-        .arg(format!("location={}", live.display()))
-        .args([
-            "audiotestsrc",
-            "num-buffers=94",
-            "samplesperbuffer=1024",
-            "!",
-        ])
-        .args([
-            "audio/x-raw,rate=48000,channels=2",
-            "!",
-            "voaacenc",
-            "!",
-            "aacparse",
-        ])
-        .args(["!", "queue", "!", "mux."])
-        .status()
-        .expect("gst-launch-1.0");
-    assert!(made.success());
-    let live = std::fs::read(&live).expect("live");
+    let live = live_input(true);
     let player = Player::new("fakesink", "fakesink").expect("player");
     player.zap().expect("zap");
     for (name, part) in [

@@ -399,12 +399,9 @@ impl Controller {
                 });
                 self.guide_fetches.retain(|t| !t.is_finished());
                 self.guide_fetches.push(task.abort_handle());
-                let me = self.me.clone();
-                self.spawn_local(async move {
-                    let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
-                    if let Some(this) = me.upgrade() {
-                        dispatch(&this, |m| m.guide_done(&asked, (from_ms, to_ms), result));
-                    }
+                self.answer(task, move |m, result| {
+                    let result = result.unwrap_or_else(|e| Err(e.to_string()));
+                    m.guide_done(&asked, (from_ms, to_ms), result)
                 });
             }
             Effect::Record(order) => self.record(order),
@@ -428,7 +425,7 @@ impl Controller {
                 }
             }
             Effect::NextSoundTrack => {
-                let (player, me) = (self.player.clone(), self.me.clone());
+                let player = self.player.clone();
                 let task = self.rt.spawn_blocking(move || {
                     let track = player.next_audio_track()?;
                     let tracks = player.audio_tracks();
@@ -438,12 +435,7 @@ impl Controller {
                         language: track.language,
                     })
                 });
-                self.spawn_local(async move {
-                    let track = task.await.ok().flatten();
-                    if let Some(this) = me.upgrade() {
-                        dispatch(&this, |m| m.sound_track_done(track));
-                    }
-                });
+                self.answer(task, |m, track| m.sound_track_done(track.ok().flatten()));
             }
             Effect::Seek(ms) => {
                 if let Some(controls) = &self.playback {
@@ -549,30 +541,22 @@ impl Controller {
                 let Some(session) = self.session.clone() else {
                     return;
                 };
-                let me = self.me.clone();
                 let task = self
                     .rt
                     .spawn(async move { session.check_parental_pin(pin.expose()).await });
-                self.spawn_local(async move {
-                    let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
-                    if let Some(this) = me.upgrade() {
-                        dispatch(&this, |m| m.parental_pin_checked(id, result));
-                    }
+                self.answer(task, move |m, result| {
+                    m.parental_pin_checked(id, result.unwrap_or_else(|e| Err(e.to_string().into())))
                 });
             }
             Effect::SetParental { id, pin, max_age } => {
                 let Some(session) = self.session.clone() else {
                     return;
                 };
-                let me = self.me.clone();
                 let task = self
                     .rt
                     .spawn(async move { session.set_parental(pin.expose(), max_age).await });
-                self.spawn_local(async move {
-                    let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
-                    if let Some(this) = me.upgrade() {
-                        dispatch(&this, |m| m.parental_set(id, result));
-                    }
+                self.answer(task, move |m, result| {
+                    m.parental_set(id, result.unwrap_or_else(|e| Err(e.to_string().into())))
                 });
             }
             Effect::Standby => {
@@ -627,6 +611,21 @@ impl Controller {
                 c.work = None;
             }
             done(&this, result);
+        });
+    }
+
+    /// When `task` (on the runtime) ends, its result goes to the model on the UI thread.
+    fn answer<T: Send + 'static>(
+        &self,
+        task: tokio::task::JoinHandle<T>,
+        to_model: impl FnOnce(&mut Model, Result<T, tokio::task::JoinError>) -> Vec<Effect> + 'static,
+    ) {
+        let me = self.me.clone();
+        self.spawn_local(async move {
+            let result = task.await;
+            if let Some(this) = me.upgrade() {
+                dispatch(&this, |m| to_model(m, result));
+            }
         });
     }
 

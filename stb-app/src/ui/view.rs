@@ -463,7 +463,7 @@ fn render_guide(model: &Model, guide: &GuideView, ui: &AppWindow) {
                             x: share(p.start_ms),
                             w: share(p.end_ms) - share(p.start_ms),
                             selected: *selected,
-                            live: p.start_ms <= now_ms && now_ms < p.end_ms,
+                            live: p.airs_at(now_ms),
                             continued: p.start_ms < from,
                         })
                         .collect(),

@@ -7,6 +7,7 @@
 
 use super::{Alert, AlertAction, ChannelInfo, Effect, Model, RecordingItem};
 use crate::remote::Action;
+use crate::session::PinRefusal;
 use stb_protocol::content_api::{Programme, rating_age};
 use zeroize::Zeroizing;
 
@@ -104,7 +105,7 @@ impl Model {
     /// guide's programmes past, locked until the guide catches up.
     pub(super) fn locked_programme(&self, channel: &ChannelInfo) -> Option<(i64, String)> {
         let limit = self.parental.limit?;
-        let covers = |p: &&Programme| p.start_ms <= self.now_ms && self.now_ms < p.end_ms;
+        let covers = |p: &&Programme| p.airs_at(self.now_ms);
         let on_air = channel
             .now
             .as_ref()
@@ -332,14 +333,14 @@ impl Model {
     }
 
     /// The content server's answer to [`Effect::CheckParentalPin`] number `id`.
-    pub fn parental_pin_checked(&mut self, id: u64, result: Result<(), String>) -> Vec<Effect> {
+    pub fn parental_pin_checked(&mut self, id: u64, result: Result<(), PinRefusal>) -> Vec<Effect> {
         let mut fx = Vec::new();
         let Some(panel) = self.waiting_for(id) else {
             return fx;
         };
         panel.waiting = None;
         if let Err(why) = result {
-            panel.message = why;
+            panel.message = why.message;
             self.show_pin_panel();
             return fx;
         }
@@ -360,7 +361,7 @@ impl Model {
     }
 
     /// The content server's answer to [`Effect::SetParental`] number `id`.
-    pub fn parental_set(&mut self, id: u64, result: Result<(), String>) -> Vec<Effect> {
+    pub fn parental_set(&mut self, id: u64, result: Result<(), PinRefusal>) -> Vec<Effect> {
         let mut fx = Vec::new();
         let pin_set = self.parental.pin_set;
         let Some(panel) = self.waiting_for(id) else {
@@ -384,13 +385,13 @@ impl Model {
                 self.recheck_parental(&mut fx);
             }
             // A PIN set meanwhile from another box: this one asks for it from now on.
-            Err(why) if !pin_set && why.starts_with("Wrong PIN") => {
+            Err(why) if !pin_set && why.wrong_pin => {
                 panel.message = "A parental PIN is already set for your account: type it.".into();
                 self.parental.pin_set = true;
                 self.show_pin_panel();
             }
             Err(why) => {
-                panel.message = why;
+                panel.message = why.message;
                 self.show_pin_panel();
             }
         }

@@ -236,10 +236,7 @@ impl Model {
         let Some(channel) = self.current() else {
             return;
         };
-        let now = channel
-            .now
-            .as_ref()
-            .filter(|p| p.start_ms <= self.now_ms && self.now_ms < p.end_ms);
+        let now = channel.now.as_ref().filter(|p| p.airs_at(self.now_ms));
         let title = now.map_or_else(|| channel.name.clone(), |p| p.title.clone());
         let order = crate::recorder::Order {
             channel: channel.number,
