@@ -368,13 +368,17 @@ fn register_login_watch_zap_logout_with_the_remote() {
         key(&ui, Key::Escape);
     }
     assert_eq!(screen(&c), Screen::Recordings);
+    let zaps = c.borrow().player_stats().zaps;
     key(&ui, Key::Escape);
     assert_eq!(screen(&c), Screen::Player);
     pump_until(&ui, "the channel again", |ui| video_width(ui) > 0);
     // PLAY/PAUSE ('p') holds live TV: no new picture while paused; PLAY plays on behind
-    // live; FF ('.') comes back to live (a zap: pictures again).
+    // live; FF ('.') comes back to live (a zap: pictures again). A zap restarts the count:
+    // pictures are counted after it (the recording's count, or the count before a zap
+    // still on its way, would satisfy the wait too early).
     pump_until(&ui, "pictures of the channel", |_| {
-        c.borrow().player_stats().video_frames > 10
+        let stats = c.borrow().player_stats();
+        stats.zaps > zaps && stats.video_frames > 10
     });
     send(&ui, "p");
     assert!(
@@ -400,10 +404,12 @@ fn register_login_watch_zap_logout_with_the_remote() {
     pump_until(&ui, "pictures after the pause", |_| {
         c.borrow().player_stats().video_frames > resumed + 25
     });
+    let zaps = c.borrow().player_stats().zaps;
     send(&ui, ".");
     assert_eq!(ui.get_time_shift(), "");
     pump_until(&ui, "live again", |_| {
-        c.borrow().player_stats().video_frames > 10
+        let stats = c.borrow().player_stats();
+        stats.zaps > zaps && stats.video_frames > 10
     });
     // AUDIO ('a') plays the next sound track and says which: this channel has one.
     send(&ui, "a");
