@@ -80,22 +80,35 @@ fn render(text: &str) -> Result<Bitmap> {
     pipeline.set_state(gst::State::Null)?;
     let caps = sample.caps().context("caps")?;
     let s = caps.structure(0).context("caps")?;
-    let (width, height) = (s.get::<i32>("width")? as usize, s.get::<i32>("height")? as usize);
+    let (width, height) = (
+        s.get::<i32>("width")? as usize,
+        s.get::<i32>("height")? as usize,
+    );
     let map = sample.buffer().context("buffer")?.map_readable()?;
     let stride = map.len() / height;
     // White text: its coverage is the alpha (textrender leaves the rest transparent).
     let alpha = |x: usize, y: usize| map[y * stride + 4 * x];
     let inked = |x, y| alpha(x, y) > 0;
-    let columns: Vec<usize> = (0..width).filter(|&x| (0..height).any(|y| inked(x, y))).collect();
-    let rows: Vec<usize> = (0..height).filter(|&y| (0..width).any(|x| inked(x, y))).collect();
+    let columns: Vec<usize> = (0..width)
+        .filter(|&x| (0..height).any(|y| inked(x, y)))
+        .collect();
+    let rows: Vec<usize> = (0..height)
+        .filter(|&y| (0..width).any(|x| inked(x, y)))
+        .collect();
     let (Some(&left), Some(&right), Some(&top), Some(&bottom)) =
         (columns.first(), columns.last(), rows.first(), rows.last())
     else {
         bail!("textrender drew nothing for {text:?}");
     };
     // The box: the text's extent and a margin, clipped to the drawing.
-    let (left, right) = (left.saturating_sub(MARGIN.0), (right + MARGIN.0).min(width - 1));
-    let (top, bottom) = (top.saturating_sub(MARGIN.1), (bottom + MARGIN.1).min(height - 1));
+    let (left, right) = (
+        left.saturating_sub(MARGIN.0),
+        (right + MARGIN.0).min(width - 1),
+    );
+    let (top, bottom) = (
+        top.saturating_sub(MARGIN.1),
+        (bottom + MARGIN.1).min(height - 1),
+    );
     let levels = (top..=bottom)
         .flat_map(|y| (left..=right).map(move |x| (x, y)))
         .map(|(x, y)| ((u16::from(alpha(x, y)) * 7 + 127) / 255) as u8)
@@ -123,13 +136,20 @@ const FIRST_ENTRY: u8 = 1;
 /// right edge makes ffmpeg and GStreamer stop before its end code and take the rest of the
 /// object for garbage (hence "Invalid object location" from `dvbsubenc`'s output).
 fn code_line(out: &mut Vec<u8>, line: &[u8]) {
-    let inked = line.iter().rposition(|&level| level > 0).map_or(0, |i| i + 1);
+    let inked = line
+        .iter()
+        .rposition(|&level| level > 0)
+        .map_or(0, |i| i + 1);
     let line = &line[..inked];
     out.push(0x12); // 8-bit/pixel code string
     let mut i = 0;
     while i < line.len() {
         let code = FIRST_ENTRY + line[i];
-        let run = line[i..].iter().take_while(|&&l| l == line[i]).count().min(127);
+        let run = line[i..]
+            .iter()
+            .take_while(|&&l| l == line[i])
+            .count()
+            .min(127);
         if run >= 3 {
             out.extend_from_slice(&[0x00, 0x80 | run as u8, code]);
         } else {

@@ -58,6 +58,10 @@ enum Command {
         /// MPEG-TS file whose first picture fills the player screens.
         #[arg(long)]
         video: Option<PathBuf>,
+        /// MPEG-TS file with subtitles (`media-fixtures/ch3.ts`): a picture with its first
+        /// ones shown fills the subtitles screen.
+        #[arg(long)]
+        subtitles: Option<PathBuf>,
         /// Sizes to render.
         #[arg(long, value_parser = parse_size, value_delimiter = ',', default_value = "1280x720,1920x1080")]
         sizes: Vec<(u32, u32)>,
@@ -232,11 +236,17 @@ fn main() -> Result<()> {
         Command::Screenshots {
             out,
             video,
+            subtitles,
             sizes,
             only,
         } => {
-            let files =
-                stb_app::ui::screenshots::render_all(&out, video.as_deref(), &sizes, &only)?;
+            let files = stb_app::ui::screenshots::render_all(
+                &out,
+                video.as_deref(),
+                subtitles.as_deref(),
+                &sizes,
+                &only,
+            )?;
             for file in files {
                 println!("{}", out.join(file).display());
             }

@@ -1,6 +1,7 @@
 //! The player: one GStreamer pipeline for the whole session,
-//! `appsrc (live MPEG-TS) ! tsdemux ! h264parse ! decoder ! videoconvert ! video sink` plus
-//! `aacparse ! avdec_aac ! audioconvert ! audioresample ! audio sink`, fed with segments that
+//! `appsrc (live MPEG-TS) ! tsdemux ! h264parse ! decoder ! dvbsuboverlay ! videoconvert !
+//! video sink` plus `aacparse ! avdec_aac ! audioconvert ! audioresample ! audio sink` and the
+//! subtitles the viewer turned on into the overlay, fed with segments that
 //! the box decrypts itself. A zap takes the pipeline to READY (which flushes every element and
 //! resets the demuxer) and back to PLAYING, then the new channel's data flows in: no playbin,
 //! no buffering beyond the decoders' own.
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::frame::Frame;
 use crate::sync::lock;
-pub use crate::tracks::AudioTrack;
-use crate::tracks::Tracks;
+use crate::tracks::{Kind, Tracks};
+pub use crate::tracks::{Next, Track};
 
 /// What the pipeline has done since the last zap.
 #[derive(Debug, Default)]
@@ -105,7 +106,8 @@ pub struct Player {
     /// last, so a pause and a play sent to two blocking threads cannot end in the wrong
     /// order (a lock is not first come, first served).
     paused: AtomicBool,
-    tracks: Arc<Tracks>,
+    sound: Arc<Tracks>,
+    subtitles: Arc<Tracks>,
 }
 
 fn make(factory: &str) -> Result<gst::Element> {
@@ -142,6 +144,7 @@ struct Pipeline {
     demux: gst::Element,
     vparse: gst::Element,
     vdec: gst::Element,
+    overlay: gst::Element,
     aqueue: gst::Element,
     adec: gst::Element,
     volume: gst::Element,
@@ -174,6 +177,10 @@ fn create_pipeline(
     demux.set_property("latency", DEMUX_LATENCY_MS);
     let vparse = make("h264parse")?;
     let vdec = video_decoder()?;
+    // Draws the subtitles on the decoded pictures; with none linked (or none on screen) the
+    // pictures pass as they are. It never waits for subtitles: a sparse stream cannot hold
+    // the picture back.
+    let overlay = make("dvbsuboverlay")?;
     let vconv = make("videoconvert")?;
     let vqueue = make("queue")?;
     let vsink = match (video_sink, frames) {
@@ -207,6 +214,7 @@ fn create_pipeline(
         &demux,
         &vparse,
         &vdec,
+        &overlay,
         &vconv,
         &vqueue,
         &vsink,
@@ -219,7 +227,7 @@ fn create_pipeline(
         &asink,
     ])?;
     appsrc.link(&demux)?;
-    gst::Element::link_many([&vparse, &vdec, &vconv, &vqueue, &vsink])?;
+    gst::Element::link_many([&vparse, &vdec, &overlay, &vconv, &vqueue, &vsink])?;
     gst::Element::link_many([&aqueue, &aparse, &adec, &aconv, &ares, &volume, &asink])?;
     Ok(Pipeline {
         pipeline,
@@ -227,6 +235,7 @@ fn create_pipeline(
         demux,
         vparse,
         vdec,
+        overlay,
         aqueue,
         adec,
         volume,
@@ -244,15 +253,21 @@ fn not_async(element: &gst::Element) {
 }
 
 /// tsdemux makes its pads once it has seen the PMT, again after every reset (zap): each new
-/// video pad replaces the old link to the video branch; sound pads go to [`Tracks`], which
-/// links one of them.
-fn link_demuxer_pads(p: &Pipeline) -> Result<Arc<Tracks>> {
+/// video pad replaces the old link to the video branch; sound and subtitle pads go to their
+/// [`Tracks`], which link the viewer's choice.
+fn link_demuxer_pads(p: &Pipeline) -> Result<(Arc<Tracks>, Arc<Tracks>)> {
     let vtarget = p.vparse.static_pad("sink").context("h264parse pad")?;
-    let tracks = Arc::new(Tracks::new(
+    let sound = Arc::new(Tracks::new(
+        Kind::Sound,
         p.demux.clone(),
         p.aqueue.static_pad("sink").context("queue pad")?,
     ));
-    let t = tracks.clone();
+    let subtitles = Arc::new(Tracks::new(
+        Kind::Subtitles,
+        p.demux.clone(),
+        p.overlay.static_pad("text_sink").context("overlay pad")?,
+    ));
+    let (s, t) = (sound.clone(), subtitles.clone());
     p.demux.connect_pad_added(move |_, pad| {
         let Some(caps) = pad.current_caps() else {
             return;
@@ -262,13 +277,18 @@ fn link_demuxer_pads(p: &Pipeline) -> Result<Arc<Tracks>> {
         };
         if name.starts_with("video/x-h264") {
             crate::tracks::relink(pad, &vtarget);
-        } else if crate::tracks::is_sound(pad) {
+        } else if Kind::Sound.carried_by(pad) {
+            s.added(pad);
+        } else if Kind::Subtitles.carried_by(pad) {
             t.added(pad);
         }
     });
-    let t = tracks.clone();
-    p.demux.connect_pad_removed(move |_, _| t.removed());
-    Ok(tracks)
+    let (s, t) = (sound.clone(), subtitles.clone());
+    p.demux.connect_pad_removed(move |_, _| {
+        s.removed();
+        t.removed();
+    });
+    Ok((sound, subtitles))
 }
 
 /// Pad probes on the decoders' outputs count frames and audio buffers into `stats`.
@@ -331,7 +351,7 @@ impl Player {
         frames: Option<FrameHandler>,
     ) -> Result<Self> {
         let p = create_pipeline(video_sink, audio_sink, frames)?;
-        let tracks = link_demuxer_pads(&p)?;
+        let (sound, subtitles) = link_demuxer_pads(&p)?;
         let stats = Arc::new(Stats::default());
         count_decoded(&p, &stats)?;
         watch_bus(&p.pipeline, Arc::downgrade(&stats))?;
@@ -345,7 +365,8 @@ impl Player {
             stats,
             zapping: Mutex::new(()),
             paused: AtomicBool::new(false),
-            tracks,
+            sound,
+            subtitles,
         })
     }
 
@@ -357,15 +378,20 @@ impl Player {
     /// Flushes everything for a new channel. The caller then feeds the new channel.
     pub fn zap(&self) -> Result<()> {
         let _one_at_a_time = lock(&self.zapping);
-        self.tracks.resetting(true);
+        self.resetting(true);
         let flushed = self.pipeline.set_state(gst::State::Ready);
-        self.tracks.resetting(false);
+        self.resetting(false);
         flushed.context("flushing the pipeline")?;
         self.stats.reset();
         self.pipeline
             .set_state(self.wanted_state())
             .context("restarting the pipeline")?;
         Ok(())
+    }
+
+    fn resetting(&self, on: bool) {
+        self.sound.resetting(on);
+        self.subtitles.resetting(on);
     }
 
     fn wanted_state(&self) -> gst::State {
@@ -408,14 +434,25 @@ impl Player {
     }
 
     /// The sound tracks of the channel playing.
-    pub fn audio_tracks(&self) -> Vec<AudioTrack> {
-        self.tracks.list()
+    pub fn audio_tracks(&self) -> Vec<Track> {
+        self.sound.list()
     }
 
     /// Plays the channel's next sound track; its language is preferred from now on, on
-    /// every channel that has it. None: no sound on this channel.
-    pub fn next_audio_track(&self) -> Option<AudioTrack> {
-        self.tracks.next()
+    /// every channel that has it.
+    pub fn next_audio_track(&self) -> Next {
+        self.sound.next()
+    }
+
+    /// The subtitle tracks of the channel playing (`selected`: shown).
+    pub fn subtitle_tracks(&self) -> Vec<Track> {
+        self.subtitles.list()
+    }
+
+    /// Shows the channel's next subtitles (after the last: none); the language, or "off",
+    /// holds from now on, on every channel.
+    pub fn next_subtitles(&self) -> Next {
+        self.subtitles.next()
     }
 
     /// Bytes waiting in the source's queue (pushed, not yet taken by the demuxer).
@@ -473,7 +510,7 @@ fn rgba_appsink(handler: FrameHandler) -> gst_app::AppSink {
 
 impl Drop for Player {
     fn drop(&mut self) {
-        self.tracks.resetting(true);
+        self.resetting(true);
         let _ = self.appsrc.end_of_stream();
         let _ = self.pipeline.set_state(gst::State::Null);
     }

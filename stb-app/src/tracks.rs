@@ -1,7 +1,8 @@
-//! The sound tracks of the channel playing. A channel may carry several (one per language);
-//! tsdemux makes a pad for each and one of them feeds the sound branch. The viewer's choice
-//! of language holds across zaps for the session: a channel that carries it plays it, one
-//! that does not plays its first track.
+//! The sound and subtitle tracks of the channel playing. A channel may carry several of
+//! each (one per language); tsdemux makes a pad for each, one sound pad feeds the sound
+//! branch and at most one subtitle pad feeds the subtitle overlay. The viewer's choice of
+//! language holds across zaps for the session: a channel that carries it plays it;
+//! otherwise the channel's first sound track plays and subtitles stay off.
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -10,23 +11,68 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sync::lock;
 
-/// One sound track of the channel playing.
+/// One sound or subtitle track of the channel playing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AudioTrack {
+pub struct Track {
     /// ISO 639 code from the channel's PMT ("en", "fra"), if it names one.
     pub language: Option<String>,
-    /// The one playing.
+    /// The one playing (for subtitles: shown).
     pub selected: bool,
 }
 
-/// Which of the demuxer's sound pads feeds the sound branch. The demuxer's pads are the
+/// What [`Tracks::next`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// The channel has no track of this kind.
+    NoTracks,
+    /// Subtitles off; the channel has `of` subtitle tracks.
+    Off {
+        /// How many the channel has.
+        of: usize,
+    },
+    /// Track `number` (from 1) of `of` plays.
+    Playing {
+        /// ISO 639 code from the channel, if it names one.
+        language: Option<String>,
+        /// Its place among the channel's tracks, from 1.
+        number: usize,
+        /// How many the channel has.
+        of: usize,
+    },
+}
+
+/// Sound or subtitles: which pads they are and whether "none" is a choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// AAC or MPEG audio; one track always plays.
+    Sound,
+    /// DVB subtitles; off until the viewer turns them on.
+    Subtitles,
+}
+
+impl Kind {
+    /// Whether the demuxer's `pad` carries this kind.
+    pub(crate) fn carried_by(self, pad: &gst::Pad) -> bool {
+        let media = match self {
+            Self::Sound => "audio/mpeg",
+            Self::Subtitles => "subpicture/x-dvb",
+        };
+        pad.current_caps()
+            .and_then(|caps| caps.structure(0).map(|s| s.name() == media))
+            .unwrap_or(false)
+    }
+}
+
+/// Which of the demuxer's pads of one kind feeds its branch. The demuxer's pads are the
 /// list and the branch's peer is the choice (nothing kept here can drift from them); only
 /// the viewer's language is remembered.
 #[derive(Debug)]
 pub(crate) struct Tracks {
+    kind: Kind,
     demux: gst::Element,
-    /// The sound branch's first element.
+    /// The branch's input (the sound queue's sink, the overlay's subtitle sink).
     target: gst::Pad,
+    /// The viewer's language; for subtitles None is "off".
     preferred: Mutex<Option<String>>,
     /// Choices and links in order (one thread's choice linked after another's would leave
     /// a track playing that nobody chose). Never taken by `removed`, which GStreamer calls
@@ -37,8 +83,9 @@ pub(crate) struct Tracks {
 }
 
 impl Tracks {
-    pub(crate) fn new(demux: gst::Element, target: gst::Pad) -> Self {
+    pub(crate) fn new(kind: Kind, demux: gst::Element, target: gst::Pad) -> Self {
         Self {
+            kind,
             demux,
             target,
             preferred: Mutex::new(None),
@@ -47,12 +94,12 @@ impl Tracks {
         }
     }
 
-    /// The demuxer's sound pads, in its order, with their languages.
+    /// The demuxer's pads of this kind, in its order, with their languages.
     fn pads(&self) -> Vec<(gst::Pad, Option<String>)> {
         self.demux
             .src_pads()
             .into_iter()
-            .filter(is_sound)
+            .filter(|pad| self.kind.carried_by(pad))
             .map(|pad| {
                 let language = language_of(&pad);
                 (pad, language)
@@ -64,12 +111,12 @@ impl Tracks {
         language.is_some() && *language == *lock(&self.preferred)
     }
 
-    /// A new sound pad: linked if nothing plays yet or if it speaks the viewer's language
-    /// and the one playing does not.
+    /// A new pad: linked if it speaks the viewer's language and the one playing does not,
+    /// or (sound) if nothing plays yet.
     pub(crate) fn added(&self, pad: &gst::Pad) {
         let _in_order = lock(&self.linking);
         let take = match self.target.peer() {
-            None => true,
+            None => self.kind == Kind::Sound || self.prefers(&language_of(pad)),
             Some(playing) => {
                 self.prefers(&language_of(pad)) && !self.prefers(&language_of(&playing))
             }
@@ -81,16 +128,17 @@ impl Tracks {
 
     /// A pad gone (zap, program change). On a program change tsdemux adds the new
     /// program's pads before it removes the old ones: when the track playing goes and
-    /// others remain, one of them (the preferred language, else the first) plays.
+    /// others remain, one of them plays (the preferred language, else the first sound).
     pub(crate) fn removed(&self) {
         if self.target.peer().is_some() || self.resetting.load(Ordering::SeqCst) {
             return;
         }
         let pads = self.pads();
+        let first = pads.first().filter(|_| self.kind == Kind::Sound);
         let next = pads
             .iter()
             .find(|(_, l)| self.prefers(l))
-            .or(pads.first())
+            .or(first)
             .map(|(pad, _)| pad);
         if let Some(pad) = next {
             relink(pad, &self.target);
@@ -103,47 +151,49 @@ impl Tracks {
     }
 
     /// The tracks of the channel playing, in the channel's order.
-    pub(crate) fn list(&self) -> Vec<AudioTrack> {
+    pub(crate) fn list(&self) -> Vec<Track> {
         let playing = self.target.peer();
         self.pads()
             .into_iter()
-            .map(|(pad, language)| AudioTrack {
+            .map(|(pad, language)| Track {
                 language,
                 selected: Some(&pad) == playing.as_ref(),
             })
             .collect()
     }
 
-    /// Plays the next track (after the last, the first again) and prefers its language from
-    /// now on. None: the channel has no sound.
-    pub(crate) fn next(&self) -> Option<AudioTrack> {
+    /// Plays the next track and prefers its language from now on. After the last one,
+    /// sound starts again at the first; subtitles go off.
+    pub(crate) fn next(&self) -> Next {
         let _in_order = lock(&self.linking);
         let pads = self.pads();
+        let of = pads.len();
         let playing = self.target.peer();
-        let index = pads
+        let index = match pads
             .iter()
             .position(|(pad, _)| Some(pad) == playing.as_ref())
-            .map_or(0, |i| (i + 1) % pads.len().max(1));
-        let (pad, language) = pads.into_iter().nth(index)?;
+        {
+            _ if of == 0 => return Next::NoTracks,
+            None => 0,
+            Some(i) if i + 1 < of => i + 1,
+            Some(_) if self.kind == Kind::Sound => 0,
+            Some(_) => {
+                unlink(&self.target);
+                *lock(&self.preferred) = None;
+                return Next::Off { of };
+            }
+        };
+        let (pad, language) = pads.into_iter().nth(index).expect("index within the pads");
         relink(&pad, &self.target);
         if language.is_some() {
             *lock(&self.preferred) = language.clone();
         }
-        Some(AudioTrack {
+        Next::Playing {
             language,
-            selected: true,
-        })
+            number: index + 1,
+            of,
+        }
     }
-}
-
-/// A demuxer pad carrying sound (AAC or MPEG audio).
-pub(crate) fn is_sound(pad: &gst::Pad) -> bool {
-    pad.current_caps()
-        .and_then(|caps| {
-            caps.structure(0)
-                .map(|s| s.name().starts_with("audio/mpeg"))
-        })
-        .unwrap_or(false)
 }
 
 /// The language the demuxer read from the PMT for this pad's stream.
@@ -151,6 +201,21 @@ fn language_of(pad: &gst::Pad) -> Option<String> {
     let tags = pad.stream()?.tags()?;
     let code = tags.get::<gst::tags::LanguageCode>()?;
     Some(code.get().to_owned()).filter(|c| !c.is_empty())
+}
+
+/// A flush through `target`: it takes data again after an end of stream, and drops what
+/// it held (a subtitle on screen goes).
+fn flush(target: &gst::Pad) {
+    target.send_event(gst::event::FlushStart::new());
+    target.send_event(gst::event::FlushStop::new(false));
+}
+
+/// Unlinks whatever fed `target` and clears what it held.
+fn unlink(target: &gst::Pad) {
+    if let Some(old) = target.peer() {
+        let _ = old.unlink(target);
+    }
+    flush(target);
 }
 
 /// Links `pad` to `target` in place of whatever fed it.
@@ -165,8 +230,7 @@ pub(crate) fn relink(pad: &gst::Pad, target: &gst::Pad) {
     // without sound) may have ended this branch with EOS when its old pad went away: a
     // flush makes it take data again.
     if target.pad_flags().contains(gst::PadFlags::EOS) {
-        target.send_event(gst::event::FlushStart::new());
-        target.send_event(gst::event::FlushStop::new(false));
+        flush(target);
     }
     if let Err(e) = pad.link(target) {
         tracing::warn!(error = ?e, pad = %pad.name(), "could not link demuxer pad");

@@ -3,7 +3,7 @@
 //! no picture.
 #![allow(missing_docs)]
 
-use stb_app::player::{Frame, Player};
+use stb_app::player::{Frame, Next, Player};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -233,8 +233,11 @@ async fn sound_tracks_are_listed_and_chosen_across_zaps() {
     );
     assert!(wait_for(|| player.stats().snapshot().audio_buffers > 0).await);
 
-    let chosen = player.next_audio_track().expect("a track");
-    assert_eq!(chosen.language.as_deref(), Some("fr"));
+    let chosen = player.next_audio_track();
+    assert!(
+        matches!(&chosen, Next::Playing { language: Some(l), number: 2, of: 2 } if l == "fr"),
+        "{chosen:?}"
+    );
     let before = player.stats().snapshot().audio_buffers;
     for chunk in fixture("ch3.ts")[188 * 3000..188 * 6000].chunks(188 * 100) {
         player.push(chunk.to_vec()).expect("push");
@@ -282,4 +285,100 @@ async fn sound_follows_a_program_change() {
             player.stats().snapshot()
         );
     }
+}
+
+/// How much of the band where channel 3's subtitles appear is covered by their box: the
+/// box lets a quarter of the picture through, so the pinwheel's white stripes turn dark
+/// grey under it (pure black and white without it).
+fn subtitle_box(frame: &Frame) -> bool {
+    let band = frame.rows().skip(264).take(20);
+    let (mut grey, mut all) = (0, 0);
+    for row in band {
+        for pixel in row[4 * 220..4 * 420].chunks(4) {
+            all += 1;
+            if (40..=110).contains(&pixel[0]) {
+                grey += 1;
+            }
+        }
+    }
+    grey * 5 > all
+}
+
+/// Channel 3 carries DVB subtitles in English and French: both are listed, none shown
+/// until chosen; the subtitle key's order is English, French, off; the choice holds across
+/// zaps, and a channel without subtitles says so.
+#[tokio::test]
+async fn subtitles_are_listed_drawn_on_the_picture_and_turned_off() {
+    let (frames, boxed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (f, b) = (frames.clone(), boxed.clone());
+    let handler = Arc::new(move |frame: Frame| {
+        f.fetch_add(1, Ordering::SeqCst);
+        if subtitle_box(&frame) {
+            b.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let player = Player::with_frames("appsink", "fakesink", Some(handler)).expect("player");
+    let play = |name: &str| {
+        player.zap().expect("zap");
+        player.push(fixture(name)).expect("push");
+    };
+    let shown = |player: &Player| {
+        player
+            .subtitle_tracks()
+            .into_iter()
+            .map(|t| (t.language.unwrap_or_default(), t.selected))
+            .collect::<Vec<_>>()
+    };
+    play("ch3.ts");
+    assert!(wait_for(|| player.subtitle_tracks().len() == 2).await);
+    assert_eq!(
+        shown(&player),
+        [("en".to_owned(), false), ("fr".to_owned(), false)]
+    );
+    // The first cue runs from 1 s to 4.5 s: off, it is not drawn.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(frames.load(Ordering::SeqCst) > 50);
+    assert_eq!(boxed.load(Ordering::SeqCst), 0, "subtitles drawn while off");
+
+    let next = player.next_subtitles();
+    assert_eq!(
+        next,
+        Next::Playing {
+            language: Some("en".into()),
+            number: 1,
+            of: 2
+        }
+    );
+    assert!(
+        wait_for(|| boxed.load(Ordering::SeqCst) > 5).await,
+        "no subtitles drawn within 5 s of turning them on"
+    );
+    assert!(matches!(
+        player.next_subtitles(),
+        Next::Playing { number: 2, .. }
+    ));
+    assert_eq!(player.next_subtitles(), Next::Off { of: 2 });
+    // Pictures already drawn wait in the video queue (up to a second of them).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = boxed.load(Ordering::SeqCst);
+    // Cues are at most a second apart: two seconds off would show one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        boxed.load(Ordering::SeqCst),
+        before,
+        "subtitles drawn after off"
+    );
+
+    // English chosen again holds across zaps; channel 1 has none.
+    player.next_subtitles();
+    play("ch1.ts");
+    assert!(wait_for(|| player.stats().snapshot().video_frames > 0).await);
+    assert!(player.subtitle_tracks().is_empty());
+    assert_eq!(player.next_subtitles(), Next::NoTracks);
+    play("ch3.ts");
+    assert!(wait_for(|| player.subtitle_tracks().len() == 2).await);
+    assert_eq!(
+        shown(&player),
+        [("en".to_owned(), true), ("fr".to_owned(), false)]
+    );
 }

@@ -60,6 +60,8 @@ pub enum Action {
     Rewind,
     /// The channel's next sound track (language).
     Audio,
+    /// The channel's next subtitles, or none.
+    Subtitles,
 }
 
 impl Action {
@@ -111,6 +113,7 @@ impl FromStr for Action {
             "fast-forward" => Self::FastForward,
             "rewind" => Self::Rewind,
             "audio" => Self::Audio,
+            "subtitles" => Self::Subtitles,
             other => match other.strip_prefix("digit-").map(str::parse::<u8>) {
                 Some(Ok(d)) if d <= 9 => Self::Digit(d),
                 _ => bail!("unknown action {other:?}"),

@@ -4,7 +4,7 @@
 //! and feeds every key back into the model. It lives on the UI thread and never blocks it.
 
 use super::AppWindow;
-use super::model::{Effect, LoggedIn, Model, SoundTrack, Timer};
+use super::model::{Effect, LoggedIn, Model, Timer, TrackKind};
 use super::view::{WindowKey, render, window_key};
 use crate::config::BoxConfig;
 use crate::feed::FeedState;
@@ -424,18 +424,15 @@ impl Controller {
                     });
                 }
             }
-            Effect::NextSoundTrack => {
+            Effect::NextTrack(kind) => {
                 let player = self.player.clone();
-                let task = self.rt.spawn_blocking(move || {
-                    let track = player.next_audio_track()?;
-                    let tracks = player.audio_tracks();
-                    Some(SoundTrack {
-                        number: tracks.iter().position(|t| t.selected).map_or(1, |i| i + 1),
-                        of: tracks.len(),
-                        language: track.language,
-                    })
+                let task = self.rt.spawn_blocking(move || match kind {
+                    TrackKind::Sound => player.next_audio_track(),
+                    TrackKind::Subtitles => player.next_subtitles(),
                 });
-                self.answer(task, |m, track| m.sound_track_done(track.ok().flatten()));
+                self.answer(task, move |m, next| {
+                    m.track_done(kind, next.unwrap_or(crate::tracks::Next::NoTracks))
+                });
             }
             Effect::Seek(ms) => {
                 if let Some(controls) = &self.playback {

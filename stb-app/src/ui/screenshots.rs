@@ -4,7 +4,7 @@
 
 use super::AppWindow;
 use super::controller::to_image;
-use super::model::{About, Effect, LoggedIn, Model, SessionRules, Timer};
+use super::model::{About, Effect, LoggedIn, Model, Next, SessionRules, Timer, TrackKind};
 use super::view::render;
 use crate::feed::FeedState;
 use crate::frame::Frame;
@@ -194,6 +194,40 @@ fn with_guide(model: &mut Model, actions: &[Action]) {
 
 /// Decodes the first picture of an MPEG-TS file (unencrypted, like `media-fixtures/ch1.ts`).
 pub fn first_frame(ts: &Path) -> Result<Frame> {
+    let (player, frames) = play(ts)?;
+    let mut frame = frames
+        .recv_timeout(Duration::from_secs(10))
+        .context("no picture decoded")?;
+    while let Ok(f) = frames.recv_timeout(Duration::from_millis(1500)) {
+        frame = f;
+    }
+    drop(player);
+    Ok(frame)
+}
+
+/// The picture 3.2 s into a channel file with its first subtitles shown (channel 3's first
+/// cue runs from 1 s to 4.5 s).
+pub fn subtitled_frame(ts: &Path) -> Result<Frame> {
+    let (player, frames) = play(ts)?;
+    let since = std::time::Instant::now();
+    while player.subtitle_tracks().is_empty() {
+        anyhow::ensure!(
+            since.elapsed() < Duration::from_secs(10),
+            "{} has no subtitles",
+            ts.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    player.next_subtitles();
+    let frame = frames
+        .iter()
+        .nth(80)
+        .context("the channel ended before 3.2 s")?;
+    Ok(frame)
+}
+
+/// A player fed with the first seconds of `ts`, its pictures coming out of the receiver.
+fn play(ts: &Path) -> Result<(Player, std::sync::mpsc::Receiver<Frame>)> {
     let bytes = std::fs::read(ts).with_context(|| format!("reading {}", ts.display()))?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let player = Player::with_frames(
@@ -208,13 +242,7 @@ pub fn first_frame(ts: &Path) -> Result<Frame> {
             .push(chunk.to_vec())
             .map_err(|e| anyhow::anyhow!("pipeline refused data: {e:?}"))?;
     }
-    let mut frame = rx
-        .recv_timeout(Duration::from_secs(10))
-        .context("no picture decoded")?;
-    while let Ok(f) = rx.recv_timeout(Duration::from_millis(1500)) {
-        frame = f;
-    }
-    Ok(frame)
+    Ok((player, rx))
 }
 
 /// Renders every screen at `sizes` into `out` as `<name>-<w>x<h>.png`; returns the files.
@@ -222,12 +250,17 @@ pub fn first_frame(ts: &Path) -> Result<Frame> {
 pub fn render_all(
     out: &Path,
     video: Option<&Path>,
+    subtitled: Option<&Path>,
     sizes: &[(u32, u32)],
     only: &[String],
 ) -> Result<Vec<String>> {
     std::fs::create_dir_all(out)?;
     let (window, ui) = offscreen()?;
     let picture = video.map(first_frame).transpose()?.map(|f| to_image(&f));
+    let subtitled = subtitled
+        .map(subtitled_frame)
+        .transpose()?
+        .map(|f| to_image(&f));
     let mut written = vec![];
     for &(w, h) in sizes {
         window.set_size(slint::PhysicalSize::new(w, h));
@@ -236,7 +269,9 @@ pub fn render_all(
                 continue;
             }
             render(&model, &ui);
-            ui.set_video(if with_video {
+            ui.set_video(if name == "player-subtitles" {
+                subtitled.clone().or(picture.clone()).unwrap_or_default()
+            } else if with_video {
                 picture.clone().unwrap_or_default()
             } else {
                 slint::Image::default()
@@ -512,6 +547,19 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         ),
         ("player-banner", watching(), true),
         (
+            "player-subtitles",
+            then(quiet(), &|m| {
+                press(m, &[Action::Subtitles]);
+                let english = Next::Playing {
+                    language: Some("en".into()),
+                    number: 1,
+                    of: 2,
+                };
+                m.track_done(TrackKind::Subtitles, english);
+            }),
+            true,
+        ),
+        (
             "player-number",
             then(quiet(), &|m| press(m, &[Digit(2)])),
             true,
@@ -637,7 +685,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "parental-settings",
             then(quiet(), &|m| {
-                press(m, &[Menu, Down, Down, Down, Down, Down, Action::Ok]);
+                press(m, &[Menu, Up, Up, Action::Ok]);
                 press(m, &[Right, Right, Digit(4), Digit(4)]);
             }),
             true,
@@ -647,7 +695,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             then(quiet(), &|m| {
                 // Parental control set as a subscriber would (limit 12, PIN typed twice),
                 // then a film rated 18 starts on the channel playing.
-                press(m, &[Menu, Down, Down, Down, Down, Down, Action::Ok]);
+                press(m, &[Menu, Up, Up, Action::Ok]);
                 press(m, &[Right, Right]);
                 for _ in 0..2 {
                     press(m, &[Digit(4), Digit(4), Digit(2), Digit(0), Action::Ok]);

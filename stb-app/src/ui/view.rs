@@ -80,6 +80,7 @@ pub fn window_key(text: &str, wants_text: bool) -> Option<WindowKey> {
             'f' => Action::Favourite,
             'r' => Action::Record,
             'a' => Action::Audio,
+            't' => Action::Subtitles,
             'p' | ' ' => Action::PlayPause,
             's' => Action::Stop,
             '.' | '>' => Action::FastForward,

@@ -13,7 +13,7 @@ mod guide;
 mod overlays;
 mod parental;
 mod recordings;
-mod sound;
+mod tracks;
 mod zap;
 
 pub use form::{FieldView, FormView};
@@ -21,7 +21,7 @@ pub use guide::{GUIDE_ROWS, GUIDE_SPAN_MS, GuideRowView, GuideView};
 pub use overlays::{About, Alert, AlertAction, MENU};
 pub use parental::Pin;
 pub use recordings::{LivePause, Playback, RecordingItem, RecordingOn, RecordingsList, SEEK_MS};
-pub use sound::{SoundTrack, language_name};
+pub use tracks::{Next, TrackKind, language_name};
 pub use zap::{BANNER, NUMBER_ENTRY};
 
 use super::keyboard::Keyboard;
@@ -153,8 +153,9 @@ pub enum Effect {
     StopRecording,
     /// Pause live TV (its data waits in memory) or play on.
     PauseLive(bool),
-    /// Play the channel's next sound track; answer with [`Model::sound_track_done`].
-    NextSoundTrack,
+    /// Play the channel's next sound track or show its next subtitles (or none); answer
+    /// with [`Model::track_done`].
+    NextTrack(TrackKind),
     /// Stop the channel playing (its programme is locked); the session goes on.
     StopPlaying,
     /// Ask the content server whether this is the parental PIN; answer with

@@ -1,7 +1,7 @@
 //! What shows over any screen: alerts, the small menu, the volume bar and the feeder's
 //! status line.
 
-use super::{Effect, Model, Screen, Timer, VOLUME_BAR, VOLUME_STEP, capitalise};
+use super::{Effect, Model, Screen, Timer, TrackKind, VOLUME_BAR, VOLUME_STEP, capitalise};
 use crate::feed::FeedState;
 use crate::remote::Action;
 
@@ -64,12 +64,13 @@ impl Alert {
 }
 
 /// Entries of the small menu.
-pub const MENU: [&str; 7] = [
+pub const MENU: [&str; 8] = [
     "Channel list",
     "Recordings",
     "Log out",
     "About this box",
     "Sound track",
+    "Subtitles",
     "Parental control",
     "Close",
 ];
@@ -146,8 +147,9 @@ impl Model {
                         self.about_id += 1;
                         fx.push(Effect::About(self.about_id));
                     }
-                    4 => self.next_sound_track(fx),
-                    5 => self.open_parental_settings(),
+                    4 => self.next_track(TrackKind::Sound, fx),
+                    5 => self.next_track(TrackKind::Subtitles, fx),
+                    6 => self.open_parental_settings(),
                     _ => {}
                 }
             }
@@ -302,8 +304,8 @@ mod tests {
         // Closed and opened again: the first request's late answer is not shown in the second.
         m.action(Action::Ok);
         m.action(Action::Menu);
-        for _ in 0..4 {
-            m.action(Action::Up);
+        for _ in 0..3 {
+            m.action(Action::Down);
         }
         m.action(Action::Ok);
         m.about_done(id, sample("old"));

@@ -2,7 +2,7 @@
 //! last channel, favourites, and the rules that refuse a channel outside the package.
 
 use super::overlays::Alert;
-use super::{Effect, Model, Screen, Timer};
+use super::{Effect, Model, Screen, Timer, TrackKind};
 use crate::remote::Action;
 use stb_protocol::content_api::ChannelInfo;
 use std::time::Duration;
@@ -52,7 +52,8 @@ impl Model {
             }
             Action::Menu => self.open_menu(fx),
             Action::Guide => self.open_guide(fx),
-            Action::Audio => self.next_sound_track(fx),
+            Action::Audio => self.next_track(TrackKind::Sound, fx),
+            Action::Subtitles => self.next_track(TrackKind::Subtitles, fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
             _ => {}
         }
@@ -101,7 +102,8 @@ impl Model {
             }
             Action::Menu => self.open_menu(fx),
             Action::Guide => self.open_guide(fx),
-            Action::Audio => self.next_sound_track(fx),
+            Action::Audio => self.next_track(TrackKind::Sound, fx),
+            Action::Subtitles => self.next_track(TrackKind::Subtitles, fx),
             Action::VolumeUp | Action::VolumeDown | Action::Mute => self.volume_action(action, fx),
             Action::Record
             | Action::PlayPause
