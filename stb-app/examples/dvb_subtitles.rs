@@ -62,9 +62,14 @@ fn render(text: &str) -> Result<Bitmap> {
     )?
     .downcast::<gst::Pipeline>()
     .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-    let by_name = |name| pipeline.by_name(name).context("element");
-    let src = by_name("text")?.downcast::<gst_app::AppSrc>().unwrap();
-    let sink = by_name("frame")?.downcast::<gst_app::AppSink>().unwrap();
+    let src = pipeline
+        .by_name("text")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .context("appsrc")?;
+    let sink = pipeline
+        .by_name("frame")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .context("appsink")?;
     pipeline.set_state(gst::State::Playing)?;
     let mut buffer = gst::Buffer::from_slice(text.as_bytes().to_vec());
     {

@@ -34,6 +34,7 @@ CONFFILES:${PN} = "${sysconfdir}/stb-app/config.toml ${sysconfdir}/stb-app/keyma
 
 # The pipeline (src/player.rs): tsdemux (mpegtsdemux), h264parse (videoparsersbad),
 # v4l2h264dec (video4linux2) or avdec_h264 and avdec_aac (libav), aacparse (audioparsers),
+# dvbsuboverlay (subtitles),
 # videoconvert (videoconvertscale), audioconvert, audioresample, volume, appsrc/appsink (app),
 # autoaudiosink (autodetect) over ALSA. No video sink: the UI takes the frames through appsink
 # and draws them itself with Slint's linuxkms backend (kmssink serves only an explicit
@@ -41,6 +42,7 @@ CONFFILES:${PN} = "${sysconfdir}/stb-app/config.toml ${sysconfdir}/stb-app/keyma
 # xkeyboard-config: the keymap that Slint's linuxkms backend compiles with libxkbcommon on the
 # first key press.
 RDEPENDS:${PN} += "gstreamer1.0-libav \
+                   gstreamer1.0-plugins-bad-dvbsuboverlay \
                    gstreamer1.0-plugins-bad-mpegtsdemux \
                    gstreamer1.0-plugins-bad-videoparsersbad \
                    gstreamer1.0-plugins-base-alsa \
