@@ -32,7 +32,9 @@ for tool in Xvfb xdotool; do
 done
 stack_up "$dir" release >&2
 # Xvfb picks a free display and writes its number once it accepts connections: the box must
-# not start before (it exits with "Failed to open connection to X server" under load).
+# not start before (it exits with "Failed to open connection to X server" under load). The
+# last run's file goes first: the background shell truncates it only when it gets to run.
+rm -f "$dir/xvfb-display"
 Xvfb -displayfd 3 -screen 0 1280x720x24 3>"$dir/xvfb-display" >"$dir/xvfb.log" 2>&1 &
 XV=$!
 for i in $(seq 1 100); do
