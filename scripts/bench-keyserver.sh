@@ -4,15 +4,17 @@
 # next to `openssl speed ecdhp256` measured in the same run. With `--baseline BIN`, another
 # keyserver binary (e.g. a release build of an older commit) runs alternately with this one,
 # so that both see the same machine.
-# Usage: scripts/bench-keyserver.sh [--baseline BIN] [--rounds N]   (Markdown on stdout)
+# Usage: scripts/bench-keyserver.sh [--baseline BIN] [--rounds N] [--backends sqlite,postgres]
+# (Markdown on stdout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-baseline="" rounds=2
+baseline="" rounds=2 backends=sqlite,postgres
 while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) baseline=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    *) echo "usage: $0 [--baseline BIN] [--rounds N]" >&2; exit 2 ;;
+    --backends) backends=$2; shift 2 ;;
+    *) echo "usage: $0 [--baseline BIN] [--rounds N] [--backends sqlite,postgres]" >&2; exit 2 ;;
   esac
 done
 cargo build --release --locked -p keyserver --bins >&2
@@ -25,7 +27,7 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 builds=(target/release/keyserver)
 [ -n "$baseline" ] && builds=("$baseline" target/release/keyserver)
 for round in $(seq "$rounds"); do
-  for backend in sqlite postgres; do
+  for backend in ${backends//,/ }; do
     for mode in first returning; do
       for conc in 16 64; do
         for build in "${builds[@]}"; do

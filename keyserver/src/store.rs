@@ -9,6 +9,8 @@
 //! record, the identifier itself and the server secrets are wrapped under the KEK, which
 //! never sits in the database.
 
+mod inline;
+
 use crate::kek::{Field, Keyring};
 use anyhow::{Context, Result};
 use hmac::{Hmac, KeyInit, Mac};
@@ -120,6 +122,8 @@ pub type KekUsage = BTreeMap<String, u64>;
 pub struct Store {
     db: Database,
     keys: Arc<AtRest>,
+    /// SQLite: the recovery's statements on connections of their own (`store/inline.rs`).
+    inline: Option<Arc<inline::Inline>>,
 }
 
 #[derive(Debug)]
@@ -146,12 +150,17 @@ impl Store {
         );
         let identifier_key =
             meta_secret(&db, &ring, "identifier_key", &stb_protocol::random_array()).await?;
+        let inline = match db.backend {
+            Backend::Sqlite => inline::Inline::open(url)?.map(Arc::new),
+            Backend::Postgres => None,
+        };
         let store = Self {
             db,
             keys: Arc::new(AtRest {
                 ring,
                 identifier_key: SecretArray::new(identifier_key),
             }),
+            inline,
         };
         store.wrap_clear_rows().await?;
         Ok(store)
@@ -359,29 +368,52 @@ impl Store {
             .bind(&key)
             .fetch_optional(&self.db.pool)
             .await?;
-        row.map(|row| self.record_from_columns(&key, &row, 0))
+        row.map(|row| self.record_from_columns(&key, &Columns::of(&row, 0)?))
             .transpose()
             .map(Option::flatten)
     }
 
     /// What a recovery reads, in one statement: the identifier's counters and its record.
     pub async fn recovery_view(&self, id: &Identifier) -> Result<RecoveryView> {
-        let row_key = self.row_key(id);
-        let row = sqlx::query(
-            "SELECT g.failures, g.last_attempt_ms, g.locked, g.window_failures, \
+        const SQL: &str = "SELECT g.failures, g.last_attempt_ms, g.locked, g.window_failures, \
                a.suite, a.verifier, a.sealed \
              FROM (SELECT CAST($1 AS TEXT) AS k) AS q \
              LEFT JOIN guesses g ON g.identifier = q.k \
-             LEFT JOIN accounts a ON a.identifier = q.k",
-        )
-        .bind(&row_key)
-        .fetch_one(&self.db.pool)
-        .await?;
-        let guess = match row.try_get::<Option<i64>, _>(0)? {
-            Some(_) => Some(guess_from_row(&row)?),
+             LEFT JOIN accounts a ON a.identifier = q.k";
+        let row_key = self.row_key(id);
+        let inline = match &self.inline {
+            Some(inline) => match inline.read_one(SQL, &[&row_key], |row| {
+                let guess = match row.get::<_, Option<i64>>(0)? {
+                    Some(_) => Some(guess_from(|i| row.get(i))?),
+                    None => None,
+                };
+                let columns = Columns {
+                    suite: row.get(4)?,
+                    verifier: row.get(5)?,
+                    sealed: row.get(6)?,
+                };
+                Ok((guess, columns))
+            }) {
+                Err(e) if inline::is_busy(&e) => None,
+                read => Some(read?.context("the recovery's read returned no row")?),
+            },
             None => None,
         };
-        let record = self.record_from_columns(&row_key, &row, 4)?;
+        let (guess, record) = match inline {
+            Some(found) => found,
+            None => {
+                let row = sqlx::query(SQL)
+                    .bind(&row_key)
+                    .fetch_one(&self.db.pool)
+                    .await?;
+                let guess = match row.try_get::<Option<i64>, _>(0)? {
+                    Some(_) => Some(guess_from_row(&row)?),
+                    None => None,
+                };
+                (guess, Columns::of(&row, 4)?)
+            }
+        };
+        let record = self.record_from_columns(&row_key, &record)?;
         Ok(RecoveryView {
             row_key,
             guess,
@@ -389,28 +421,16 @@ impl Store {
         })
     }
 
-    /// The record in columns `first..first + 3` (suite, verifier, sealed) of `row`, `None`
-    /// when they are NULL (no account).
-    fn record_from_columns(
-        &self,
-        key: &str,
-        row: &sqlx::any::AnyRow,
-        first: usize,
-    ) -> Result<Option<StoredRecord>> {
-        let Some(suite) = row.try_get::<Option<i64>, _>(first)? else {
+    /// The record in `columns`, `None` when they are NULL (no account).
+    fn record_from_columns(&self, key: &str, columns: &Columns) -> Result<Option<StoredRecord>> {
+        let (Some(suite), Some(verifier), Some(sealed)) =
+            (columns.suite, &columns.verifier, &columns.sealed)
+        else {
             return Ok(None);
         };
         let ring = &self.keys.ring;
-        let verifier = ring.unwrap(
-            Field::Verifier,
-            key.as_bytes(),
-            &row.try_get::<Vec<u8>, _>(first + 1)?,
-        )?;
-        let sealed = ring.unwrap(
-            Field::Sealed,
-            key.as_bytes(),
-            &row.try_get::<Vec<u8>, _>(first + 2)?,
-        )?;
+        let verifier = ring.unwrap(Field::Verifier, key.as_bytes(), verifier)?;
+        let sealed = ring.unwrap(Field::Sealed, key.as_bytes(), sealed)?;
         Ok(Some(StoredRecord {
             suite: Suite::from_id(u8::try_from(suite)?)?,
             verifier: Verifier::from_bytes(
@@ -590,9 +610,7 @@ impl Store {
         rules: AttemptRules,
         pending: &PendingRow,
     ) -> Result<Option<GuessState>> {
-        let _turn = self.db.write_turn().await;
-        let row = sqlx::query(
-            "INSERT INTO guesses (identifier, failures, last_attempt_ms, locked, \
+        const SQL: &str = "INSERT INTO guesses (identifier, failures, last_attempt_ms, locked, \
                pending_suite, pending_session, pending_tag, pending_expires_ms, \
                window_failures, window_start_ms) \
              VALUES ($1, 1, $2, CASE WHEN 1 >= $4 OR 1 >= $10 THEN 1 ELSE 0 END, \
@@ -612,20 +630,45 @@ impl Store {
                pending_tag = excluded.pending_tag, \
                pending_expires_ms = excluded.pending_expires_ms \
              WHERE guesses.locked = 0 AND guesses.last_attempt_ms <= $2 - $3 \
-             RETURNING failures, last_attempt_ms, locked, window_failures",
-        )
-        .bind(self.row_key(id))
-        .bind(now_ms)
-        .bind(rules.spacing_ms)
-        .bind(i64::from(rules.max_failures))
-        .bind(i64::from(pending.suite))
-        .bind(pending.session_id.to_vec())
-        .bind(pending.tag_digest.to_vec())
-        .bind(pending.expires_ms)
-        .bind(rules.long_window_ms)
-        .bind(i64::from(rules.max_failures_long))
-        .fetch_optional(&self.db.pool)
-        .await?;
+             RETURNING failures, last_attempt_ms, locked, window_failures";
+        let key = self.row_key(id);
+        let (max_failures, max_long) = (
+            i64::from(rules.max_failures),
+            i64::from(rules.max_failures_long),
+        );
+        let suite = i64::from(pending.suite);
+        let _turn = self.db.write_turn().await;
+        if let Some(inline) = &self.inline {
+            let params: [&dyn rusqlite::ToSql; 10] = [
+                &key,
+                &now_ms,
+                &rules.spacing_ms,
+                &max_failures,
+                &suite,
+                &pending.session_id,
+                &pending.tag_digest,
+                &pending.expires_ms,
+                &rules.long_window_ms,
+                &max_long,
+            ];
+            match inline.write_one(SQL, &params, |row| guess_from(|i| row.get(i))) {
+                Err(e) if inline::is_busy(&e) => {}
+                done => return done,
+            }
+        }
+        let row = sqlx::query(SQL)
+            .bind(key)
+            .bind(now_ms)
+            .bind(rules.spacing_ms)
+            .bind(max_failures)
+            .bind(suite)
+            .bind(pending.session_id.to_vec())
+            .bind(pending.tag_digest.to_vec())
+            .bind(pending.expires_ms)
+            .bind(rules.long_window_ms)
+            .bind(max_long)
+            .fetch_optional(&self.db.pool)
+            .await?;
         row.map(|r| guess_from_row(&r)).transpose()
     }
 
@@ -645,23 +688,40 @@ impl Store {
         tag: &[u8; 32],
         now_ms: i64,
     ) -> Result<bool> {
-        let _turn = self.db.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE guesses SET failures = 0, locked = 0, \
+        const SQL: &str = "UPDATE guesses SET failures = 0, locked = 0, \
                window_failures = CASE WHEN window_failures > 0 THEN window_failures - 1 ELSE 0 END, \
                pending_suite = NULL, pending_session = NULL, pending_tag = NULL, \
                pending_expires_ms = NULL \
              WHERE identifier = $1 AND pending_session = $2 AND pending_tag = $3 \
-               AND pending_suite = $4 AND pending_expires_ms >= $5",
-        )
-        .bind(self.row_key(id))
-        .bind(session_id.to_vec())
-        .bind(tag_digest(tag).to_vec())
-        .bind(i64::from(suite))
-        .bind(now_ms)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+               AND pending_suite = $4 AND pending_expires_ms >= $5";
+        let key = self.row_key(id);
+        let digest = tag_digest(tag);
+        let suite = i64::from(suite);
+        let _turn = self.db.write_turn().await;
+        let inline = self
+            .inline
+            .as_ref()
+            .map(|inline| inline.execute(SQL, &[&key, session_id, &digest, &suite, &now_ms]));
+        let changed = match inline {
+            Some(Err(e)) if inline::is_busy(&e) => None,
+            Some(done) => Some(done?),
+            None => None,
+        };
+        let changed = match changed {
+            Some(changed) => changed,
+            None => {
+                let done = sqlx::query(SQL)
+                    .bind(key)
+                    .bind(session_id.to_vec())
+                    .bind(digest.to_vec())
+                    .bind(suite)
+                    .bind(now_ms)
+                    .execute(&self.db.pool)
+                    .await?;
+                usize::try_from(done.rows_affected())?
+            }
+        };
+        Ok(changed == 1)
     }
 
     /// Operator unlock: clears the lock and the counter.
@@ -781,10 +841,38 @@ pub fn tag_digest(tag: &[u8; 32]) -> [u8; 32] {
 }
 
 fn guess_from_row(row: &sqlx::any::AnyRow) -> Result<GuessState> {
+    guess_from(|i| row.try_get::<i64, _>(i))
+}
+
+/// Counters from columns 0..4 (failures, last attempt, locked, window failures), read by
+/// `get` from an sqlx or a rusqlite row.
+fn guess_from<E>(get: impl Fn(usize) -> Result<i64, E>) -> Result<GuessState>
+where
+    anyhow::Error: From<E>,
+{
     Ok(GuessState {
-        failures: u32::try_from(row.try_get::<i64, _>(0)?)?,
-        last_attempt_ms: row.try_get(1)?,
-        locked: row.try_get::<i64, _>(2)? != 0,
-        window_failures: u32::try_from(row.try_get::<i64, _>(3)?)?,
+        failures: u32::try_from(get(0)?)?,
+        last_attempt_ms: get(1)?,
+        locked: get(2)? != 0,
+        window_failures: u32::try_from(get(3)?)?,
     })
+}
+
+/// An account's stored columns (suite, wrapped verifier, wrapped sealed record), all NULL
+/// when the identifier has no account.
+struct Columns {
+    suite: Option<i64>,
+    verifier: Option<Vec<u8>>,
+    sealed: Option<Vec<u8>>,
+}
+
+impl Columns {
+    /// Columns `first..first + 3` of an sqlx row.
+    fn of(row: &sqlx::any::AnyRow, first: usize) -> Result<Self> {
+        Ok(Self {
+            suite: row.try_get(first)?,
+            verifier: row.try_get(first + 1)?,
+            sealed: row.try_get(first + 2)?,
+        })
+    }
 }

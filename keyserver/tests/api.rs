@@ -439,6 +439,44 @@ async fn bad_input_is_refused_and_stores_nothing(db: Db) {
     );
 }
 
+/// SQLite: a recovery's statements run on the key server's own connections, which never
+/// wait for a lock; while another process (an operator's command) holds the file's write
+/// lock they go through sqlx, which waits for it, and the login goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_waits_out_another_process_holding_the_sqlite_lock() {
+    let (_dir, pki, server) = setup(Db::Sqlite, |_| {}).await;
+    let owner = pki.client("hana");
+    let reply = register(
+        &server.server_cert_pem,
+        &server.url("/v1/register"),
+        &owner,
+        &keys("hana", 1),
+    )
+    .await;
+    assert_eq!(reply.status, 201);
+    let url = server.config.database_url();
+    let path = url.strip_prefix("sqlite://").expect("an SQLite file");
+    let other = rusqlite::Connection::open(path).expect("open");
+    other
+        .execute_batch("BEGIN IMMEDIATE; UPDATE meta SET name = name WHERE 0")
+        .expect("write lock");
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        other.execute_batch("COMMIT").expect("commit");
+    });
+    let client = server.client(None);
+    let Recovery::Recovered { confirm, .. } =
+        recover(&client, &server.url(""), keys("hana", 1)).await
+    else {
+        panic!("recovery failed while the lock was held");
+    };
+    let reply = post(&client, &server.url("/v1/confirm"), confirm.encode())
+        .await
+        .expect("confirm");
+    assert_eq!(reply.status, 204);
+    holder.join().expect("holder");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgres_share_counters() {
     let pki = Pki::new("Test Operator CA");
