@@ -141,6 +141,16 @@ impl Looped {
         self.position(round * self.segments.len() as u64 + index as u64)
     }
 
+    /// Segment `sequence` as broadcast: the file's segment with its timestamps moved on by
+    /// the loops before it, so the channel's timeline never goes back.
+    pub fn broadcast(&self, sequence: u64) -> Vec<u8> {
+        let n = self.segments.len() as u64;
+        let mut data = self.segments[(sequence % n) as usize].data.clone();
+        let loops = sequence / n;
+        crate::ts::shift_timestamps(&mut data, loops.wrapping_mul(self.loop_ms * 90));
+        data
+    }
+
     /// The segment with global sequence number `sequence`.
     pub fn position(&self, sequence: u64) -> Position {
         let n = self.segments.len() as u64;

@@ -33,7 +33,7 @@ pub fn encrypt_segment(
     let pos = looped.position(sequence);
     let epoch = config.epoch_of(pos.start_ms);
     let cipher = SegmentCipher::new(&keys.channel_key(number, epoch))?;
-    let plain = looped.segments[pos.index].data.clone();
+    let plain = looped.broadcast(sequence);
     cipher.encrypt_segment(number, epoch, sequence, plain)
 }
 

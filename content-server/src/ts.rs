@@ -64,14 +64,85 @@ fn pes_pts(payload: &[u8]) -> Option<u64> {
     if payload.len() < 14 || payload[..3] != [0, 0, 1] || payload[7] & 0x80 == 0 {
         return None;
     }
-    let b = &payload[9..14];
-    Some(
-        (u64::from(b[0] & 0x0e) << 29)
-            | (u64::from(b[1]) << 22)
-            | (u64::from(b[2] & 0xfe) << 14)
-            | (u64::from(b[3]) << 7)
-            | (u64::from(b[4]) >> 1),
-    )
+    Some(read_timestamp(&payload[9..14]))
+}
+
+/// MPEG timestamps are 33-bit counts of 90 kHz ticks, wrapping.
+const TIMESTAMP_MASK: u64 = (1 << 33) - 1;
+
+/// A PES header's 5-byte PTS or DTS field.
+fn read_timestamp(b: &[u8]) -> u64 {
+    (u64::from(b[0] & 0x0e) << 29)
+        | (u64::from(b[1]) << 22)
+        | (u64::from(b[2] & 0xfe) << 14)
+        | (u64::from(b[3]) << 7)
+        | (u64::from(b[4]) >> 1)
+}
+
+/// Writes `t` into a PTS or DTS field, keeping its prefix and marker bits.
+fn write_timestamp(b: &mut [u8], t: u64) {
+    b[0] = (b[0] & 0xf1) | ((t >> 29) as u8 & 0x0e);
+    b[1] = (t >> 22) as u8;
+    b[2] = (b[2] & 0x01) | ((t >> 14) as u8 & 0xfe);
+    b[3] = (t >> 7) as u8;
+    b[4] = (b[4] & 0x01) | ((t << 1) as u8 & 0xfe);
+}
+
+/// Moves every timestamp of `ts` (PCR, PTS, DTS) `ticks` of 90 kHz later, modulo 2^33: a file
+/// looped for the `n`th time is moved by `n` times its length, so that a viewer's stream
+/// goes on without jumping back at each loop (a head-end's output never does; a decoder that
+/// meets one may take it for the 26.5-hour wrap and wait that long). Packets that are cut
+/// short are left as they are.
+pub fn shift_timestamps(ts: &mut [u8], ticks: u64) {
+    let ticks = ticks & TIMESTAMP_MASK;
+    if ticks == 0 {
+        return;
+    }
+    for p in ts.chunks_exact_mut(PACKET) {
+        if p[0] != SYNC {
+            continue;
+        }
+        let afc = (p[3] >> 4) & 3;
+        let mut start = 4;
+        if afc & 2 != 0 {
+            let len = usize::from(p[4]);
+            // PCR: a 33-bit base at 90 kHz, 6 reserved bits, a 9-bit extension.
+            if len >= 7 && p[5] & 0x10 != 0 {
+                let b = &mut p[6..12];
+                let base = (u64::from(b[0]) << 25)
+                    | (u64::from(b[1]) << 17)
+                    | (u64::from(b[2]) << 9)
+                    | (u64::from(b[3]) << 1)
+                    | (u64::from(b[4]) >> 7);
+                let base = (base + ticks) & TIMESTAMP_MASK;
+                b[0] = (base >> 25) as u8;
+                b[1] = (base >> 17) as u8;
+                b[2] = (base >> 9) as u8;
+                b[3] = (base >> 1) as u8;
+                b[4] = (b[4] & 0x7f) | ((base as u8 & 1) << 7);
+            }
+            start = 5 + len;
+        }
+        if afc & 1 == 0 || !pusi(p) || start >= PACKET {
+            continue;
+        }
+        let pes = &mut p[start..];
+        // Stream ids with the optional PES header that carries PTS/DTS (not padding,
+        // private stream 2, ECM/EMM, DSM-CC and the like).
+        if pes.len() < 9
+            || pes[..3] != [0, 0, 1]
+            || matches!(pes[3], 0xbc | 0xbe..=0xbf | 0xf0..=0xf2 | 0xf8 | 0xff)
+        {
+            continue;
+        }
+        let flags = pes[7] >> 6;
+        for (present, at) in [(flags & 2 != 0, 9), (flags == 3, 14)] {
+            if present && let Some(field) = pes.get_mut(at..at + 5) {
+                let t = (read_timestamp(field) + ticks) & TIMESTAMP_MASK;
+                write_timestamp(field, t);
+            }
+        }
+    }
 }
 
 /// Section body of a PSI packet (pointer field skipped).
@@ -425,6 +496,53 @@ mod tests {
     fn fixture() -> Vec<u8> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../media-fixtures/ch1.ts");
         std::fs::read(path).expect("fixture ch1.ts")
+    }
+
+    /// Every PCR, PTS and DTS of `ts`, in order.
+    fn timestamps(ts: &[u8]) -> Vec<u64> {
+        let mut all = Vec::new();
+        for p in ts.chunks_exact(PACKET) {
+            let afc = (p[3] >> 4) & 3;
+            if afc & 2 != 0 && p[4] >= 7 && p[5] & 0x10 != 0 {
+                let b = &p[6..11];
+                all.push(
+                    (u64::from(b[0]) << 25)
+                        | (u64::from(b[1]) << 17)
+                        | (u64::from(b[2]) << 9)
+                        | (u64::from(b[3]) << 1)
+                        | (u64::from(b[4]) >> 7),
+                );
+            }
+            if let (true, Some(pes)) = (pusi(p), payload(p))
+                && let Some(pts) = pes_pts(pes)
+            {
+                all.push(pts);
+                if pes[7] >> 6 == 3 {
+                    all.push(read_timestamp(&pes[14..19]));
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn shifted_timestamps_move_on_and_wrap_and_nothing_else_changes() {
+        let ts = fixture();
+        let before = timestamps(&ts);
+        assert!(before.len() > 1000, "PCRs, PTSs and DTSs found");
+        for ticks in [24_000 * 90, TIMESTAMP_MASK - 45_000] {
+            let mut moved = ts.clone();
+            shift_timestamps(&mut moved, ticks);
+            let after = timestamps(&moved);
+            let expected: Vec<u64> = before
+                .iter()
+                .map(|t| (t + ticks) & TIMESTAMP_MASK)
+                .collect();
+            assert_eq!(after, expected);
+            // Only timestamp bits changed: shifting back restores the file byte for byte.
+            shift_timestamps(&mut moved, (1 << 33) - ticks);
+            assert!(moved == ts, "shift by {ticks} and back");
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! nor ffmpeg decodes whole, so the segments are written here: each cue's text is drawn by
 //! GStreamer's `textrender` (Pango), reduced to eight levels of white over a translucent box
 //! and coded as 8-bit pixel strings, both fields. A cue's display set is repeated every
-//! second with the same version (a box that tunes in mid-cue shows it; one that has it
-//! skips the repeat), and an empty page ends it.
+//! second as an acquisition point with the same version (a box that tunes in mid-cue shows
+//! it; one that has it skips the repeat), and an empty page ends it.
 //!
 //! Usage: `cargo run -p stb-app --example dvb_subtitles -- 'videotestsrc ! ... appsrc name=subtitles-en ! mux.'`
 
@@ -55,6 +55,8 @@ struct Bitmap {
 
 /// Draws `text` with Pango through `textrender`: white on transparent, ARGB.
 fn render(text: &str) -> Result<Bitmap> {
+    // textrender reads Pango markup: these would need escaping.
+    anyhow::ensure!(!text.contains(['<', '&']), "cue text with markup: {text:?}");
     let pipeline = gst::parse::launch(
         "appsrc name=text caps=text/x-raw,format=utf8 format=time \
          ! textrender font-desc=\"Sans Bold 15\" halignment=center valignment=top \
@@ -91,9 +93,13 @@ fn render(text: &str) -> Result<Bitmap> {
     );
     let map = sample.buffer().context("buffer")?.map_readable()?;
     let stride = map.len() / height;
-    // White text: its coverage is the alpha (textrender leaves the rest transparent).
-    let alpha = |x: usize, y: usize| map[y * stride + 4 * x];
-    let inked = |x, y| alpha(x, y) > 0;
+    // textrender draws white text with a black outline and shadow on transparency: white's
+    // coverage is alpha times red (ARGB); the outline and the shadow become the box.
+    let coverage = |x: usize, y: usize| {
+        let argb = &map[y * stride + 4 * x..][..2];
+        (u16::from(argb[0]) * u16::from(argb[1]) / 255) as u8
+    };
+    let inked = |x, y| coverage(x, y) > 0;
     let columns: Vec<usize> = (0..width)
         .filter(|&x| (0..height).any(|y| inked(x, y)))
         .collect();
@@ -116,7 +122,7 @@ fn render(text: &str) -> Result<Bitmap> {
     );
     let levels = (top..=bottom)
         .flat_map(|y| (left..=right).map(move |x| (x, y)))
-        .map(|(x, y)| ((u16::from(alpha(x, y)) * 7 + 127) / 255) as u8)
+        .map(|(x, y)| ((u16::from(coverage(x, y)) * 7 + 127) / 255) as u8)
         .collect();
     Ok(Bitmap {
         width: (right + 1 - left) as u16,
@@ -165,16 +171,21 @@ fn code_line(out: &mut Vec<u8>, line: &[u8]) {
     out.extend_from_slice(&[0x00, 0x00, 0xf0]); // end of string, end of object line
 }
 
+/// Page states: a new page described whole, or the same page again for decoders that tune
+/// in (one that has this version already skips it).
+const MODE_CHANGE: u8 = 0b10;
+const ACQUISITION_POINT: u8 = 0b01;
+
 /// The display set that shows `bitmap` (or clears the page when None).
-fn display_set(version: u8, cue: Option<(&Bitmap, u8)>) -> Vec<u8> {
+fn display_set(version: u8, state: u8, cue: Option<(&Bitmap, u8)>) -> Vec<u8> {
     let mut pes = vec![0x20, 0x00]; // data identifier, subtitle stream
     let (w, h) = DISPLAY;
     let mut dds = vec![(version & 0xf) << 4];
     dds.extend_from_slice(&(w - 1).to_be_bytes());
     dds.extend_from_slice(&(h - 1).to_be_bytes());
     segment(&mut pes, 0x14, &dds);
-    // Page: time-out, version, state "mode change" (the whole page is described).
-    let mut page = vec![0, (version & 0xf) << 4 | 0b10 << 2];
+    // Page: time-out (a cleared page's too: 0 makes dvbsuboverlay warn), version, state.
+    let mut page = vec![1, (version & 0xf) << 4 | state << 2];
     if let Some((bitmap, timeout)) = cue {
         page[0] = timeout;
         let x = (w - bitmap.width) / 2;
@@ -249,12 +260,14 @@ fn track(language: &str) -> Result<Vec<(gst::ClockTime, Vec<u8>)>> {
         let bitmap = render(text)?;
         let timeout = (to - from).ceil() as u8 + 1;
         let mut at = from;
+        let mut state = MODE_CHANGE;
         while at < to {
-            sets.push((at, display_set(version, Some((&bitmap, timeout)))));
+            sets.push((at, display_set(version, state, Some((&bitmap, timeout)))));
+            state = ACQUISITION_POINT;
             at += 1.0;
         }
         version = (version + 1) % 16;
-        sets.push((to, display_set(version, None)));
+        sets.push((to, display_set(version, MODE_CHANGE, None)));
         version = (version + 1) % 16;
     }
     Ok(sets

@@ -15,8 +15,8 @@ use stb_app::ui::controller::{Controller, FrameSlot, Shared};
 use stb_app::ui::model::Screen;
 use stb_app::ui::{AppWindow, DrawnScreen};
 use stb_e2e::{PASSWORD, Stack};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 fn send(ui: &AppWindow, text: &str) {
@@ -50,6 +50,9 @@ fn shows_containing(ui: &AppWindow, part: &str) -> bool {
         .is_some()
 }
 
+/// The box's player, for what a failed wait reports.
+static PLAYER: OnceLock<Arc<Player>> = OnceLock::new();
+
 /// Lets background work (login, registration, frames) reach the UI thread until `done`,
 /// without moving the mock clock.
 fn pump_until(ui: &AppWindow, what: &str, done: impl Fn(&AppWindow) -> bool) {
@@ -58,13 +61,15 @@ fn pump_until(ui: &AppWindow, what: &str, done: impl Fn(&AppWindow) -> bool) {
         assert!(
             Instant::now() < deadline,
             "timed out waiting for {what}; screen {:?} alert {:?} {:?} busy {:?} status {:?} \
-             notice {:?}",
+             notice {:?}; player {:?}, {:?} bytes waiting in its source",
             ui.get_screen(),
             ui.get_alert_title(),
             ui.get_alert_detail(),
             ui.get_busy(),
             ui.get_status(),
-            ui.get_notice()
+            ui.get_notice(),
+            PLAYER.get().map(|p| p.stats().snapshot()),
+            PLAYER.get().map(|p| p.queued_bytes()),
         );
         slint::run_event_loop().expect("event loop");
     }
@@ -131,6 +136,7 @@ fn register_login_watch_zap_logout_with_the_remote() {
         Player::with_frames("appsink", "fakesink", Some(frames.handler(ui.as_weak())))
             .expect("player"),
     );
+    let _ = PLAYER.set(player.clone());
     let c = Controller::attach(&ui, config, rt.handle().clone(), player, frames);
     assert!(shows(&ui, "Welcome"));
 
