@@ -14,6 +14,7 @@ mod inline;
 use crate::kek::{Field, Keyring};
 use anyhow::{Context, Result};
 use hmac::{Hmac, KeyInit, Mac};
+use inline::Param;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use stb_protocol::{Identifier, SealedData, SecretArray, StoredRecord, Suite, Verifier};
@@ -381,8 +382,9 @@ impl Store {
              LEFT JOIN guesses g ON g.identifier = q.k \
              LEFT JOIN accounts a ON a.identifier = q.k";
         let row_key = self.row_key(id);
-        let inline = match &self.inline {
-            Some(inline) => match inline.read_one(SQL, &[&row_key], |row| {
+        let params = [Param::Text(&row_key)];
+        let inline = self.inline(|inline| {
+            inline.read_one(SQL, &params, |row| {
                 let guess = match row.get::<_, Option<i64>>(0)? {
                     Some(_) => Some(guess_from(|i| row.get(i))?),
                     None => None,
@@ -393,17 +395,12 @@ impl Store {
                     sealed: row.get(6)?,
                 };
                 Ok((guess, columns))
-            }) {
-                Err(e) if inline::is_busy(&e) => None,
-                read => Some(read?.context("the recovery's read returned no row")?),
-            },
-            None => None,
-        };
+            })
+        });
         let (guess, record) = match inline {
-            Some(found) => found,
+            Some(read) => read?.context("the recovery's read returned no row")?,
             None => {
-                let row = sqlx::query(SQL)
-                    .bind(&row_key)
+                let row = bind_all(sqlx::query(SQL), &params)
                     .fetch_one(&self.db.pool)
                     .await?;
                 let guess = match row.try_get::<Option<i64>, _>(0)? {
@@ -419,6 +416,30 @@ impl Store {
             guess,
             record,
         })
+    }
+
+    /// `run` on the inline connections (`store/inline.rs`). None: there are none (PostgreSQL,
+    /// an in-memory SQLite), or another writer holds SQLite's lock: the caller runs the
+    /// statement through sqlx. Asks sqlx for a WAL checkpoint when one is due (the inline
+    /// writer runs none itself: its fsyncs would hold a request thread).
+    fn inline<T>(&self, run: impl FnOnce(&inline::Inline) -> Result<T>) -> Option<Result<T>> {
+        let inline = self.inline.as_ref()?;
+        let result = run(inline);
+        if inline.checkpoint_due() {
+            let pool = self.db.pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint");
+                }
+            });
+        }
+        match result {
+            Err(e) if inline::is_busy(&e) => None,
+            done => Some(done),
+        }
     }
 
     /// The record in `columns`, `None` when they are NULL (no account).
@@ -632,41 +653,25 @@ impl Store {
              WHERE guesses.locked = 0 AND guesses.last_attempt_ms <= $2 - $3 \
              RETURNING failures, last_attempt_ms, locked, window_failures";
         let key = self.row_key(id);
-        let (max_failures, max_long) = (
-            i64::from(rules.max_failures),
-            i64::from(rules.max_failures_long),
-        );
-        let suite = i64::from(pending.suite);
+        let params = [
+            Param::Text(&key),
+            Param::Int(now_ms),
+            Param::Int(rules.spacing_ms),
+            Param::Int(i64::from(rules.max_failures)),
+            Param::Int(i64::from(pending.suite)),
+            Param::Blob(&pending.session_id),
+            Param::Blob(&pending.tag_digest),
+            Param::Int(pending.expires_ms),
+            Param::Int(rules.long_window_ms),
+            Param::Int(i64::from(rules.max_failures_long)),
+        ];
         let _turn = self.db.write_turn().await;
-        if let Some(inline) = &self.inline {
-            let params: [&dyn rusqlite::ToSql; 10] = [
-                &key,
-                &now_ms,
-                &rules.spacing_ms,
-                &max_failures,
-                &suite,
-                &pending.session_id,
-                &pending.tag_digest,
-                &pending.expires_ms,
-                &rules.long_window_ms,
-                &max_long,
-            ];
-            match inline.write_one(SQL, &params, |row| guess_from(|i| row.get(i))) {
-                Err(e) if inline::is_busy(&e) => {}
-                done => return done,
-            }
+        if let Some(done) =
+            self.inline(|inline| inline.write_one(SQL, &params, |row| guess_from(|i| row.get(i))))
+        {
+            return done;
         }
-        let row = sqlx::query(SQL)
-            .bind(key)
-            .bind(now_ms)
-            .bind(rules.spacing_ms)
-            .bind(max_failures)
-            .bind(suite)
-            .bind(pending.session_id.to_vec())
-            .bind(pending.tag_digest.to_vec())
-            .bind(pending.expires_ms)
-            .bind(rules.long_window_ms)
-            .bind(max_long)
+        let row = bind_all(sqlx::query(SQL), &params)
             .fetch_optional(&self.db.pool)
             .await?;
         row.map(|r| guess_from_row(&r)).transpose()
@@ -696,26 +701,18 @@ impl Store {
                AND pending_suite = $4 AND pending_expires_ms >= $5";
         let key = self.row_key(id);
         let digest = tag_digest(tag);
-        let suite = i64::from(suite);
+        let params = [
+            Param::Text(&key),
+            Param::Blob(session_id),
+            Param::Blob(&digest),
+            Param::Int(i64::from(suite)),
+            Param::Int(now_ms),
+        ];
         let _turn = self.db.write_turn().await;
-        let inline = self
-            .inline
-            .as_ref()
-            .map(|inline| inline.execute(SQL, &[&key, session_id, &digest, &suite, &now_ms]));
-        let changed = match inline {
-            Some(Err(e)) if inline::is_busy(&e) => None,
-            Some(done) => Some(done?),
-            None => None,
-        };
-        let changed = match changed {
-            Some(changed) => changed,
+        let changed = match self.inline(|inline| inline.execute(SQL, &params)) {
+            Some(changed) => changed?,
             None => {
-                let done = sqlx::query(SQL)
-                    .bind(key)
-                    .bind(session_id.to_vec())
-                    .bind(digest.to_vec())
-                    .bind(suite)
-                    .bind(now_ms)
+                let done = bind_all(sqlx::query(SQL), &params)
                     .execute(&self.db.pool)
                     .await?;
                 usize::try_from(done.rows_affected())?
@@ -838,6 +835,18 @@ async fn meta_insert_get(db: &Database, name: &str, value: &[u8]) -> Result<Vec<
 /// What the guesses table keeps of an expected confirmation tag (see [`Store::confirm`]).
 pub fn tag_digest(tag: &[u8; 32]) -> [u8; 32] {
     Sha256::digest(tag).into()
+}
+
+/// Binds `params` in order ($1, $2...) to an sqlx query, as the inline path binds them.
+fn bind_all<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    params: &[Param<'q>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    params.iter().fold(query, |query, param| match *param {
+        Param::Int(i) => query.bind(i),
+        Param::Text(s) => query.bind(s),
+        Param::Blob(b) => query.bind(b),
+    })
 }
 
 fn guess_from_row(row: &sqlx::any::AnyRow) -> Result<GuessState> {

@@ -455,25 +455,44 @@ async fn a_recovery_waits_out_another_process_holding_the_sqlite_lock() {
     .await;
     assert_eq!(reply.status, 201);
     let url = server.config.database_url();
-    let path = url.strip_prefix("sqlite://").expect("an SQLite file");
-    let other = rusqlite::Connection::open(path).expect("open");
-    other
-        .execute_batch("BEGIN IMMEDIATE; UPDATE meta SET name = name WHERE 0")
-        .expect("write lock");
-    let holder = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(700));
-        other.execute_batch("COMMIT").expect("commit");
-    });
+    let path = url
+        .strip_prefix("sqlite://")
+        .expect("an SQLite file")
+        .to_owned();
+    // Another process's write transaction, held for 700 ms.
+    let hold_lock = || {
+        let other = rusqlite::Connection::open(&path).expect("open");
+        other
+            .execute_batch("BEGIN IMMEDIATE; UPDATE meta SET name = name WHERE 0")
+            .expect("write lock");
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            other.execute_batch("COMMIT").expect("commit");
+        })
+    };
     let client = server.client(None);
+    let started = std::time::Instant::now();
+    let holder = hold_lock();
     let Recovery::Recovered { confirm, .. } =
         recover(&client, &server.url(""), keys("hana", 1)).await
     else {
         panic!("recovery failed while the lock was held");
     };
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(600),
+        "the recovery did not meet the lock"
+    );
+    holder.join().expect("holder");
+    let started = std::time::Instant::now();
+    let holder = hold_lock();
     let reply = post(&client, &server.url("/v1/confirm"), confirm.encode())
         .await
         .expect("confirm");
     assert_eq!(reply.status, 204);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(600),
+        "the confirmation did not meet the lock"
+    );
     holder.join().expect("holder");
 }
 

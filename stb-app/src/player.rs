@@ -444,6 +444,12 @@ impl Player {
         self.sound.next()
     }
 
+    /// Forgets the viewer's sound and subtitle choices (logout); subtitles go off.
+    pub fn forget_track_choices(&self) {
+        self.sound.forget();
+        self.subtitles.forget();
+    }
+
     /// The subtitle tracks of the channel playing (`selected`: shown).
     pub fn subtitle_tracks(&self) -> Vec<Track> {
         self.subtitles.list()

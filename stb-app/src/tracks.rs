@@ -1,8 +1,8 @@
 //! The sound and subtitle tracks of the channel playing. A channel may carry several of
 //! each (one per language); tsdemux makes a pad for each, one sound pad feeds the sound
 //! branch and at most one subtitle pad feeds the subtitle overlay. The viewer's choice of
-//! language holds across zaps for the session: a channel that carries it plays it;
-//! otherwise the channel's first sound track plays and subtitles stay off.
+//! language holds across zaps until logout: a channel that carries it plays it; otherwise
+//! the channel's first sound track plays and subtitles stay off.
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -122,7 +122,7 @@ impl Tracks {
             }
         };
         if take {
-            relink(pad, &self.target);
+            self.link(pad);
         }
     }
 
@@ -141,7 +141,26 @@ impl Tracks {
             .or(first)
             .map(|(pad, _)| pad);
         if let Some(pad) = next {
-            relink(pad, &self.target);
+            self.link(pad);
+        }
+    }
+
+    /// Feeds the branch from `pad`. Subtitles start clean: the overlay drops what it holds
+    /// of the track before (its page, regions and colours are not the new track's).
+    fn link(&self, pad: &gst::Pad) {
+        if self.kind == Kind::Subtitles && self.target.peer().as_ref() != Some(pad) {
+            detach(&self.target);
+        }
+        relink(pad, &self.target);
+    }
+
+    /// Forgets the viewer's choice (logout: the next subscriber starts with the channels'
+    /// own tracks); subtitles go off.
+    pub(crate) fn forget(&self) {
+        let _in_order = lock(&self.linking);
+        *lock(&self.preferred) = None;
+        if self.kind == Kind::Subtitles {
+            detach(&self.target);
         }
     }
 
@@ -178,13 +197,13 @@ impl Tracks {
             Some(i) if i + 1 < of => i + 1,
             Some(_) if self.kind == Kind::Sound => 0,
             Some(_) => {
-                unlink(&self.target);
+                detach(&self.target);
                 *lock(&self.preferred) = None;
                 return Next::Off { of };
             }
         };
         let (pad, language) = pads.into_iter().nth(index).expect("index within the pads");
-        relink(&pad, &self.target);
+        self.link(&pad);
         if language.is_some() {
             *lock(&self.preferred) = language.clone();
         }
@@ -211,21 +230,23 @@ fn flush(target: &gst::Pad) {
 }
 
 /// Unlinks whatever fed `target` and clears what it held.
-fn unlink(target: &gst::Pad) {
+fn detach(target: &gst::Pad) {
+    unlink_peer(target);
+    flush(target);
+}
+
+fn unlink_peer(target: &gst::Pad) {
     if let Some(old) = target.peer() {
         let _ = old.unlink(target);
     }
-    flush(target);
 }
 
 /// Links `pad` to `target` in place of whatever fed it.
 pub(crate) fn relink(pad: &gst::Pad, target: &gst::Pad) {
-    if let Some(old) = target.peer() {
-        if old == *pad {
-            return;
-        }
-        let _ = old.unlink(target);
+    if target.peer().as_ref() == Some(pad) {
+        return;
     }
+    unlink_peer(target);
     // A program change (a live channel going to the server's slate and back, a stream
     // without sound) may have ended this branch with EOS when its old pad went away: a
     // flush makes it take data again.

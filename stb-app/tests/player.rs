@@ -381,4 +381,12 @@ async fn subtitles_are_listed_drawn_on_the_picture_and_turned_off() {
         shown(&player),
         [("en".to_owned(), true), ("fr".to_owned(), false)]
     );
+
+    // Logout: the next subscriber starts without them, now and after a zap.
+    player.forget_track_choices();
+    let none = [("en".to_owned(), false), ("fr".to_owned(), false)];
+    assert_eq!(shown(&player), none);
+    play("ch3.ts");
+    assert!(wait_for(|| player.subtitle_tracks().len() == 2).await);
+    assert_eq!(shown(&player), none);
 }

@@ -3,54 +3,87 @@
 //! request's thread.
 //!
 //! sqlx runs each SQLite connection on a worker thread and hands every statement to it and
-//! the answer back: two thread switches and futex wake-ups per statement, about a tenth of a
-//! recovery's CPU. The statements themselves take tens of microseconds on a local file (a
-//! read from the page cache; a WAL append with `synchronous = NORMAL`, no fsync), less than
-//! the hand-off. A commit that reaches the WAL's checkpoint threshold (1000 pages) takes
-//! longer, a millisecond or so, once in hundreds of recoveries. Everything else (migrations,
-//! registrations, the operator's commands) stays on sqlx.
+//! the answer back: two thread switches and futex wake-ups per statement, about a quarter of
+//! a recovery's CPU (BENCHMARKS.md, 2026-11-29). The statements themselves take tens of
+//! microseconds on a local file: a read from the page cache, a WAL append with
+//! `synchronous = NORMAL` (no fsync). The checkpoints that copy the WAL into the database
+//! (and fsync) are not run here: [`Inline::checkpoint_due`] tells the store when to run one
+//! through sqlx, off the request threads. Everything else (migrations, registrations, the
+//! operator's commands) stays on sqlx.
 //!
-//! These connections never wait for a lock: when another process (an operator's command on
-//! the same file) holds SQLite's write lock, a statement fails at once as busy and the
-//! caller runs it through sqlx instead, which waits without holding a request thread.
+//! These connections never wait for a lock: when another writer holds SQLite's write lock
+//! (another process on the same file, or a write of this process outside the write turn,
+//! such as a registration) a statement fails at once as busy and the caller runs it through
+//! sqlx instead, which waits for the lock off the request threads.
 //!
 //! The SQL is the same text sqlx runs for PostgreSQL, `$N` parameters included: SQLite takes
 //! them as named parameters, bound here by number.
 
 use anyhow::{Context, Result};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, Statement, ToSql};
+use sqlx::sqlite::SqliteConnectOptions;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+/// Inline commits between two checkpoints: about SQLite's own 1,000-page threshold, at the
+/// two or three pages a recovery's write adds to the WAL.
+const COMMITS_PER_CHECKPOINT: u64 = 400;
+
+/// A statement parameter, bound alike by rusqlite here and by sqlx (`store::bind_all`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param<'a> {
+    /// INTEGER.
+    Int(i64),
+    /// TEXT.
+    Text(&'a str),
+    /// BLOB.
+    Blob(&'a [u8]),
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Self::Int(i) => ValueRef::Integer(i),
+            Self::Text(s) => ValueRef::Text(s.as_bytes()),
+            Self::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
 
 /// Connections of this process to the key server's SQLite file.
 #[derive(Debug)]
 pub(crate) struct Inline {
-    /// Readers: one per core, so requests on different threads do not wait for each other.
+    /// Readers, one per core up to four, so that requests on different threads do not wait
+    /// for each other.
     readers: Vec<Mutex<Connection>>,
-    /// The writer, used within the process's write turn (`Database::write_turn`): no other
-    /// writer of this process holds SQLite's write lock meanwhile.
+    /// The writer, used within the process's write turn (`Database::write_turn`).
     writer: Mutex<Connection>,
+    /// Commits since the last checkpoint was asked for.
+    commits: AtomicU64,
 }
 
 impl Inline {
-    /// Opens the file of `url` (`sqlite://PATH`, `sqlite:PATH`, options after `?`), which
-    /// sqlx has created and migrated. None for an in-memory database (each connection would
-    /// see a database of its own).
+    /// Opens the file of `url` as sqlx reads it (`sqlite://PATH`, percent-decoded, options
+    /// after `?`), which sqlx has created and migrated. None for an in-memory database (each
+    /// connection would see one of its own) or one opened read-only.
     pub(crate) fn open(url: &str) -> Result<Option<Self>> {
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .context("not an SQLite URL")?;
-        let (path, options) = rest.split_once('?').unwrap_or((rest, ""));
-        if path.is_empty() || path == ":memory:" || options.contains("mode=memory") {
+        let options = SqliteConnectOptions::from_str(url).context("SQLite URL")?;
+        let path = options.get_filename().to_owned();
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        let in_memory = path.to_string_lossy().starts_with("file:sqlx-in-memory-")
+            || query.contains("mode=memory");
+        if in_memory || query.contains("mode=ro") {
             return Ok(None);
         }
         let connect = || -> Result<Connection> {
             let conn = Connection::open_with_flags(
-                path,
+                &path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
-            .with_context(|| format!("opening {path}"))?;
+            .with_context(|| format!("opening {}", path.display()))?;
             // Busy at once rather than waiting on a request thread (see above); as sqlx's
             // connections (stb_server_common::db), a commit survives the process being
             // killed.
@@ -58,12 +91,16 @@ impl Inline {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             Ok(conn)
         };
+        let writer = connect()?;
+        // Checkpoints go through sqlx (checkpoint_due).
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         Ok(Some(Self {
             readers: (0..cores)
                 .map(|_| connect().map(Mutex::new))
                 .collect::<Result<_>>()?,
-            writer: Mutex::new(connect()?),
+            writer: Mutex::new(writer),
+            commits: AtomicU64::new(0),
         }))
     }
 
@@ -84,11 +121,23 @@ impl Inline {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs the query `sql` with `params` on a reader; `row` reads the first row, if any.
+    /// Whether enough has been written since the last checkpoint for the store to run one
+    /// (`PRAGMA wal_checkpoint(PASSIVE)` through sqlx); true once per
+    /// [`COMMITS_PER_CHECKPOINT`].
+    pub(crate) fn checkpoint_due(&self) -> bool {
+        let commits = self.commits.load(Ordering::Relaxed);
+        commits >= COMMITS_PER_CHECKPOINT
+            && self
+                .commits
+                .compare_exchange(commits, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Runs the query `sql` on a reader; `row` reads the first row, if any.
     pub(crate) fn read_one<T>(
         &self,
         sql: &str,
-        params: &[&dyn ToSql],
+        params: &[Param<'_>],
         row: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
         let conn = self.reader();
@@ -100,24 +149,29 @@ impl Inline {
     pub(crate) fn write_one<T>(
         &self,
         sql: &str,
-        params: &[&dyn ToSql],
+        params: &[Param<'_>],
         row: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
         let conn = self.writer();
         let mut statement = conn.prepare_cached(sql)?;
-        query_one(&mut statement, params, row)
+        let found = query_one(&mut statement, params, row)?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(found)
     }
 
     /// Runs `sql` on the writer; returns the rows it changed.
-    pub(crate) fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize> {
+    pub(crate) fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<usize> {
         let conn = self.writer();
         let mut statement = conn.prepare_cached(sql)?;
         bind(&mut statement, params)?;
-        Ok(statement.raw_execute()?)
+        let changed = statement.raw_execute()?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(changed)
     }
 }
 
-/// Whether `error` is SQLite's "busy" (another process holds the lock): run it on sqlx.
+/// Whether `error` is SQLite's "busy" or "locked" (another writer holds the lock): the
+/// statement is then run through sqlx.
 pub(crate) fn is_busy(error: &anyhow::Error) -> bool {
     error
         .downcast_ref::<rusqlite::Error>()
@@ -132,7 +186,7 @@ pub(crate) fn is_busy(error: &anyhow::Error) -> bool {
 
 fn query_one<T>(
     statement: &mut Statement<'_>,
-    params: &[&dyn ToSql],
+    params: &[Param<'_>],
     row: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
 ) -> Result<Option<T>> {
     bind(statement, params)?;
@@ -146,8 +200,15 @@ fn query_one<T>(
     Ok(first)
 }
 
-/// Binds `params[i]` to the parameter `$i+1` wherever it appears.
-fn bind(statement: &mut Statement<'_>, params: &[&dyn ToSql]) -> Result<()> {
+/// Binds `params[i]` to the parameter `$i+1` wherever it appears; every parameter of the
+/// statement must be given (an unbound one would be NULL on this path only).
+fn bind(statement: &mut Statement<'_>, params: &[Param<'_>]) -> Result<()> {
+    anyhow::ensure!(
+        statement.parameter_count() == params.len(),
+        "{} parameters given for a statement of {}",
+        params.len(),
+        statement.parameter_count()
+    );
     for (i, value) in params.iter().enumerate() {
         let name = format!("${}", i + 1);
         let index = statement
@@ -156,4 +217,60 @@ fn bind(statement: &mut Statement<'_>, params: &[&dyn ToSql]) -> Result<()> {
         statement.raw_bind_parameter(index, value)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_and_read_only_databases_have_no_inline_connections() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://keys.db?mode=memory",
+            "sqlite://keys.db?mode=ro",
+        ] {
+            assert!(Inline::open(url).expect(url).is_none(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_found_as_sqlx_finds_it_and_parameters_are_bound_by_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("key server.db");
+        let setup = Connection::open(&file).expect("create");
+        setup
+            .execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c BLOB)")
+            .expect("table");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("key%20server.db").display()
+        );
+        let inline = Inline::open(&url).expect("open").expect("a file");
+        let sql = "INSERT INTO t VALUES ($2, $1, $3) RETURNING a, b, c";
+        let row = inline
+            .write_one(
+                sql,
+                &[Param::Text("b"), Param::Int(7), Param::Blob(&[1, 2])],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )
+            .expect("insert");
+        assert_eq!(row, Some((7, "b".to_owned(), vec![1, 2])));
+        // Committed: another connection sees it.
+        let count: i64 = setup
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, 1);
+        assert!(
+            inline.execute(sql, &[Param::Int(1)]).is_err(),
+            "a parameter left out"
+        );
+    }
 }

@@ -486,6 +486,8 @@ impl Controller {
                     task
                 });
                 let stopped = self.stop_playing();
+                // The next subscriber starts with the channels' own sound and no subtitles.
+                self.player.forget_track_choices();
                 // Nothing of the subscriber's pictures stays in the window.
                 self.pictures += 1;
                 if let Some(ui) = self.ui.upgrade() {

@@ -268,9 +268,13 @@ pub fn render_all(
             if !only.is_empty() && !only.iter().any(|o| o == name) {
                 continue;
             }
+            // Subtitles need a channel that has them (`--subtitles`).
+            if name == "player-subtitles" && subtitled.is_none() {
+                continue;
+            }
             render(&model, &ui);
             ui.set_video(if name == "player-subtitles" {
-                subtitled.clone().or(picture.clone()).unwrap_or_default()
+                subtitled.clone().unwrap_or_default()
             } else if with_video {
                 picture.clone().unwrap_or_default()
             } else {
