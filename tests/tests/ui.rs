@@ -12,12 +12,21 @@ use slint::{ComponentHandle, Model as _};
 use stb_app::config::BoxConfig;
 use stb_app::player::Player;
 use stb_app::ui::controller::{Controller, FrameSlot, Shared};
-use stb_app::ui::model::Screen;
+use stb_app::ui::model::{MENU, MenuEntry, Screen};
 use stb_app::ui::{AppWindow, DrawnScreen};
 use stb_e2e::{PASSWORD, Stack};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+/// MENU (F2), down to `entry`, OK.
+fn choose(ui: &AppWindow, entry: MenuEntry) {
+    key(ui, Key::F2);
+    for _ in 0..MENU.iter().position(|&e| e == entry).unwrap_or(0) {
+        key(ui, Key::DownArrow);
+    }
+    key(ui, Key::Return);
+}
 
 fn send(ui: &AppWindow, text: &str) {
     for c in text.chars() {
@@ -283,21 +292,14 @@ fn register_login_watch_zap_logout_with_the_remote() {
     assert!(shows(&ui, "2 / 4"));
 
     // MENU > About this box: the certificate, and both servers checked for real.
-    key(&ui, Key::F2);
-    key(&ui, Key::DownArrow);
-    key(&ui, Key::DownArrow);
-    key(&ui, Key::DownArrow);
-    key(&ui, Key::Return);
+    choose(&ui, MenuEntry::About);
     pump_until(&ui, "the servers checked", |ui| {
         let detail = ui.get_alert_detail();
         detail.contains("Key server answers") && detail.contains("Content server answers")
     });
     assert!(ui.get_alert_detail().contains("Certificate "));
     key(&ui, Key::Return);
-    key(&ui, Key::F2);
-    key(&ui, Key::DownArrow);
-    key(&ui, Key::DownArrow);
-    key(&ui, Key::Return);
+    choose(&ui, MenuEntry::LogOut);
     assert!(shows(&ui, "Log out?") && c.borrow().model().account().is_some());
     key(&ui, Key::Return);
     assert!(shows(&ui, "Logged out"));
@@ -355,9 +357,7 @@ fn register_login_watch_zap_logout_with_the_remote() {
     });
     assert_eq!(ui.get_recording(), "");
     // MENU > Recordings lists it; OK plays it in place of the channel, with its bar.
-    key(&ui, Key::F2);
-    key(&ui, Key::DownArrow);
-    key(&ui, Key::Return);
+    choose(&ui, MenuEntry::Recordings);
     pump_until(&ui, "the recordings listed", |ui| {
         ui.get_recordings_note() == "" && ui.get_recording_rows().row_count() == 1
     });
@@ -432,10 +432,7 @@ fn register_login_watch_zap_logout_with_the_remote() {
     // MENU > Parental control: the limit with RIGHT, a first PIN typed twice, stored by the
     // content server; the next change needs that PIN, and a wrong one gets the server's
     // count of tries left.
-    key(&ui, Key::F2);
-    key(&ui, Key::UpArrow);
-    key(&ui, Key::UpArrow);
-    key(&ui, Key::Return);
+    choose(&ui, MenuEntry::ParentalControl);
     assert_eq!(ui.get_alert_title(), "Parental control");
     key(&ui, Key::RightArrow);
     key(&ui, Key::RightArrow);
@@ -453,10 +450,7 @@ fn register_login_watch_zap_logout_with_the_remote() {
         ui.get_notice() == "Parental control: programmes rated above 12 are locked"
     });
     assert_eq!(ui.get_alert_title(), "");
-    key(&ui, Key::F2);
-    key(&ui, Key::UpArrow);
-    key(&ui, Key::UpArrow);
-    key(&ui, Key::Return);
+    choose(&ui, MenuEntry::ParentalControl);
     key(&ui, Key::LeftArrow);
     send(&ui, "1111");
     key(&ui, Key::Return);

@@ -4,7 +4,9 @@
 
 use super::AppWindow;
 use super::controller::to_image;
-use super::model::{About, Effect, LoggedIn, Model, Next, SessionRules, Timer, TrackKind};
+use super::model::{
+    About, Effect, LoggedIn, MENU, MenuEntry, Model, Next, SessionRules, Timer, TrackKind,
+};
 use super::view::render;
 use crate::feed::FeedState;
 use crate::frame::Frame;
@@ -379,6 +381,15 @@ fn press(model: &mut Model, actions: &[Action]) {
     }
 }
 
+/// MENU, down to `entry`, OK.
+fn choose(model: &mut Model, entry: MenuEntry) {
+    model.action(Action::Menu);
+    for _ in 0..MENU.iter().position(|&e| e == entry).unwrap_or(0) {
+        model.action(Action::Down);
+    }
+    model.action(Action::Ok);
+}
+
 fn type_text(model: &mut Model, text: &str) {
     for c in text.chars() {
         model.typed(c);
@@ -630,7 +641,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "about",
             then(quiet(), &|m| {
-                press(m, &[Menu, Down, Down, Down, Action::Ok]);
+                choose(m, MenuEntry::About);
                 // The answer to this model's first request.
                 m.about_done(
                     1,
@@ -647,7 +658,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         ),
         (
             "logout-confirm",
-            then(quiet(), &|m| press(m, &[Menu, Down, Down, Action::Ok])),
+            then(quiet(), &|m| choose(m, MenuEntry::LogOut)),
             true,
         ),
         (
@@ -689,7 +700,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         (
             "parental-settings",
             then(quiet(), &|m| {
-                press(m, &[Menu, Up, Up, Action::Ok]);
+                choose(m, MenuEntry::ParentalControl);
                 press(m, &[Right, Right, Digit(4), Digit(4)]);
             }),
             true,
@@ -699,7 +710,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
             then(quiet(), &|m| {
                 // Parental control set as a subscriber would (limit 12, PIN typed twice),
                 // then a film rated 18 starts on the channel playing.
-                press(m, &[Menu, Up, Up, Action::Ok]);
+                choose(m, MenuEntry::ParentalControl);
                 press(m, &[Right, Right]);
                 for _ in 0..2 {
                     press(m, &[Digit(4), Digit(4), Digit(2), Digit(0), Action::Ok]);
@@ -757,7 +768,7 @@ fn in_locker(actions: &[Action]) -> Model {
     };
     let mut m = watching();
     m.timer(Timer::Banner);
-    press(&mut m, &[Action::Menu, Action::Down, Action::Ok]);
+    choose(&mut m, MenuEntry::Recordings);
     m.recordings_done(Ok(vec![
         recording("World Headlines", "News 24", 2 * 3_600_000, 30),
         recording("Match of the Day", "Sport Live", day, 90),

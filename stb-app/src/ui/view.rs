@@ -318,7 +318,7 @@ pub fn render(model: &Model, ui: &AppWindow) {
     ui.set_status(model.status().unwrap_or_default().into());
     update(
         ui.get_menu_items(),
-        MENU.iter().map(|&m| SharedString::from(m)).collect(),
+        MENU.iter().map(|m| SharedString::from(m.label())).collect(),
         |l| ui.set_menu_items(l),
     );
     ui.set_menu_index(model.menu().map_or(-1, |i| i as i32));

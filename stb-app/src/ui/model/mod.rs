@@ -18,7 +18,7 @@ mod zap;
 
 pub use form::{FieldView, FormView};
 pub use guide::{GUIDE_ROWS, GUIDE_SPAN_MS, GuideRowView, GuideView};
-pub use overlays::{About, Alert, AlertAction, MENU};
+pub use overlays::{About, Alert, AlertAction, MENU, MenuEntry};
 pub use parental::Pin;
 pub use recordings::{LivePause, Playback, RecordingItem, RecordingOn, RecordingsList, SEEK_MS};
 pub use tracks::{Next, TrackKind, language_name};

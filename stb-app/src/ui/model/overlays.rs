@@ -63,16 +63,53 @@ impl Alert {
     }
 }
 
-/// Entries of the small menu.
-pub const MENU: [&str; 8] = [
-    "Channel list",
-    "Recordings",
-    "Log out",
-    "About this box",
-    "Sound track",
-    "Subtitles",
-    "Parental control",
-    "Close",
+/// An entry of the small menu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuEntry {
+    /// The channel list.
+    ChannelList,
+    /// The locker's recordings and pictures.
+    Recordings,
+    /// Log out (asks first).
+    LogOut,
+    /// The box's identity and whether the servers answer.
+    About,
+    /// The channel's next sound track.
+    SoundTrack,
+    /// The channel's next subtitles, or none.
+    Subtitles,
+    /// The parental PIN and age limit.
+    ParentalControl,
+    /// Close the menu.
+    Close,
+}
+
+impl MenuEntry {
+    /// What the menu shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ChannelList => "Channel list",
+            Self::Recordings => "Recordings",
+            Self::LogOut => "Log out",
+            Self::About => "About this box",
+            Self::SoundTrack => "Sound track",
+            Self::Subtitles => "Subtitles",
+            Self::ParentalControl => "Parental control",
+            Self::Close => "Close",
+        }
+    }
+}
+
+/// The small menu, top to bottom.
+pub const MENU: [MenuEntry; 8] = [
+    MenuEntry::ChannelList,
+    MenuEntry::Recordings,
+    MenuEntry::LogOut,
+    MenuEntry::About,
+    MenuEntry::SoundTrack,
+    MenuEntry::Subtitles,
+    MenuEntry::ParentalControl,
+    MenuEntry::Close,
 ];
 
 /// The title of the "About this box" panel (an alert whose text the checks fill in).
@@ -135,22 +172,22 @@ impl Model {
             Action::Back | Action::Menu => self.menu = None,
             Action::Ok => {
                 self.menu = None;
-                match i {
-                    0 => {
+                match MENU[i % MENU.len()] {
+                    MenuEntry::ChannelList => {
                         self.screen = Screen::Channels;
                         self.select_current();
                     }
-                    1 => self.open_recordings(fx),
-                    2 => self.ask_logout(),
-                    3 => {
+                    MenuEntry::Recordings => self.open_recordings(fx),
+                    MenuEntry::LogOut => self.ask_logout(),
+                    MenuEntry::About => {
                         self.alert = Some(Alert::new(ABOUT, "Checking the servers\u{2026}"));
                         self.about_id += 1;
                         fx.push(Effect::About(self.about_id));
                     }
-                    4 => self.next_track(TrackKind::Sound, fx),
-                    5 => self.next_track(TrackKind::Subtitles, fx),
-                    6 => self.open_parental_settings(),
-                    _ => {}
+                    MenuEntry::SoundTrack => self.next_track(TrackKind::Sound, fx),
+                    MenuEntry::Subtitles => self.next_track(TrackKind::Subtitles, fx),
+                    MenuEntry::ParentalControl => self.open_parental_settings(),
+                    MenuEntry::Close => {}
                 }
             }
             _ => {}
