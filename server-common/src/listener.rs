@@ -386,8 +386,27 @@ impl Listeners {
     }
 }
 
-/// A TCP port free on 127.0.0.1 right now (for tools and tests that start servers).
+/// A TCP port free on 127.0.0.1 right now, for tools and tests that start a server process
+/// on it. Chosen at random below the kernel's ephemeral range (Linux's
+/// `ip_local_port_range`, 32768-60999 by default): a port from that range, once freed here,
+/// can be taken as the source port of any outgoing connection before the server binds it
+/// ("Address already in use" in a CI run, with other tests connecting meanwhile).
 pub fn free_loopback_port() -> std::io::Result<u16> {
+    use std::hash::{BuildHasher, RandomState};
+    const FIRST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(FIRST).max(1);
+    // RandomState's keys are random per process and change per instance.
+    let random = RandomState::new();
+    for attempt in 0u32..200 {
+        let port = FIRST + (random.hash_one(attempt) % u64::from(span)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
