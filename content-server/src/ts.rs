@@ -88,6 +88,23 @@ fn write_timestamp(b: &mut [u8], t: u64) {
     b[4] = (b[4] & 0x01) | ((t << 1) as u8 & 0xfe);
 }
 
+/// The 33-bit, 90 kHz base of the packet's PCR, if it carries one (then 6 reserved bits and
+/// a 9-bit extension, left as they are).
+fn pcr_base(p: &[u8]) -> Option<u64> {
+    let afc = (p[3] >> 4) & 3;
+    if afc & 2 == 0 || p[4] < 7 || p[5] & 0x10 == 0 {
+        return None;
+    }
+    let b = &p[6..11];
+    Some(
+        (u64::from(b[0]) << 25)
+            | (u64::from(b[1]) << 17)
+            | (u64::from(b[2]) << 9)
+            | (u64::from(b[3]) << 1)
+            | (u64::from(b[4]) >> 7),
+    )
+}
+
 /// Moves every timestamp of `ts` (PCR, PTS, DTS) `ticks` of 90 kHz later, modulo 2^33: a file
 /// looped for the `n`th time is moved by `n` times its length, so that a viewer's stream
 /// goes on without jumping back at each loop (a head-end's output never does; a decoder that
@@ -102,30 +119,18 @@ pub fn shift_timestamps(ts: &mut [u8], ticks: u64) {
         if p[0] != SYNC {
             continue;
         }
-        let afc = (p[3] >> 4) & 3;
-        let mut start = 4;
-        if afc & 2 != 0 {
-            let len = usize::from(p[4]);
-            // PCR: a 33-bit base at 90 kHz, 6 reserved bits, a 9-bit extension.
-            if len >= 7 && p[5] & 0x10 != 0 {
-                let b = &mut p[6..12];
-                let base = (u64::from(b[0]) << 25)
-                    | (u64::from(b[1]) << 17)
-                    | (u64::from(b[2]) << 9)
-                    | (u64::from(b[3]) << 1)
-                    | (u64::from(b[4]) >> 7);
-                let base = (base + ticks) & TIMESTAMP_MASK;
-                b[0] = (base >> 25) as u8;
-                b[1] = (base >> 17) as u8;
-                b[2] = (base >> 9) as u8;
-                b[3] = (base >> 1) as u8;
-                b[4] = (b[4] & 0x7f) | ((base as u8 & 1) << 7);
-            }
-            start = 5 + len;
+        if let Some(base) = pcr_base(p) {
+            let base = (base + ticks) & TIMESTAMP_MASK;
+            let b = &mut p[6..11];
+            b[0] = (base >> 25) as u8;
+            b[1] = (base >> 17) as u8;
+            b[2] = (base >> 9) as u8;
+            b[3] = (base >> 1) as u8;
+            b[4] = (b[4] & 0x7f) | ((base as u8 & 1) << 7);
         }
-        if afc & 1 == 0 || !pusi(p) || start >= PACKET {
+        let Some(start) = payload(p).filter(|_| pusi(p)).map(|pl| PACKET - pl.len()) else {
             continue;
-        }
+        };
         let pes = &mut p[start..];
         // Stream ids with the optional PES header that carries PTS/DTS (not padding,
         // private stream 2, ECM/EMM, DSM-CC and the like).
@@ -502,17 +507,7 @@ mod tests {
     fn timestamps(ts: &[u8]) -> Vec<u64> {
         let mut all = Vec::new();
         for p in ts.chunks_exact(PACKET) {
-            let afc = (p[3] >> 4) & 3;
-            if afc & 2 != 0 && p[4] >= 7 && p[5] & 0x10 != 0 {
-                let b = &p[6..11];
-                all.push(
-                    (u64::from(b[0]) << 25)
-                        | (u64::from(b[1]) << 17)
-                        | (u64::from(b[2]) << 9)
-                        | (u64::from(b[3]) << 1)
-                        | (u64::from(b[4]) >> 7),
-                );
-            }
+            all.extend(pcr_base(p));
             if let (true, Some(pes)) = (pusi(p), payload(p))
                 && let Some(pts) = pes_pts(pes)
             {

@@ -383,32 +383,22 @@ impl Store {
              LEFT JOIN accounts a ON a.identifier = q.k";
         let row_key = self.row_key(id);
         let params = [Param::Text(&row_key)];
-        let inline = self.inline(|inline| {
-            inline.read_one(SQL, &params, |row| {
-                let guess = match row.get::<_, Option<i64>>(0)? {
-                    Some(_) => Some(guess_from(|i| row.get(i))?),
-                    None => None,
-                };
-                let columns = Columns {
-                    suite: row.get(4)?,
-                    verifier: row.get(5)?,
-                    sealed: row.get(6)?,
-                };
-                Ok((guess, columns))
-            })
-        });
-        let (guess, record) = match inline {
-            Some(read) => read?.context("the recovery's read returned no row")?,
-            None => {
-                let row = bind_all(sqlx::query(SQL), &params)
+        // The counters (columns 0-3, NULL without a row) and the record (4-6).
+        let read = |row: &dyn ReadColumn| -> Result<_> {
+            let guess = match row.int(0)? {
+                Some(_) => Some(guess_from(row)?),
+                None => None,
+            };
+            Ok((guess, Columns::of(row, 4)?))
+        };
+        let (guess, record) = match self.inline(|inline| inline.read_one(SQL, &params, |r| read(r)))
+        {
+            Some(found) => found?.context("the recovery's read returned no row")?,
+            None => read(
+                &bind_all(sqlx::query(SQL), &params)
                     .fetch_one(&self.db.pool)
-                    .await?;
-                let guess = match row.try_get::<Option<i64>, _>(0)? {
-                    Some(_) => Some(guess_from_row(&row)?),
-                    None => None,
-                };
-                (guess, Columns::of(&row, 4)?)
-            }
+                    .await?,
+            )?,
         };
         let record = self.record_from_columns(&row_key, &record)?;
         Ok(RecoveryView {
@@ -618,7 +608,7 @@ impl Store {
         .bind(self.row_key(id))
         .fetch_optional(&self.db.pool)
         .await?;
-        row.map(|r| guess_from_row(&r)).transpose()
+        row.map(|r| guess_from(&r)).transpose()
     }
 
     /// Counts one evaluated recovery and stores its pending confirmation, in one atomic
@@ -666,15 +656,14 @@ impl Store {
             Param::Int(i64::from(rules.max_failures_long)),
         ];
         let _turn = self.db.write_turn().await;
-        if let Some(done) =
-            self.inline(|inline| inline.write_one(SQL, &params, |row| guess_from(|i| row.get(i))))
+        if let Some(done) = self.inline(|inline| inline.write_one(SQL, &params, |r| guess_from(r)))
         {
             return done;
         }
         let row = bind_all(sqlx::query(SQL), &params)
             .fetch_optional(&self.db.pool)
             .await?;
-        row.map(|r| guess_from_row(&r)).transpose()
+        row.map(|r| guess_from(&r)).transpose()
     }
 
     /// Consumes the pending confirmation of `id` if the box's `suite`, `session_id` and
@@ -849,21 +838,43 @@ fn bind_all<'q>(
     })
 }
 
-fn guess_from_row(row: &sqlx::any::AnyRow) -> Result<GuessState> {
-    guess_from(|i| row.try_get::<i64, _>(i))
+/// A result row's columns by index, from sqlx or from rusqlite (the inline statements).
+trait ReadColumn {
+    fn int(&self, i: usize) -> Result<Option<i64>>;
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>>;
+
+    fn required_int(&self, i: usize) -> Result<i64> {
+        self.int(i)?.with_context(|| format!("column {i} is NULL"))
+    }
 }
 
-/// Counters from columns 0..4 (failures, last attempt, locked, window failures), read by
-/// `get` from an sqlx or a rusqlite row.
-fn guess_from<E>(get: impl Fn(usize) -> Result<i64, E>) -> Result<GuessState>
-where
-    anyhow::Error: From<E>,
-{
+impl ReadColumn for sqlx::any::AnyRow {
+    fn int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+impl ReadColumn for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.get(i)?)
+    }
+
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(i)?)
+    }
+}
+
+/// Counters from columns 0..4 (failures, last attempt, locked, window failures).
+fn guess_from(row: &(impl ReadColumn + ?Sized)) -> Result<GuessState> {
     Ok(GuessState {
-        failures: u32::try_from(get(0)?)?,
-        last_attempt_ms: get(1)?,
-        locked: get(2)? != 0,
-        window_failures: u32::try_from(get(3)?)?,
+        failures: u32::try_from(row.required_int(0)?)?,
+        last_attempt_ms: row.required_int(1)?,
+        locked: row.required_int(2)? != 0,
+        window_failures: u32::try_from(row.required_int(3)?)?,
     })
 }
 
@@ -876,12 +887,12 @@ struct Columns {
 }
 
 impl Columns {
-    /// Columns `first..first + 3` of an sqlx row.
-    fn of(row: &sqlx::any::AnyRow, first: usize) -> Result<Self> {
+    /// Columns `first..first + 3` of `row`.
+    fn of(row: &(impl ReadColumn + ?Sized), first: usize) -> Result<Self> {
         Ok(Self {
-            suite: row.try_get(first)?,
-            verifier: row.try_get(first + 1)?,
-            sealed: row.try_get(first + 2)?,
+            suite: row.int(first)?,
+            verifier: row.blob(first + 1)?,
+            sealed: row.blob(first + 2)?,
         })
     }
 }

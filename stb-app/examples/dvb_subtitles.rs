@@ -180,12 +180,14 @@ const ACQUISITION_POINT: u8 = 0b01;
 fn display_set(version: u8, state: u8, cue: Option<(&Bitmap, u8)>) -> Vec<u8> {
     let mut pes = vec![0x20, 0x00]; // data identifier, subtitle stream
     let (w, h) = DISPLAY;
-    let mut dds = vec![(version & 0xf) << 4];
+    // Every segment's version number, in the upper four bits of its byte.
+    let v = (version & 0xf) << 4;
+    let mut dds = vec![v];
     dds.extend_from_slice(&(w - 1).to_be_bytes());
     dds.extend_from_slice(&(h - 1).to_be_bytes());
     segment(&mut pes, 0x14, &dds);
     // Page: time-out (a cleared page's too: 0 makes dvbsuboverlay warn), version, state.
-    let mut page = vec![1, (version & 0xf) << 4 | state << 2];
+    let mut page = vec![1, v | state << 2];
     if let Some((bitmap, timeout)) = cue {
         page[0] = timeout;
         let x = (w - bitmap.width) / 2;
@@ -197,7 +199,7 @@ fn display_set(version: u8, state: u8, cue: Option<(&Bitmap, u8)>) -> Vec<u8> {
         segment(&mut pes, 0x10, &page);
 
         // Filled with the box's colour, which the lines leave out at their ends.
-        let mut region = vec![0, (version & 0xf) << 4 | 0b1000];
+        let mut region = vec![0, v | 0b1000];
         region.extend_from_slice(&bitmap.width.to_be_bytes());
         region.extend_from_slice(&bitmap.height.to_be_bytes());
         // 8-bit compatibility and depth, CLUT 0, the box's code as fill.
@@ -205,7 +207,7 @@ fn display_set(version: u8, state: u8, cue: Option<(&Bitmap, u8)>) -> Vec<u8> {
         region.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // object 0, bitmap, at (0, 0)
         segment(&mut pes, 0x11, &region);
 
-        let mut clut = vec![0, (version & 0xf) << 4];
+        let mut clut = vec![0, v];
         for level in 0..8u8 {
             let luma = 16 + (235 - 16) * u16::from(level) / 7;
             // The box lets a quarter of the picture through.
@@ -234,7 +236,7 @@ fn display_set(version: u8, state: u8, cue: Option<(&Bitmap, u8)>) -> Vec<u8> {
             field
         };
         let (top, bottom) = (rows(0), rows(1));
-        let mut object = vec![0, 0, (version & 0xf) << 4]; // object 0, pixel coding
+        let mut object = vec![0, 0, v]; // object 0, pixel coding
         object.extend_from_slice(&(top.len() as u16).to_be_bytes());
         object.extend_from_slice(&(bottom.len() as u16).to_be_bytes());
         object.extend_from_slice(&top);

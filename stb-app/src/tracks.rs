@@ -158,6 +158,11 @@ impl Tracks {
     /// own tracks); subtitles go off.
     pub(crate) fn forget(&self) {
         let _in_order = lock(&self.linking);
+        self.prefer_none();
+    }
+
+    /// No language preferred; subtitles off. The caller holds `linking`.
+    fn prefer_none(&self) {
         *lock(&self.preferred) = None;
         if self.kind == Kind::Subtitles {
             detach(&self.target);
@@ -197,8 +202,7 @@ impl Tracks {
             Some(i) if i + 1 < of => i + 1,
             Some(_) if self.kind == Kind::Sound => 0,
             Some(_) => {
-                detach(&self.target);
-                *lock(&self.preferred) = None;
+                self.prefer_none();
                 return Next::Off { of };
             }
         };

@@ -3,7 +3,7 @@
 //! no picture.
 #![allow(missing_docs)]
 
-use stb_app::player::{Frame, Next, Player};
+use stb_app::player::{Frame, Next, Player, Track};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -55,6 +55,14 @@ fn live_input(sound: bool) -> Vec<u8> {
     }
     assert!(gst.status().expect("gst-launch-1.0").success());
     std::fs::read(&live).expect("live")
+}
+
+/// Each track's language and whether it is the one playing.
+fn listed(tracks: Vec<Track>) -> Vec<(String, bool)> {
+    tracks
+        .into_iter()
+        .map(|t| (t.language.unwrap_or_default(), t.selected))
+        .collect()
 }
 
 async fn wait_for(mut done: impl FnMut() -> bool) -> bool {
@@ -212,13 +220,7 @@ async fn pause_holds_live_tv_and_play_goes_on_behind_live() {
 #[tokio::test]
 async fn sound_tracks_are_listed_and_chosen_across_zaps() {
     let player = Player::new("fakesink", "fakesink").expect("player");
-    let languages = |player: &Player| {
-        player
-            .audio_tracks()
-            .into_iter()
-            .map(|t| (t.language.unwrap_or_default(), t.selected))
-            .collect::<Vec<_>>()
-    };
+    let languages = |player: &Player| listed(player.audio_tracks());
     let feed = |player: &Player| {
         player.zap().expect("zap");
         for chunk in fixture("ch3.ts")[..188 * 3000].chunks(188 * 100) {
@@ -322,13 +324,7 @@ async fn subtitles_are_listed_drawn_on_the_picture_and_turned_off() {
         player.zap().expect("zap");
         player.push(fixture(name)).expect("push");
     };
-    let shown = |player: &Player| {
-        player
-            .subtitle_tracks()
-            .into_iter()
-            .map(|t| (t.language.unwrap_or_default(), t.selected))
-            .collect::<Vec<_>>()
-    };
+    let shown = |player: &Player| listed(player.subtitle_tracks());
     play("ch3.ts");
     assert!(wait_for(|| player.subtitle_tracks().len() == 2).await);
     assert_eq!(

@@ -140,9 +140,7 @@ impl Inline {
         params: &[Param<'_>],
         row: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
-        let conn = self.reader();
-        let mut statement = conn.prepare_cached(sql)?;
-        query_one(&mut statement, params, row)
+        query_one(&self.reader(), sql, params, row)
     }
 
     /// Like [`Inline::read_one`], on the writer (a statement that writes and returns rows).
@@ -152,9 +150,7 @@ impl Inline {
         params: &[Param<'_>],
         row: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
-        let conn = self.writer();
-        let mut statement = conn.prepare_cached(sql)?;
-        let found = query_one(&mut statement, params, row)?;
+        let found = query_one(&self.writer(), sql, params, row)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(found)
     }
@@ -185,11 +181,13 @@ pub(crate) fn is_busy(error: &anyhow::Error) -> bool {
 }
 
 fn query_one<T>(
-    statement: &mut Statement<'_>,
+    conn: &Connection,
+    sql: &str,
     params: &[Param<'_>],
     row: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
 ) -> Result<Option<T>> {
-    bind(statement, params)?;
+    let mut statement = conn.prepare_cached(sql)?;
+    bind(&mut statement, params)?;
     let mut rows = statement.raw_query();
     let first = match rows.next()? {
         Some(r) => Some(row(r)?),
@@ -209,10 +207,15 @@ fn bind(statement: &mut Statement<'_>, params: &[Param<'_>]) -> Result<()> {
         params.len(),
         statement.parameter_count()
     );
-    for (i, value) in params.iter().enumerate() {
-        let name = format!("${}", i + 1);
+    // The names of $1..$16: no string built per parameter on the request path.
+    const NAMES: [&str; 16] = [
+        "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14",
+        "$15", "$16",
+    ];
+    anyhow::ensure!(params.len() <= NAMES.len(), "more than 16 parameters");
+    for (name, value) in NAMES.iter().zip(params) {
         let index = statement
-            .parameter_index(&name)?
+            .parameter_index(name)?
             .with_context(|| format!("no parameter {name} in the statement"))?;
         statement.raw_bind_parameter(index, value)?;
     }

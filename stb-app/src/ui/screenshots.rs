@@ -266,27 +266,21 @@ pub fn render_all(
     let mut written = vec![];
     for &(w, h) in sizes {
         window.set_size(slint::PhysicalSize::new(w, h));
-        for (name, model, with_video) in scenes() {
+        for (name, model, backdrop) in scenes() {
             if !only.is_empty() && !only.iter().any(|o| o == name) {
                 continue;
             }
-            // Subtitles need a channel that has them (`--subtitles`).
-            if name == "player-subtitles" && subtitled.is_none() {
-                continue;
-            }
+            let video = match backdrop {
+                Backdrop::Channel => picture.clone(),
+                Backdrop::Subtitled if subtitled.is_none() => continue,
+                Backdrop::Subtitled => subtitled.clone(),
+                Backdrop::None | Backdrop::LockerPicture => None,
+            };
             render(&model, &ui);
-            ui.set_video(if name == "player-subtitles" {
-                subtitled.clone().unwrap_or_default()
-            } else if with_video {
-                picture.clone().unwrap_or_default()
-            } else {
-                slint::Image::default()
-            });
-            // The picture screen shows a locker picture: the sample frame stands in.
-            ui.set_picture(if name == "picture" {
-                picture.clone().unwrap_or_default()
-            } else {
-                slint::Image::default()
+            ui.set_video(video.unwrap_or_default());
+            ui.set_picture(match backdrop {
+                Backdrop::LockerPicture => picture.clone().unwrap_or_default(),
+                _ => slint::Image::default(),
             });
             let file = format!("{name}-{w}x{h}.png");
             save(&window, w, h, &out.join(&file))?;
@@ -441,8 +435,21 @@ fn many_channels() -> Vec<ChannelInfo> {
         .collect()
 }
 
-/// Each screen: name, the model in that state, whether the picture shows.
-fn scenes() -> Vec<(&'static str, Model, bool)> {
+/// What fills the screen under the UI.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backdrop {
+    /// Nothing (black).
+    None,
+    /// The channel's picture (`--video`).
+    Channel,
+    /// A picture with subtitles shown (`--subtitles`); without one the screen is skipped.
+    Subtitled,
+    /// The locker's picture screen, with the channel's picture standing in for a photo.
+    LockerPicture,
+}
+
+/// Each screen: name, the model in that state, what shows under it.
+fn scenes() -> Vec<(&'static str, Model, Backdrop)> {
     use Action::{Back, Digit, Down, Menu, Right, Up, VolumeDown};
     let then = |mut m: Model, f: &dyn Fn(&mut Model)| {
         f(&mut m);
@@ -475,12 +482,12 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 press(m, &[Up, Up, Right]);
                 type_text(m, "Sofa-Re");
             }),
-            false,
+            Backdrop::None,
         ),
         (
             "login-busy",
             then(login(), &|m| fill(m, "Sofa-Remote#2026!")),
-            false,
+            Backdrop::None,
         ),
     ];
     for (name, error) in [
@@ -495,7 +502,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
         let mut m = login();
         fill(&mut m, "guess");
         m.login_done(Err(error));
-        scenes.push((name, m, false));
+        scenes.push((name, m, Backdrop::None));
     }
     scenes.extend([
         (
@@ -505,7 +512,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                     m.action(Digit(d));
                 }
             }),
-            false,
+            Backdrop::None,
         ),
         (
             "register-password",
@@ -513,7 +520,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 to_password(m);
                 type_text(m, "sunshine1");
             }),
-            false,
+            Backdrop::None,
         ),
         (
             "register-confirm",
@@ -522,7 +529,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 fill(m, "Sofa-Remote#2026!");
                 type_text(m, "Sofa-Remote#2026!");
             }),
-            false,
+            Backdrop::None,
         ),
         (
             "register-done",
@@ -530,7 +537,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 submit_registration(m);
                 m.register_done(Ok("Ada Lovelace".into()));
             }),
-            false,
+            Backdrop::None,
         ),
         (
             "register-failed",
@@ -540,17 +547,17 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                     "this enrollment code was already used".into(),
                 )));
             }),
-            false,
+            Backdrop::None,
         ),
         (
             "channels",
             then(watching(), &|m| press(m, &[Back, Down, Down])),
-            true,
+            Backdrop::Channel,
         ),
         (
             "channels-favourites",
             then(watching(), &|m| press(m, &[Back, Right, Down])),
-            true,
+            Backdrop::Channel,
         ),
         (
             "channels-long",
@@ -558,9 +565,9 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 press(m, &[Back, Digit(5), Digit(7)]);
                 m.timer(Timer::NumberEntry);
             }),
-            true,
+            Backdrop::Channel,
         ),
-        ("player-banner", watching(), true),
+        ("player-banner", watching(), Backdrop::Channel),
         (
             "player-subtitles",
             then(quiet(), &|m| {
@@ -572,44 +579,44 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 };
                 m.track_done(TrackKind::Subtitles, english);
             }),
-            true,
+            Backdrop::Subtitled,
         ),
         (
             "player-number",
             then(quiet(), &|m| press(m, &[Digit(2)])),
-            true,
+            Backdrop::Channel,
         ),
         (
             "player-volume",
             then(quiet(), &|m| press(m, &[VolumeDown, VolumeDown])),
-            true,
+            Backdrop::Channel,
         ),
         (
             "player-not-subscribed",
             then(quiet(), &|m| press(m, &[Digit(3), Action::Ok])),
-            true,
+            Backdrop::Channel,
         ),
         (
             "player-reconnecting",
             then(quiet(), &|m| {
                 m.feed(FeedState::Reconnecting);
             }),
-            true,
+            Backdrop::Channel,
         ),
         // Just after a zap: black until the first picture, the spinner turning.
-        ("player-tuning", quiet(), false),
+        ("player-tuning", quiet(), Backdrop::None),
         (
             "player-no-signal",
             then(quiet(), &|m| {
                 m.feed(FeedState::Reconnecting);
                 m.timer(Timer::NoSignal);
             }),
-            true,
+            Backdrop::Channel,
         ),
         (
             "guide",
             then(quiet(), &|m| with_guide(m, &[Down, Right])),
-            true,
+            Backdrop::Channel,
         ),
         (
             "guide-long",
@@ -627,7 +634,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                     ],
                 );
             }),
-            true,
+            Backdrop::Channel,
         ),
         (
             "guide-loading",
@@ -635,9 +642,13 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 m.set_now(chrono::Utc::now().timestamp_millis());
                 m.action(Action::Guide);
             }),
-            true,
+            Backdrop::Channel,
         ),
-        ("menu", then(quiet(), &|m| press(m, &[Menu, Down])), true),
+        (
+            "menu",
+            then(quiet(), &|m| press(m, &[Menu, Down])),
+            Backdrop::Channel,
+        ),
         (
             "about",
             then(quiet(), &|m| {
@@ -654,12 +665,12 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                     },
                 );
             }),
-            true,
+            Backdrop::Channel,
         ),
         (
             "logout-confirm",
             then(quiet(), &|m| choose(m, MenuEntry::LogOut)),
-            true,
+            Backdrop::Channel,
         ),
         (
             "player-recording",
@@ -669,7 +680,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 m.recording_started(Ok(()));
                 m.timer(Timer::Banner);
             }),
-            true,
+            Backdrop::Channel,
         ),
         (
             "player-paused",
@@ -680,10 +691,14 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 m.set_now(now);
                 m.timer(Timer::Banner);
             }),
-            true,
+            Backdrop::Channel,
         ),
-        ("recordings", in_locker(&[]), true),
-        ("recordings-pictures", in_locker(&[Right, Down]), true),
+        ("recordings", in_locker(&[]), Backdrop::Channel),
+        (
+            "recordings-pictures",
+            in_locker(&[Right, Down]),
+            Backdrop::Channel,
+        ),
         (
             "recording-playback",
             then(in_locker(&[Down, Action::Ok]), &|m| {
@@ -694,16 +709,20 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                     ended: false,
                 });
             }),
-            true,
+            Backdrop::Channel,
         ),
-        ("picture", in_locker(&[Right, Action::Ok]), false),
+        (
+            "picture",
+            in_locker(&[Right, Action::Ok]),
+            Backdrop::LockerPicture,
+        ),
         (
             "parental-settings",
             then(quiet(), &|m| {
                 choose(m, MenuEntry::ParentalControl);
                 press(m, &[Right, Right, Digit(4), Digit(4)]);
             }),
-            true,
+            Backdrop::Channel,
         ),
         (
             "player-locked",
@@ -731,7 +750,7 @@ fn scenes() -> Vec<(&'static str, Model, bool)> {
                 }
                 press(m, &[Digit(1), Digit(2)]);
             }),
-            false,
+            Backdrop::None,
         ),
     ]);
     scenes
