@@ -71,7 +71,7 @@ tools=(debootstrap e2fsprogs)
 # on the build machine; registering an entry needs privileges a container lacks).
 use_proot=0
 if [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ]; then
-  tools+=(qemu-user-static)
+  tools+=(qemu-user-static xz-utils)
   [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || { use_proot=1; tools+=(proot); }
 fi
 scripts/install-deps.sh "${tools[@]}"
@@ -173,6 +173,12 @@ rm -f "$base_mark"
 rm -f "$root/etc/resolv.conf"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 in_root apt-get "${apt_opts[@]}" update -qq
+# The initramfs's busybox (see below), fetched while the root still uses the host's resolver.
+if [ "$use_proot" = 1 ] && [ "$rootfs_only" = 0 ]; then
+  rm -f "$root"/tmp/busybox-static_*.deb
+  in_root sh -c "cd /tmp && apt-get ${apt_opts[*]} download -qq busybox-static" >>"$out/apt.log" 2>&1 ||
+    { tail -30 "$out/apt.log" >&2; exit 1; }
+fi
 if ((${#packages[@]})); then
   in_root env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq \
     --no-install-recommends "${packages[@]}" >>"$out/apt.log" 2>&1 ||
@@ -189,20 +195,28 @@ newest_kernel() {
 # The kernel and initramfs-tools installed in one apt run leave the initramfs to a deferred
 # trigger that, under proot, made none (and raspi-firmware, which copies the kernel and the
 # initramfs to the boot partition when the initramfs is made, then had nothing to copy).
+# Under proot mkinitramfs cannot work at all (coreutils' statx calls escape proot's path
+# translation, so every copy_exec fails quietly and the initramfs has no program): the
+# initramfs is then made on the host from busybox-static and the root's own modules
+# (arm64-initramfs.sh). With chroot, initramfs-tools makes it as on any Debian system.
 if [ "$rootfs_only" = 0 ]; then
   for kernel in "$root"/boot/vmlinuz-*; do
     [ -e "$kernel" ] || { echo "no kernel in $root/boot" >&2; exit 1; }
     version=${kernel##*/vmlinuz-}
-    [ -s "$root/boot/initrd.img-$version" ] && continue
-    rm -f "$root/boot/initrd.img-$version.new"
     initramfs_started=$(date +%s)
-    in_root update-initramfs -c -k "$version" >>"$out/apt.log" 2>&1 ||
-      { tail -30 "$out/apt.log" >&2; exit 1; }
+    if [ "$use_proot" = 1 ]; then
+      packaging/image/arm64-initramfs.sh --root "$root" --kernel "$version" \
+        --busybox "$(ls "$root"/tmp/busybox-static_*.deb)" --out "$root/boot/initrd.img-$version"
+    else
+      [ -s "$root/boot/initrd.img-$version" ] && continue
+      rm -f "$root/boot/initrd.img-$version.new"
+      in_root update-initramfs -c -k "$version" >>"$out/apt.log" 2>&1 ||
+        { tail -30 "$out/apt.log" >&2; exit 1; }
+    fi
     echo "initramfs for $version: $(($(date +%s) - initramfs_started)) s"
   done
-  # An initramfs without a shell cannot run its /init ("Failed to execute /init" at boot):
-  # made under proot, mkinitramfs copies no program at all (coreutils' statx calls escape
-  # proot's path translation, so every copy_exec fails quietly).
+  rm -f "$root"/tmp/busybox-static_*.deb
+  # An initramfs without a shell cannot run its /init ("Failed to execute /init" at boot).
   for initrd in "$root"/boot/initrd.img-*; do
     [ -e "$initrd" ] || { echo "no initramfs in $root/boot" >&2; exit 1; }
     case "$(head -c 4 "$initrd" | od -An -tx1 | tr -d ' \n')" in
@@ -213,10 +227,8 @@ if [ "$rootfs_only" = 0 ]; then
     # Listed first, then searched: grep -q stopping early would fail the pipe (pipefail).
     listing=$("${unpack[@]}" "$initrd" | cpio -t 2>/dev/null) ||
       { echo "cannot list $initrd" >&2; exit 1; }
-    grep -qE '^usr/bin/(sh|busybox|dash)$' <<<"$listing" || {
-      echo "$initrd has no shell: it would not boot. Under proot mkinitramfs copies no" \
-        "program (see packaging/README.md, arm64); build this image on a host with" \
-        "qemu-aarch64 in binfmt_misc." >&2
+    grep -qE '^(usr/)?bin/(sh|busybox|dash)$' <<<"$listing" || {
+      echo "$initrd has no shell: it would not boot (see packaging/README.md, arm64)." >&2
       exit 1
     }
   done

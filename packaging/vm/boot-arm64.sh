@@ -6,7 +6,6 @@
 #
 #   packaging/cross/build-arm64.sh --only stb-app         # target/debian-arm64/stb-app_*.deb
 #   packaging/image/build-image.sh --arch arm64           # target/image-arm64/stb-rpi4-arm64.img
-#   packaging/vm/install-qemu.sh arm64                    # qemu-system-aarch64 (backports)
 #   packaging/vm/boot-arm64.sh [--image IMG] [--only raspi4b|virt] [--timeout S]
 #
 # Writes target/vm-arm64/{raspi4b-serial.log,virt-serial.log,report.json} and
@@ -14,9 +13,9 @@
 # (default 1800; each boot has its own --timeout, default 900).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-command -v qemu-system-aarch64 >/dev/null ||
-  { echo "qemu-system-aarch64 is missing: run packaging/vm/install-qemu.sh arm64" >&2; exit 1; }
-command -v mcopy >/dev/null || { echo "mcopy is missing: apt-get install mtools" >&2; exit 1; }
+# QEMU, mtools (the boot partition's files) and fdtput (the raspi4b DTB copy).
+packaging/vm/install-qemu.sh arm64 >/dev/null
+scripts/install-deps.sh mtools device-tree-compiler
 started=$(date +%s)
 status=0
 timeout --kill-after=20 "${STB_ARM64_BOOT_TIMEOUT:-1800}" /usr/bin/python3 packaging/vm/boot_arm64.py "$@" ||
