@@ -25,6 +25,7 @@ must show no panic and never the password. Prints the timings and writes report.
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -319,6 +320,48 @@ def start_servers(bins, repo, work, procs):
 
 # ----- the guest's disk ---------------------------------------------------------------------
 
+def partitions(image):
+    """(start, size) in bytes of the MBR's primary partitions."""
+    with open(image, "rb") as f:
+        mbr = f.read(512)
+    if mbr[510:512] != b"\x55\xaa":
+        raise Failure(f"{image}: no MBR partition table")
+    parts = []
+    for i in range(4):
+        start, count = struct.unpack_from("<II", mbr, 0x1BE + 16 * i + 8)
+        if count:
+            parts.append((start * 512, count * 512))
+    return parts
+
+
+def boot_files(image, work):
+    """Reads config.txt and cmdline.txt from the boot partition and copies out the kernel, the
+    initramfs and the Pi 4 device tree they lead to."""
+    boot_offset = partitions(image)[0][0]
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+
+    def mcopy(name):
+        dest = f"{work}/{name}"
+        out = subprocess.run(["mcopy", "-n", "-i", f"{image}@@{boot_offset}", f"::/{name}", dest],
+                             capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise Failure(f"the boot partition of {image} has no {name}: {out.stderr.strip()}")
+        return dest
+
+    config = open(mcopy("config.txt")).read()
+    kernel = re.search(r"^kernel=(\S+)", config, re.M)
+    initramfs = re.search(r"^initramfs\s+(\S+)", config, re.M)
+    if not kernel or not initramfs:
+        raise Failure(f"config.txt names no kernel= or initramfs:\n{config}")
+    if not re.search(r"^arm_64bit=1", config, re.M):
+        raise Failure("config.txt does not boot the 64-bit kernel (arm_64bit=1)")
+    cmdline = open(mcopy("cmdline.txt")).read().strip()
+    files = {"kernel": mcopy(kernel.group(1)), "initrd": mcopy(initramfs.group(1)),
+             "dtb": mcopy("bcm2711-rpi-4-b.dtb"), "cmdline": cmdline, "config": config}
+    return files
+
+
+
 PROBE = """#!/bin/sh
 # Test probe: stb-app's memory, every 5 s, into the journal (and so the serial console).
 while sleep 5; do
@@ -329,11 +372,9 @@ done
 """
 
 
-def prepare_disk(image, disk, servers, work):
+def prepare_disk(image, disk, servers, work, console):
     subprocess.run(["cp", "--sparse=always", image, disk], check=True)
-    with open(disk, "rb") as f:
-        mbr = f.read(512)
-    start = struct.unpack_from("<I", mbr, 0x1BE + 16 + 8)[0]  # partition 2: the root
+    root_offset = partitions(disk)[1][0]  # partition 2: the root, on both boxes
     files = {
         "config.toml": (
             f'keyserver_url = "https://{HOST}:{servers["keys"]}"\n'
@@ -347,7 +388,7 @@ def prepare_disk(image, disk, servers, work):
         "operator-ca.pem": open(servers["ca"]).read(),
         "70-stb-remote.rules": 'SUBSYSTEM=="input", KERNEL=="event*", '
                                'ATTRS{name}=="QEMU Virtio Keyboard", SYMLINK+="input/remote"\n',
-        "serial.conf": "[Journal]\nForwardToConsole=yes\nTTYPath=/dev/ttyS0\n"
+        "serial.conf": f"[Journal]\nForwardToConsole=yes\nTTYPath=/dev/{console}\n"
                        "MaxLevelConsole=info\n",
         "stb-probe": PROBE,
         "stb-probe.service": "[Unit]\nDescription=Test probe: stb-app memory\n"
@@ -372,7 +413,7 @@ def prepare_disk(image, disk, servers, work):
     ]
     with open(f"{work}/debugfs.cmds", "w") as f:
         f.write("\n".join(cmds) + "\n")
-    target = f"{disk}?offset={start * 512}"
+    target = f"{disk}?offset={root_offset}"
     subprocess.run(["debugfs", "-w", "-f", f"{work}/debugfs.cmds", target],
                    capture_output=True, check=True)
     check = subprocess.run(["debugfs", "-R", "cat /etc/stb-app/config.toml", target],
@@ -383,22 +424,65 @@ def prepare_disk(image, disk, servers, work):
 
 # ----- the test -----------------------------------------------------------------------------
 
+# Per box: its image, QEMU, the serial console's name in the guest, where the files go, and
+# how long emulating it may take (TCG: an emulated arm64 CPU is about twice as slow here).
+BOXES = {
+    "amd64": {"image": "target/image-amd64/stb-amd64.img", "qemu": "qemu-system-x86_64",
+              "console": "ttyS0", "out": "target/vm-test", "prefix": "vm-",
+              "boot_timeout": 420, "step_timeout": 120},
+    "arm64": {"image": "target/image-arm64/stb-rpi4-arm64.img", "qemu": "qemu-system-aarch64",
+              "console": "ttyAMA0", "out": "target/vm-test-arm64", "prefix": "vm-arm64-",
+              "boot_timeout": 600, "step_timeout": 300},
+}
+
+
+def qemu_command(arch, qemu, disk, work, serial, qmp_path):
+    """The box as QEMU runs it. amd64: a PC (q35) booting the disk through its BIOS and
+    syslinux. arm64: the Raspberry Pi image's own kernel, initramfs and command line (from
+    its boot partition, as config.txt names them) on the generic virt board, which has the
+    PCI display, disk and network that QEMU's raspi4b lacks."""
+    common = ["-accel", "tcg", "-smp", "2", "-m", "2048", "-display", "none",
+              "-device", "virtio-gpu-pci,xres=1280,yres=720",
+              "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
+              "-device", "virtio-keyboard-pci,id=remote",
+              "-audiodev", "none,id=snd0", "-device", "intel-hda",
+              "-device", "hda-output,audiodev=snd0",
+              "-serial", f"file:{serial}", "-monitor", "none",
+              "-qmp", f"unix:{qmp_path},server=on,wait=off", "-no-reboot"]
+    if arch == "amd64":
+        return [qemu, "-M", "q35", "-cpu", "max", "-vga", "none",
+                "-drive", f"file={disk},format=raw,if=virtio"] + common
+    files = boot_files(disk, work)
+    return [qemu, "-M", "virt", "-cpu", "cortex-a72",
+            "-kernel", files["kernel"], "-initrd", files["initrd"],
+            # The kernel keeps the last console= as /dev/console: systemd's status lines go to
+            # the serial port, as on the amd64 box.
+            "-append", f"{files['cmdline']} console=ttyAMA0,115200",
+            "-drive", f"file={disk},format=raw,if=none,id=root",
+            "-device", "virtio-blk-pci,drive=root"] + common
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--image", default="target/image-amd64/stb-amd64.img")
+    ap.add_argument("--arch", choices=sorted(BOXES), default="amd64")
+    ap.add_argument("--image")
     ap.add_argument("--bin-dir", default="target/release")
-    ap.add_argument("--out", default="target/vm-test")
+    ap.add_argument("--out")
     ap.add_argument("--screenshots", default="docs/screenshots")
-    ap.add_argument("--boot-timeout", type=float, default=420)
-    ap.add_argument("--step-timeout", type=float, default=120)
+    ap.add_argument("--boot-timeout", type=float)
+    ap.add_argument("--step-timeout", type=float)
     args = ap.parse_args()
+    box = BOXES[args.arch]
+    for name in ("image", "out", "boot_timeout", "step_timeout"):
+        if getattr(args, name) is None:
+            setattr(args, name, box[name])
     repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
     os.chdir(repo)
-    qemu = shutil.which("qemu-system-x86_64")
+    qemu = shutil.which(box["qemu"])
     if not qemu:
-        raise Failure("qemu-system-x86_64 is not installed: run packaging/vm/install-qemu.sh")
+        raise Failure(f"{box['qemu']} is not installed: run packaging/vm/install-qemu.sh {args.arch}")
     if not os.path.exists(args.image):
-        raise Failure(f"no disk image {args.image}: run packaging/image/build-image.sh --arch amd64")
+        raise Failure(f"no disk image {args.image}: run packaging/image/build-image.sh --arch {args.arch}")
     for b in ("content-server", "keyserver", "stb-app"):
         if not os.access(f"{args.bin_dir}/{b}", os.X_OK):
             raise Failure(f"no {args.bin_dir}/{b}: cargo build --release first")
@@ -424,20 +508,11 @@ def main():
         t0 = time.monotonic()
         servers = start_servers(os.path.abspath(args.bin_dir), repo, work, procs)
         disk = f"{work}/disk.img"
-        prepare_disk(args.image, disk, servers, work)
+        prepare_disk(args.image, disk, servers, work, box["console"])
         report["setup_s"] = round(time.monotonic() - t0, 1)
 
         qmp_path = f"{work}/qmp.sock"
-        cmd = [qemu, "-M", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048",
-               "-display", "none", "-vga", "none",
-               "-device", "virtio-gpu-pci,xres=1280,yres=720",
-               "-drive", f"file={disk},format=raw,if=virtio",
-               "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
-               "-device", "virtio-keyboard-pci,id=remote",
-               "-audiodev", "none,id=snd0", "-device", "intel-hda",
-               "-device", "hda-output,audiodev=snd0",
-               "-serial", f"file:{serial}", "-monitor", "none",
-               "-qmp", f"unix:{qmp_path},server=on,wait=off", "-no-reboot"]
+        cmd = qemu_command(args.arch, qemu, disk, work, serial, qmp_path)
         boot_start = time.monotonic()
         qemu_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                      stderr=open(f"{args.out}/qemu.log", "w"))
@@ -483,6 +558,7 @@ def main():
 
         def save(name, shot):
             w, h, rgb, s = shot
+            name = box["prefix"] + name
             write_png(f"{args.screenshots}/{name}.png", w, h, rgb)
             print(f"  {name}.png {w}x{h} {json.dumps({k: round(v, 3) for k, v in s.items()})}")
 
@@ -501,7 +577,7 @@ def main():
         print("== boot")
         shot = wait_for("the login screen", is_login, args.boot_timeout)
         report["boot_to_login_s"] = round(time.monotonic() - boot_start, 1)
-        save("vm-login", shot)
+        save("login", shot)
 
         print("== login with the remote")
         time.sleep(3)  # stb-app looks for the remote every 2 s
@@ -509,21 +585,21 @@ def main():
         password_keys = keys_for(PASSWORD)
         press(password_keys[:-1])
         time.sleep(1)
-        save("vm-login-typed", screen())
+        save("login-typed", screen())
         press(password_keys[-1:])
         shot = timed("login_to_picture_s", "channel 1's picture", is_channel1, moving=True)
-        save("vm-channel1", shot)
+        save("channel1", shot)
 
         print("== CH+")
         press(["pgup"])
         shot = timed("zap_to_picture_s", "channel 2's picture", is_channel2, moving=True)
-        save("vm-channel2", shot)
+        save("channel2", shot)
         time.sleep(6)  # a probe line while channel 2 plays
 
         print("== POWER: standby")
         press(["power"])
         shot = timed("power_to_standby_s", "the dark screen of standby", is_standby, still=True)
-        save("vm-standby", shot)
+        save("standby", shot)
         time.sleep(2)
         print("== POWER again: the same channel, no password")
         press(["power"])
@@ -534,15 +610,15 @@ def main():
         # HOME is mapped to the menu, like MENU; Log out is its third entry.
         press(["home", "down", "down", "ret"])
         time.sleep(1)
-        save("vm-logout-confirm", screen())
+        save("logout-confirm", screen())
         press(["ret"])
         # "Logged out" over the dimmed login screen: dark, some text, and no video behind.
         shot = timed("confirm_to_logged_out_s", "the logged-out message", is_logged_out,
                      still=True)
-        save("vm-logout", shot)
+        save("logout", shot)
         press(["ret"])  # OK closes the message: the login screen
         shot = wait_for("the login screen after logging out", is_login, args.step_timeout)
-        save("vm-login-again", shot)
+        save("login-again", shot)
         time.sleep(1)
         qmp.command("quit")
         qemu_proc.wait(timeout=30)
