@@ -136,6 +136,9 @@ def boot_raspi4b(qemu, image, files, work, out, timeout):
     # (the partitions and their offsets stay as they are).
     sparse_copy(image, sd, 1 << (size - 1).bit_length())
     serial = f"{out}/raspi4b-serial.log"
+    # A log left by an earlier run would pass every milestone before QEMU writes a line.
+    if os.path.exists(serial):
+        os.remove(serial)
     cmd = [qemu, "-M", "raspi4b", "-accel", "tcg", "-display", "none",
            "-kernel", files["kernel"], "-initrd", files["initrd"],
            "-dtb", raspi_dtb(files["dtb"], work),

@@ -7,11 +7,12 @@ binaries), an operator set-up (`init`, a subscriber), and the subscriber registe
 10.0.2.2, QEMU's user-mode network alias for the host's loopback, so the servers' certificates
 are made for that address too.
 
-The guest boots a copy of the disk image (firmware, syslinux, Debian's kernel, systemd) with a
-virtio-gpu display and a virtio keyboard, which is the remote: a real evdev device in the
-guest, named /dev/input/remote by a udev rule and set as stb-app's input device, so the keys
-go through stb-app's evdev path with a remote's key codes (arrows, ENTER = OK, PAGEUP = CH+,
-POWER). What the copy gets before it boots, written into its ext4 root with debugfs (no mount):
+The guest boots a copy of the disk image (amd64: firmware, syslinux, Debian's kernel, systemd;
+arm64 with --arch arm64: the Raspberry Pi image's own kernel and initramfs from its boot
+partition, on QEMU's virt board) with a virtio-gpu display and a virtio keyboard, which is the
+remote: a real evdev device in the guest, named /dev/input/remote by a udev rule and set as
+stb-app's input device, so the keys go through stb-app's evdev path with a remote's key codes
+(arrows, ENTER = OK, PAGEUP = CH+, POWER). What the copy gets before it boots, written into its ext4 root with debugfs (no mount):
 the box configuration (URLs, the two CAs, the remote), that udev rule, journald forwarding to
 the serial console, and a probe unit that logs stb-app's memory every few seconds.
 
@@ -361,7 +362,6 @@ def boot_files(image, work):
     return files
 
 
-
 PROBE = """#!/bin/sh
 # Test probe: stb-app's memory, every 5 s, into the journal (and so the serial console).
 while sleep 5; do
@@ -491,6 +491,8 @@ def main():
     work = tempfile.mkdtemp(prefix="stb-vm-")
     procs, qemu_proc = [], None
     serial = os.path.abspath(f"{args.out}/serial.log")
+    if os.path.exists(serial):
+        os.remove(serial)  # only this run's console may be checked
     report = {}
 
     def serial_text():
