@@ -8,7 +8,7 @@
 #
 # Why not initramfs-tools: build-image.sh runs the arm64 root's programs through proot and
 # qemu-aarch64-static when the host has no binfmt_misc, and there mkinitramfs copies nothing
-# (proot 5.3 does not translate coreutils' statx calls, and ldd finds no library), so its
+# (proot 5.1 does not translate coreutils' statx calls, and ldd finds no library), so its
 # initramfs has no shell and the kernel stops at "Failed to execute /init". On the box itself
 # initramfs-tools stays installed and makes the next kernel's initramfs natively.
 set -euo pipefail
@@ -44,27 +44,32 @@ install -m 0755 "$here/initramfs/init" "$tree/init"
 
 # The drivers between the kernel and the root's files (the MMC and virtio cores are built in),
 # with everything they depend on (from modules.dep), in an order that loads each module after
-# its dependencies. A module the kernel has built in is not in modules.dep and needs nothing.
+# its dependencies. A module the kernel has built in (modules.builtin) needs nothing; one that
+# is neither built in nor a module stops the build (the root could not be reached).
 wanted=(
   kernel/drivers/mmc/host/sdhci-iproc.ko       # the Pi 4's SD card slot (emmc2)
   kernel/drivers/mmc/host/bcm2835.ko           # the Pi's other SD controller (sdhost)
   kernel/drivers/regulator/gpio-regulator.ko   # the SD card's I/O voltage on the Pi 4
+  kernel/drivers/regulator/fixed.ko            # the SD card's power on the Pi 4
   kernel/drivers/virtio/virtio_pci.ko          # QEMU's virt board: virtio over PCI or MMIO
   kernel/drivers/virtio/virtio_mmio.ko
   kernel/drivers/block/virtio_blk.ko
   kernel/fs/ext4/ext4.ko
   kernel/crypto/crc32c_generic.ko              # ext4's metadata checksums
 )
-python3 - "$modules/modules.dep" "$work/order" "${wanted[@]}" <<'PY'
+# Each line of the order: the module's file in the root, then its name in the initramfs
+# (uncompressed: busybox's insmod reads plain ELF files).
+python3 - "$modules" "$work/order" "${wanted[@]}" <<'PY'
 import sys
 
-dep_file, order_file, wanted = sys.argv[1], sys.argv[2], sys.argv[3:]
+modules, order_file, wanted = sys.argv[1], sys.argv[2], sys.argv[3:]
 deps = {}
-for line in open(dep_file):
+for line in open(f"{modules}/modules.dep"):
     name, _, rest = line.partition(":")
     deps[name] = rest.split()
+builtin = {line.strip() for line in open(f"{modules}/modules.builtin")}
 
-def base(path):
+def plain(path):
     """The module's path without its compression suffix."""
     for suffix in (".xz", ".zst", ".gz"):
         if path.endswith(suffix):
@@ -83,18 +88,16 @@ def visit(module):
     order.append(module)
 
 for want in wanted:
-    hits = [m for m in deps if base(m) == want]
-    if not hits:
-        print(f"arm64-initramfs: {want} is built in or absent", file=sys.stderr)
+    hits = [m for m in deps if plain(m) == want]
+    if not hits and want not in builtin:
+        sys.exit(f"arm64-initramfs: {want} is neither a module nor built into this kernel")
     for module in hits:
         visit(module)
 with open(order_file, "w") as f:
-    f.writelines(m + "\n" for m in order)
+    f.writelines(f"{m} {plain(m)}\n" for m in order)
 PY
-while read -r module; do
-  plain=${module%.xz}
-  plain=${plain%.zst}
-  plain=${plain%.gz}
+: >"$tree/lib/modules/modules.order"
+while read -r module plain; do
   mkdir -p "$tree/lib/modules/$(dirname "$plain")"
   case "$module" in
     *.xz) xz -dc "$modules/$module" ;;

@@ -176,7 +176,8 @@ in_root apt-get "${apt_opts[@]}" update -qq
 # The initramfs's busybox (see below), fetched while the root still uses the host's resolver.
 if [ "$use_proot" = 1 ] && [ "$rootfs_only" = 0 ]; then
   rm -f "$root"/tmp/busybox-static_*.deb
-  in_root sh -c "cd /tmp && apt-get ${apt_opts[*]} download -qq busybox-static" >>"$out/apt.log" 2>&1 ||
+  in_root sh -c 'cd /tmp && exec "$@"' sh apt-get "${apt_opts[@]}" download -qq busybox-static \
+    >>"$out/apt.log" 2>&1 ||
     { tail -30 "$out/apt.log" >&2; exit 1; }
 fi
 if ((${#packages[@]})); then

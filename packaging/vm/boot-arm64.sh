@@ -16,16 +16,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 image=()
-[ "${1:-}" = --image ] && image=(--image "$2")
+while (($#)); do
+  case "$1" in
+    --image) [ -n "${2:-}" ] || { echo "--image needs a file" >&2; exit 2; }; image=(--image "$2"); shift 2 ;;
+    --image=?*) image=(--image "${1#--image=}"); shift ;;
+    *) echo "usage: $0 [--image IMG]" >&2; exit 2 ;;
+  esac
+done
+limit=${STB_ARM64_BOOT_TIMEOUT:-900}
 packaging/vm/install-qemu.sh arm64 >/dev/null
 # mtools: the boot partition's files; fdtput: the raspi4b copy of the DTB.
 scripts/install-deps.sh mtools device-tree-compiler
 started=$(date +%s)
 status=0
-timeout --kill-after=20 "${STB_ARM64_BOOT_TIMEOUT:-900}" /usr/bin/python3 packaging/vm/boot_arm64.py \
-  "${image[@]}" || status=$?
+# The boot's own limit comes first, so that it reports what the console showed.
+timeout --kill-after=20 "$limit" /usr/bin/python3 packaging/vm/boot_arm64.py \
+  --timeout $((limit > 120 ? limit - 60 : limit)) "${image[@]}" || status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
-  echo "raspi4b boot: killed after ${STB_ARM64_BOOT_TIMEOUT:-900} s" >&2
+  echo "raspi4b boot: killed after $limit s; serial console tail:" >&2
+  tail -40 target/vm-arm64/raspi4b-serial.log >&2 || true
 fi
 echo "raspi4b boot: $(($(date +%s) - started)) s"
 [ "$status" -eq 0 ] || exit "$status"

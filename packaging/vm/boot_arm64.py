@@ -137,8 +137,9 @@ def boot_raspi4b(qemu, image, files, work, out, timeout):
     sparse_copy(image, sd, 1 << (size - 1).bit_length())
     serial = f"{out}/raspi4b-serial.log"
     # A log left by an earlier run would pass every milestone before QEMU writes a line.
-    if os.path.exists(serial):
-        os.remove(serial)
+    for stale in (serial, f"{out}/report.json"):
+        if os.path.exists(stale):
+            os.remove(stale)
     cmd = [qemu, "-M", "raspi4b", "-accel", "tcg", "-display", "none",
            "-kernel", files["kernel"], "-initrd", files["initrd"],
            "-dtb", raspi_dtb(files["dtb"], work),
@@ -150,13 +151,14 @@ def boot_raspi4b(qemu, image, files, work, out, timeout):
                             stderr=open(f"{out}/raspi4b-qemu.log", "w"))
     try:
         seen, text = wait_serial(serial, proc, RASPI_MILESTONES, timeout, t0)
+        exited = proc.poll()  # before stop(): QEMU's own exit, or None if it still ran
     finally:
         stop(proc)
     print(f"  raspi4b milestones (s from QEMU start): {json.dumps(seen)}")
     missing = [name for name, _ in RASPI_MILESTONES if name not in seen]
     if missing:
         raise Failure(f"raspi4b: the serial console never showed {', '.join(missing)} "
-                      f"(QEMU {'exited ' + str(proc.returncode) if proc.returncode else 'stopped'});"
+                      f"(QEMU {'still running' if exited is None else f'exited {exited}'});"
                       f" last lines of {serial}:\n{tail(text)}")
     lines = [next(line for line in text.splitlines() if p.search(line))
              for _, p in RASPI_MILESTONES]
@@ -183,7 +185,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="stb-arm64-")
     try:
-        files = boot_files(args.image, work)
+        files = boot_files(args.image, work, dtb="bcm2711-rpi-4-b.dtb")
         print(f"== boot files: config.txt -> {os.path.basename(files['kernel'])}, "
               f"{os.path.basename(files['initrd'])}; cmdline.txt: {files['cmdline']}")
         print("== raspi4b: the image's kernel, initramfs and DTB, root on the SD card")

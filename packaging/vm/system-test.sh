@@ -14,13 +14,20 @@
 # after STB_VM_TEST_TIMEOUT seconds (default 900; arm64 1800).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-arch=amd64
-for ((i = 1; i <= $#; i++)); do
-  [ "${!i}" = --arch ] && { j=$((i + 1)); arch=${!j:-}; }
+# --arch and --out, read here too (system_test.py takes no abbreviations of them).
+arch=amd64 out=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --arch) arch=${args[i + 1]:-} ;;
+    --arch=*) arch=${args[i]#--arch=} ;;
+    --out) out=${args[i + 1]:-} ;;
+    --out=*) out=${args[i]#--out=} ;;
+  esac
 done
 case "$arch" in
-  amd64) limit=${STB_VM_TEST_TIMEOUT:-900} out=target/vm-test ;;
-  arm64) limit=${STB_VM_TEST_TIMEOUT:-1800} out=target/vm-test-arm64 ;;
+  amd64) limit=${STB_VM_TEST_TIMEOUT:-900} out=${out:-target/vm-test} ;;
+  arm64) limit=${STB_VM_TEST_TIMEOUT:-1800} out=${out:-target/vm-test-arm64} ;;
   *) echo "--arch is amd64 or arm64" >&2; exit 2 ;;
 esac
 packaging/vm/install-qemu.sh "$arch" >/dev/null

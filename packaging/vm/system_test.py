@@ -321,24 +321,24 @@ def start_servers(bins, repo, work, procs):
 
 # ----- the guest's disk ---------------------------------------------------------------------
 
-def partitions(image):
-    """(start, size) in bytes of the MBR's primary partitions."""
+def partition(image, number):
+    """Offset in bytes of primary partition `number` (1-4) of the image's MBR."""
     with open(image, "rb") as f:
         mbr = f.read(512)
     if mbr[510:512] != b"\x55\xaa":
         raise Failure(f"{image}: no MBR partition table")
-    parts = []
-    for i in range(4):
-        start, count = struct.unpack_from("<II", mbr, 0x1BE + 16 * i + 8)
-        if count:
-            parts.append((start * 512, count * 512))
-    return parts
+    start, count = struct.unpack_from("<II", mbr, 0x1BE + 16 * (number - 1) + 8)
+    if not count:
+        raise Failure(f"{image} has no partition {number}")
+    return start * 512
 
 
-def boot_files(image, work):
-    """Reads config.txt and cmdline.txt from the boot partition and copies out the kernel, the
-    initramfs and the Pi 4 device tree they lead to."""
-    boot_offset = partitions(image)[0][0]
+def boot_files(image, work, dtb=None):
+    """Reads config.txt and cmdline.txt from the Pi image's boot partition and copies out the
+    kernel and the initramfs they lead to, and the device tree `dtb` if named."""
+    boot_offset = partition(image, 1)
+    if not shutil.which("mcopy"):
+        raise Failure("mcopy is missing: apt-get install mtools")
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
 
     def mcopy(name):
@@ -358,7 +358,9 @@ def boot_files(image, work):
         raise Failure("config.txt does not boot the 64-bit kernel (arm_64bit=1)")
     cmdline = open(mcopy("cmdline.txt")).read().strip()
     files = {"kernel": mcopy(kernel.group(1)), "initrd": mcopy(initramfs.group(1)),
-             "dtb": mcopy("bcm2711-rpi-4-b.dtb"), "cmdline": cmdline, "config": config}
+             "cmdline": cmdline}
+    if dtb:
+        files["dtb"] = mcopy(dtb)
     return files
 
 
@@ -374,7 +376,7 @@ done
 
 def prepare_disk(image, disk, servers, work, console):
     subprocess.run(["cp", "--sparse=always", image, disk], check=True)
-    root_offset = partitions(disk)[1][0]  # partition 2: the root, on both boxes
+    root_offset = partition(disk, 2)  # the root, on both boxes
     files = {
         "config.toml": (
             f'keyserver_url = "https://{HOST}:{servers["keys"]}"\n'
@@ -463,7 +465,8 @@ def qemu_command(arch, qemu, disk, work, serial, qmp_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # No abbreviations: system-test.sh reads --arch too.
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     ap.add_argument("--arch", choices=sorted(BOXES), default="amd64")
     ap.add_argument("--image")
     ap.add_argument("--bin-dir", default="target/release")
@@ -491,8 +494,9 @@ def main():
     work = tempfile.mkdtemp(prefix="stb-vm-")
     procs, qemu_proc = [], None
     serial = os.path.abspath(f"{args.out}/serial.log")
-    if os.path.exists(serial):
-        os.remove(serial)  # only this run's console may be checked
+    for stale in (serial, f"{args.out}/report.json"):  # only this run's may be read
+        if os.path.exists(stale):
+            os.remove(stale)
     report = {}
 
     def serial_text():
