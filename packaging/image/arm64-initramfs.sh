@@ -36,8 +36,9 @@ mkdir -p "$tree"/{bin,dev,proc,sys,root,lib/modules}
 
 dpkg-deb -x "$busybox" "$work/busybox"
 install -m 0755 "$work/busybox/bin/busybox" "$tree/bin/busybox"
-# The applets /init uses, as links: busybox runs the applet named by argv[0].
-for applet in sh mount umount insmod findfs mkdir sleep cat echo switch_root; do
+# The applets /init uses (echo is built into its shell), as links: busybox runs the applet
+# named by argv[0].
+for applet in sh mount umount insmod findfs sleep cat switch_root; do
   ln -s busybox "$tree/bin/$applet"
 done
 install -m 0755 "$here/initramfs/init" "$tree/init"
@@ -87,12 +88,12 @@ def visit(module):
         visit(dep)
     order.append(module)
 
+by_name = {plain(m): m for m in deps}
 for want in wanted:
-    hits = [m for m in deps if plain(m) == want]
-    if not hits and want not in builtin:
+    if want in by_name:
+        visit(by_name[want])
+    elif want not in builtin:
         sys.exit(f"arm64-initramfs: {want} is neither a module nor built into this kernel")
-    for module in hits:
-        visit(module)
 with open(order_file, "w") as f:
     f.writelines(f"{m} {plain(m)}\n" for m in order)
 PY

@@ -20,14 +20,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from system_test import Failure, boot_files  # noqa: E402
+from system_test import Failure, boot_files, sparse_copy, stop, tail  # noqa: E402
 
 # What the raspi4b serial console must show, in order of appearance, and why.
 RASPI_MILESTONES = [
@@ -37,12 +36,6 @@ RASPI_MILESTONES = [
     ("systemd", re.compile(r"systemd\[1\]: systemd \d+")),
     ("systemd target", re.compile(r"Reached target .*(Multi-User System|Graphical Interface)")),
 ]
-
-
-def sparse_copy(image, dest, size=None):
-    subprocess.run(["cp", "--sparse=always", image, dest], check=True)
-    if size:
-        os.truncate(dest, size)
 
 
 def wait_serial(path, proc, milestones, timeout, t0):
@@ -63,20 +56,6 @@ def wait_serial(path, proc, milestones, timeout, t0):
             return seen, text
         time.sleep(1)
     return seen, text
-
-
-def stop(proc):
-    if proc and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def tail(text, n=60):
-    return "\n".join(text.splitlines()[-n:])
 
 
 # Appended after cmdline.txt (the kernel keeps the last value of each parameter): a serial
@@ -177,9 +156,8 @@ def main():
     qemu = shutil.which("qemu-system-aarch64")
     if not qemu:
         raise Failure("qemu-system-aarch64 is not installed: run packaging/vm/install-qemu.sh arm64")
-    for tool, package in (("mcopy", "mtools"), ("fdtput", "device-tree-compiler")):
-        if not shutil.which(tool):
-            raise Failure(f"{tool} is missing: apt-get install {package}")
+    if not shutil.which("fdtput"):
+        raise Failure("fdtput is missing: apt-get install device-tree-compiler")
     if not os.path.exists(args.image):
         raise Failure(f"no SD image {args.image}: run packaging/image/build-image.sh --arch arm64")
     os.makedirs(args.out, exist_ok=True)

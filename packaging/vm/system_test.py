@@ -12,9 +12,10 @@ arm64 with --arch arm64: the Raspberry Pi image's own kernel and initramfs from 
 partition, on QEMU's virt board) with a virtio-gpu display and a virtio keyboard, which is the
 remote: a real evdev device in the guest, named /dev/input/remote by a udev rule and set as
 stb-app's input device, so the keys go through stb-app's evdev path with a remote's key codes
-(arrows, ENTER = OK, PAGEUP = CH+, POWER). What the copy gets before it boots, written into its ext4 root with debugfs (no mount):
-the box configuration (URLs, the two CAs, the remote), that udev rule, journald forwarding to
-the serial console, and a probe unit that logs stb-app's memory every few seconds.
+(arrows, ENTER = OK, PAGEUP = CH+, POWER). What the copy gets before it boots, written into its
+ext4 root with debugfs (no mount): the box configuration (URLs, the two CAs, the remote), that
+udev rule, journald forwarding to the serial console, and a probe unit that logs stb-app's
+memory every few seconds.
 
 Flow: boot -> login screen -> identifier and password typed on the on-screen keyboard with the
 remote -> channel 1's picture -> CH+ -> channel 2 -> POWER (standby: dark) -> POWER (channel 2
@@ -319,7 +320,29 @@ def start_servers(bins, repo, work, procs):
     return {"content": cp, "enroll": ep, "keys": kp, "ca": ca, "ks_cert": ks_cert}
 
 
-# ----- the guest's disk ---------------------------------------------------------------------
+# ----- processes and the guest's disk -------------------------------------------------------
+
+def stop(proc):
+    """Stops QEMU (or any child): SIGTERM, then SIGKILL after 10 s."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail(text, n=60):
+    return "\n".join(text.splitlines()[-n:])
+
+
+def sparse_copy(image, dest, size=None):
+    """A copy of the image that QEMU may write to (grown to `size` bytes if given)."""
+    subprocess.run(["cp", "--sparse=always", image, dest], check=True)
+    if size:
+        os.truncate(dest, size)
+
 
 def partition(image, number):
     """Offset in bytes of primary partition `number` (1-4) of the image's MBR."""
@@ -375,7 +398,7 @@ done
 
 
 def prepare_disk(image, disk, servers, work, console):
-    subprocess.run(["cp", "--sparse=always", image, disk], check=True)
+    sparse_copy(image, disk)
     root_offset = partition(disk, 2)  # the root, on both boxes
     files = {
         "config.toml": (
@@ -507,8 +530,8 @@ def main():
             return ""
 
     def fail_with_serial(msg):
-        tail = "\n".join(serial_text().splitlines()[-60:])
-        raise Failure(f"{msg}\n--- last lines of the serial console ({serial}) ---\n{tail}")
+        raise Failure(f"{msg}\n--- last lines of the serial console ({serial}) ---\n"
+                      f"{tail(serial_text())}")
 
     try:
         t0 = time.monotonic()
@@ -652,12 +675,7 @@ def main():
         print(json.dumps(report, indent=2))
         print("vm system test: 1 passed, 0 failed")
     finally:
-        if qemu_proc and qemu_proc.poll() is None:
-            qemu_proc.send_signal(signal.SIGTERM)
-            try:
-                qemu_proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                qemu_proc.kill()
+        stop(qemu_proc)
         for p in procs:
             p.kill()
             p.wait()
