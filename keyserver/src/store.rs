@@ -613,7 +613,9 @@ impl Store {
 
     /// Counts one evaluated recovery and stores its pending confirmation, in one atomic
     /// statement that also re-checks the spacing and the lock (another instance may have
-    /// counted an attempt meanwhile). `None` means refused: nothing was changed.
+    /// counted an attempt meanwhile). `None` means refused: nothing was changed. Without a
+    /// spacing rule nothing is refused for time: two attempts at once take their times
+    /// before either is counted, and may be counted in the other order.
     pub async fn record_attempt(
         &self,
         id: &Identifier,
@@ -640,7 +642,7 @@ impl Store {
                pending_session = excluded.pending_session, \
                pending_tag = excluded.pending_tag, \
                pending_expires_ms = excluded.pending_expires_ms \
-             WHERE guesses.locked = 0 AND guesses.last_attempt_ms <= $2 - $3 \
+             WHERE guesses.locked = 0 AND ($3 = 0 OR guesses.last_attempt_ms <= $2 - $3) \
              RETURNING failures, last_attempt_ms, locked, window_failures";
         let key = self.row_key(id);
         let params = [
